@@ -1,0 +1,144 @@
+package db_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/db/dbtest"
+)
+
+func countItems(t *testing.T, d *db.DB) int {
+	t.Helper()
+	var n int
+	if err := d.GetContext(t.Context(), &n, "SELECT COUNT(*) FROM items"); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func insertItem(t *testing.T, tx *sqlx.Tx, name string) error {
+	t.Helper()
+	_, err := tx.ExecContext(t.Context(), tx.Rebind("INSERT INTO items (name) VALUES (?)"), name)
+	return err
+}
+
+func TestInTx(t *testing.T) {
+	errDomain := errors.New("domain failure")
+	dbtest.Each(t, func(t *testing.T, open dbtest.OpenFunc) {
+		d := open(t)
+		migrate(t, d)
+
+		if err := d.InTx(t.Context(), func(tx *sqlx.Tx) error { return insertItem(t, tx, "kept") }); err != nil {
+			t.Fatalf("InTx commit: %v", err)
+		}
+
+		err := d.InTx(t.Context(), func(tx *sqlx.Tx) error {
+			if err := insertItem(t, tx, "rolled-back"); err != nil {
+				return err
+			}
+			return fmt.Errorf("wrapped: %w", errDomain)
+		})
+		if !errors.Is(err, errDomain) {
+			t.Fatalf("InTx error = %v, want the callback's error", err)
+		}
+
+		func() {
+			defer func() {
+				if p := recover(); p != "boom" {
+					t.Errorf("recovered %v, want the callback's panic", p)
+				}
+			}()
+			_ = d.InTx(t.Context(), func(tx *sqlx.Tx) error {
+				if err := insertItem(t, tx, "panicked"); err != nil {
+					return err
+				}
+				panic("boom")
+			})
+		}()
+
+		if n := countItems(t, d); n != 1 {
+			t.Errorf("%d items after commit, rollback and panic; want 1", n)
+		}
+		// The pool must still work: a leaked transaction would hold SQLite's write lock.
+		if err := d.InTx(t.Context(), func(tx *sqlx.Tx) error { return insertItem(t, tx, "after") }); err != nil {
+			t.Fatalf("InTx after panic: %v", err)
+		}
+	})
+}
+
+func TestIsUniqueViolation(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, open dbtest.OpenFunc) {
+		d := open(t)
+		migrate(t, d)
+		ctx := t.Context()
+		insert := d.Rebind("INSERT INTO items (id, name) VALUES (?, ?)")
+		if _, err := d.ExecContext(ctx, insert, 1, "a"); err != nil {
+			t.Fatal(err)
+		}
+		_, dupName := d.ExecContext(ctx, insert, 2, "a")
+		_, dupKey := d.ExecContext(ctx, insert, 1, "b")
+		_, notNull := d.ExecContext(ctx, d.Rebind("INSERT INTO items (id, name) VALUES (?, NULL)"), 3)
+		_, syntax := d.ExecContext(ctx, "INSERT INTO nowhere VALUES (1)")
+
+		tests := []struct {
+			name string
+			err  error
+			want bool
+		}{
+			{"unique column", dupName, true},
+			{"primary key", dupKey, true},
+			{"wrapped", fmt.Errorf("store: %w", dupName), true},
+			{"not null", notNull, false},
+			{"missing table", syntax, false},
+			{"plain error", errors.New("x"), false},
+			{"nil", nil, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if got := db.IsUniqueViolation(tt.err); got != tt.want {
+					t.Errorf("IsUniqueViolation(%v) = %v, want %v", tt.err, got, tt.want)
+				}
+			})
+		}
+	})
+}
+
+// TestConcurrentWritersSQLite proves writers queue instead of failing with SQLITE_BUSY. Each
+// transaction reads before it writes, the pattern that deadlocks deferred transactions.
+func TestConcurrentWritersSQLite(t *testing.T) {
+	d := dbtest.Open(t, db.SQLite)
+	migrate(t, d)
+	const writers, perWriter = 10, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				err := d.InTx(t.Context(), func(tx *sqlx.Tx) error {
+					var n int
+					if err := tx.GetContext(t.Context(), &n, "SELECT COUNT(*) FROM items"); err != nil {
+						return err
+					}
+					_, err := tx.ExecContext(t.Context(), "INSERT INTO items (name) VALUES (?)", fmt.Sprintf("w%d-%d", w, i))
+					return err
+				})
+				if err != nil {
+					errs <- fmt.Errorf("writer %d insert %d: %w", w, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := countItems(t, d); n != writers*perWriter {
+		t.Errorf("%d rows, want %d", n, writers*perWriter)
+	}
+}
