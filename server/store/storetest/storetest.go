@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"SignatureCreateListIdempotency", testSignatureCreateList},
 		{"WorkIsExactlyOne", testWorkIsExactlyOne},
 	}
+	tests = append(tests, jobTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
@@ -55,9 +56,12 @@ func NewWallet(externalID string, hash byte) (*store.Wallet, store.Work) {
 	return w, store.Work{Ceremony: c}
 }
 
-// PubKey is a syntactically valid compressed public key for tests that
-// only exercise storage.
-var PubKey = append([]byte{0x02}, bytes.Repeat([]byte{0x11}, 32)...)
+// PubKey is a valid compressed secp256k1 public key (the generator point)
+// for tests that exercise storage and the API layer, not a backend.
+var PubKey = []byte{
+	0x02, 0x79, 0xbe, 0x66, 0x7e, 0xf9, 0xdc, 0xbb, 0xac, 0x55, 0xa0, 0x62, 0x95, 0xce, 0x87, 0x0b, 0x07,
+	0x02, 0x9b, 0xfc, 0xdb, 0x2d, 0xce, 0x28, 0xd9, 0x59, 0xf2, 0x81, 0x5b, 0x16, 0xf8, 0x17, 0x98,
+}
 
 func mustCreateWallet(t *testing.T, s store.Store, externalID string) *store.Wallet {
 	t.Helper()

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"flag"
+	"time"
+
+	"github.com/sigil-wallet/sigil/server"
+)
+
+// serverFlags declares the coordinator's flags on fs, filling cfg.
+func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFlag) {
+	fs.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "address of the API port (WalletService over Connect, gRPC and gRPC-Web; reflection; health)")
+	fs.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate for TLS on the API port; without it the API port speaks h2c (plaintext HTTP/2 and HTTP/1.1)")
+	fs.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key for --api-tls-cert")
+	fs.StringVar(&cfg.NodeAddr, "node-addr", server.DefaultNodeAddr, "address of the node port, where signers and HSM drivers connect with mTLS")
+	fs.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate of the node port (`sigil pki issue --role server`)")
+	fs.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key for --node-tls-cert")
+	fs.StringVar(&cfg.NodeClientCA, "node-client-ca", "", "PEM CA certificate that signer and driver certificates must chain to (`sigil pki init`)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
+	fs.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir, "folder of the SQLite database (sigil.db), used when --database-url is empty")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db), for several coordinator replicas; empty uses SQLite in --data-dir")
+	fs.Var(cors, "cors-origin", "browser origin allowed to call the API port, e.g. https://app.example.com (repeat or comma-separate; * allows any)")
+	fs.Var(mpcSigners, "mpc-signers", "names of the n signers of the MPC group, comma-separated (their certificate names); empty disables MPC")
+	fs.IntVar(&cfg.MPCThreshold, "mpc-threshold", 2, "t: how many of the --mpc-signers must take part in a signature")
+	fs.BoolVar(&cfg.HSM, "hsm", false, "serve HSM drivers: wallets with backend hsm are queued for `sigil hsm-driver`")
+	fs.StringVar(&cfg.DefaultBackend, "default-backend", "", "backend for requests that name none: mpc or hsm (default: mpc if --mpc-signers, else hsm if --hsm)")
+	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest API request body accepted; larger requests are refused with RESOURCE_EXHAUSTED before being read")
+	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take, waiting for signers included, before the wallet fails")
+	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
+}
+
+func serverCommand() *command {
+	return &command{
+		name:    "server",
+		summary: "run the coordinator: the API port for applications and the node port for signers and drivers",
+		usage: `Runs the coordinator. Applications call WalletService on the API port with
+bearer tokens (make one with "sigil token create"). MPC signers and HSM drivers
+dial the node port with mTLS certificates of the node CA ("sigil pki").
+Stops gracefully on SIGTERM or SIGINT.`,
+		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
+			var cfg server.Config
+			var cors, signers listFlag
+			serverFlags(fs, &cfg, &cors, &signers)
+			env.addLogFlags(fs)
+			return func() error {
+				logger, err := env.logger()
+				if err != nil {
+					return err
+				}
+				cfg.CORSOrigins, cfg.MPCSigners, cfg.Logger = cors, signers, logger
+				srv, err := server.New(env.ctx, cfg)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				logger.Info("sigil server ready", "api", srv.APIURL(), "node", srv.Addr("node"))
+				return srv.Serve(env.ctx)
+			}
+		},
+	}
+}

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// Config is everything `sigil server` needs. Zero values take the defaults
+// documented on each field (see Defaults); Validate names the flag at fault.
+type Config struct {
+	// APIAddr is where applications call WalletService (flag --api-addr).
+	APIAddr string
+	// APITLSCert and APITLSKey switch the API port from h2c to TLS.
+	APITLSCert, APITLSKey string
+	// NodeAddr is the mTLS port for signers and drivers (--node-addr).
+	NodeAddr string
+	// NodeTLSCert and NodeTLSKey are the server's certificate on the node
+	// port; NodeClientCA the CA that signer and driver certificates must
+	// chain to.
+	NodeTLSCert, NodeTLSKey, NodeClientCA string
+	// MetricsAddr serves Prometheus metrics; empty disables them.
+	MetricsAddr string
+	// DataDir holds the SQLite database when DatabaseURL is empty.
+	DataDir string
+	// DatabaseURL selects PostgreSQL (postgres://...).
+	DatabaseURL string
+	// CORSOrigins are the browser origins allowed to call the API port.
+	CORSOrigins []string
+	// MPCSigners names the n signers of the MPC group; empty disables MPC.
+	MPCSigners []string
+	// MPCThreshold is t: how many signers must sign.
+	MPCThreshold int
+	// HSM enables the HSM backend (wallets served by HSM drivers).
+	HSM bool
+	// DefaultBackend is used when a request does not name one: "mpc" or
+	// "hsm"; empty picks mpc when configured, else hsm.
+	DefaultBackend string
+	// MaxRequestBytes bounds an API request body (default 1 MiB).
+	MaxRequestBytes int
+	// KeygenTimeout bounds an MPC key generation, waiting for signers
+	// included (default 5 min).
+	KeygenTimeout time.Duration
+	// SignTimeout bounds one attempt of an MPC signature (default 60 s).
+	SignTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
+	ShutdownTimeout time.Duration
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultAPIAddr         = "127.0.0.1:8080"
+	DefaultNodeAddr        = "127.0.0.1:8443"
+	DefaultMetricsAddr     = "127.0.0.1:9464"
+	DefaultDataDir         = "./sigil-data"
+	DefaultMaxRequestBytes = 1 << 20
+	// nodeMaxRequestBytes bounds node-port requests: a CMP key generation
+	// message for a large group, sealed, stays well under it.
+	nodeMaxRequestBytes = 64 << 20
+)
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	if c.NodeAddr == "" {
+		c.NodeAddr = DefaultNodeAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.KeygenTimeout == 0 {
+		c.KeygenTimeout = 5 * time.Minute
+	}
+	if c.SignTimeout == 0 {
+		c.SignTimeout = 60 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate checks the configuration and names the flag at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	for flag, addr := range map[string]string{"--api-addr": c.APIAddr, "--node-addr": c.NodeAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", flag, addr))
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want host:port, or empty to disable", c.MetricsAddr))
+		}
+	}
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		errs = append(errs, errors.New("--api-tls-cert and --api-tls-key go together"))
+	}
+	if c.NodeTLSCert == "" || c.NodeTLSKey == "" || c.NodeClientCA == "" {
+		errs = append(errs, errors.New("the node port needs --node-tls-cert, --node-tls-key and --node-client-ca (make them with `sigil pki init` and `sigil pki issue --role server`)"))
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		errs = append(errs, errors.New("--database-url: only postgres:// URLs are supported; leave it empty for SQLite in --data-dir"))
+	}
+	for _, o := range c.CORSOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			errs = append(errs, fmt.Errorf("--cors-origin %q: want an origin like https://app.example.com, or *", o))
+		}
+	}
+	if len(c.MPCSigners) > 0 {
+		seen := map[string]bool{}
+		for _, s := range c.MPCSigners {
+			if err := pki.ValidateName(s); err != nil {
+				errs = append(errs, fmt.Errorf("--mpc-signers: %w", err))
+			}
+			if seen[s] {
+				errs = append(errs, fmt.Errorf("--mpc-signers: %q is listed twice", s))
+			}
+			seen[s] = true
+		}
+		if c.MPCThreshold < 1 || c.MPCThreshold > len(c.MPCSigners) {
+			errs = append(errs, fmt.Errorf("--mpc-threshold %d: want 1 to %d (the number of --mpc-signers)", c.MPCThreshold, len(c.MPCSigners)))
+		}
+		if c.MPCThreshold == 1 && len(c.MPCSigners) > 1 {
+			// CMP needs at least two parties to sign; t=1 would mean one
+			// signer holds enough to sign alone.
+			errs = append(errs, errors.New("--mpc-threshold 1: a threshold of 1 lets any single signer sign; use 2 or more"))
+		}
+	}
+	switch c.DefaultBackend {
+	case "":
+	case string(store.BackendMPC):
+		if len(c.MPCSigners) == 0 {
+			errs = append(errs, errors.New("--default-backend mpc needs --mpc-signers"))
+		}
+	case string(store.BackendHSM):
+		if !c.HSM {
+			errs = append(errs, errors.New("--default-backend hsm needs --hsm"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--default-backend %q: want mpc or hsm", c.DefaultBackend))
+	}
+	if c.MaxRequestBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--max-request-bytes %d: want at least 1024", c.MaxRequestBytes))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) defaultBackend() store.Backend {
+	switch {
+	case c.DefaultBackend != "":
+		return store.Backend(c.DefaultBackend)
+	case len(c.MPCSigners) > 0:
+		return store.BackendMPC
+	case c.HSM:
+		return store.BackendHSM
+	default:
+		return ""
+	}
+}
+
+func (c *Config) sqlitePath() string { return filepath.Join(c.DataDir, "sigil.db") }
+
+// corsAllows reports whether origin may call the API port from a browser.
+func (c *Config) corsAllows(origin string) bool {
+	return slices.Contains(c.CORSOrigins, "*") || slices.Contains(c.CORSOrigins, origin)
+}

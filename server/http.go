@@ -1,0 +1,127 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1/ceremonyv1connect"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/internal/observe"
+	"github.com/sigil-wallet/sigil/server/node"
+)
+
+// CORS headers Connect, gRPC-Web and browsers need.
+var (
+	corsAllowHeaders = strings.Join([]string{
+		"Authorization", "Content-Type", "Connect-Protocol-Version", "Connect-Timeout-Ms",
+		"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent", "Connect-Content-Encoding", "Connect-Accept-Encoding",
+	}, ", ")
+	corsExposeHeaders = strings.Join([]string{
+		"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "Content-Encoding", "Connect-Content-Encoding",
+	}, ", ")
+)
+
+// cors lets the configured browser origins call the API port. Requests
+// from other origins get no CORS headers, so browsers refuse them; a
+// preflight from such an origin is answered 403 so the failure is plain.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		allowed := s.cfg.corsAllows(origin)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !allowed {
+				http.Error(w, "origin not allowed: add it with --cors-origin", http.StatusForbidden)
+				return
+			}
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+			h.Set("Access-Control-Max-Age", "7200")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if allowed {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Set("Access-Control-Expose-Headers", corsExposeHeaders)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody refuses a body over max bytes without reading it whole: a
+// declared Content-Length over the limit is refused at once, and a body
+// that streams past it is cut off by MaxBytesReader (Connect then answers
+// ResourceExhausted).
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			err := connect.NewError(connect.CodeResourceExhausted, errTooLarge(max))
+			if ew := connect.NewErrorWriter(); ew.IsSupported(r) {
+				_ = ew.Write(w, r, err)
+				return
+			}
+			http.Error(w, err.Message(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+type errTooLarge int64
+
+func (e errTooLarge) Error() string {
+	return "request body larger than the server's limit of " + formatBytes(int64(e)) + " (--max-request-bytes)"
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	default:
+		return itoa(n) + " bytes"
+	}
+}
+
+func itoa(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// nodeHandler serves the signer and driver services behind mTLS identity
+// and role checks.
+func (s *Server) nodeHandler() (http.Handler, error) {
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(
+			observe.NewInterceptor(s.registry, "node", s.logger),
+			node.RoleInterceptor{},
+			validateInterceptor(),
+		),
+		connect.WithReadMaxBytes(nodeMaxRequestBytes),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(ceremonyv1connect.UnimplementedCeremonyServiceHandler{}, opts...))
+	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(deliveryv1connect.UnimplementedDeliveryServiceHandler{}, opts...))
+	mux.Handle(driverv1connect.NewDriverServiceHandler(driverv1connect.UnimplementedDriverServiceHandler{}, opts...))
+	return node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes)), nil
+}

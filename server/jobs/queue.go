@@ -1,0 +1,153 @@
+// Package jobs is the coordinator's HSM job queue as drivers see it: the
+// store's leases plus the clock, the lease length, the retry policy and the
+// long poll. A claim that finds nothing waits for a NotifyWork (the wallet
+// API calls it after inserting a job) or for the periodic re-check, which
+// catches what no notification announces: jobs inserted by another
+// coordinator replica, leases that lapse, backoffs that end.
+package jobs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sigil-wallet/sigil/internal/ids"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// Defaults.
+const (
+	DefaultLease   = 30 * time.Second
+	DefaultRecheck = 500 * time.Millisecond
+)
+
+// Config tunes a Queue. Zero fields take the defaults.
+type Config struct {
+	// Lease is how long a claim or a renewal holds a job (default 30 s).
+	// A driver that dies is noticed within this time.
+	Lease time.Duration
+	// Retry bounds and spaces the attempts of a failing job.
+	Retry store.RetryPolicy
+	// Recheck is how often a waiting claim looks at the database without
+	// a notification (default 500 ms).
+	Recheck time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Queue serves job claims and reports. It implements api.Notifier.
+type Queue struct {
+	store   store.JobQueue
+	lease   time.Duration
+	retry   store.RetryPolicy
+	recheck time.Duration
+	now     func() time.Time
+
+	mu     sync.Mutex
+	wake   chan struct{} // closed and replaced by NotifyWork
+	closed chan struct{}
+	once   sync.Once
+}
+
+// New returns a queue over s.
+func New(s store.JobQueue, cfg Config) *Queue {
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = DefaultRecheck
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Queue{
+		store: s, lease: cfg.Lease, retry: cfg.Retry.WithDefaults(), recheck: cfg.Recheck, now: cfg.Now,
+		wake: make(chan struct{}), closed: make(chan struct{}),
+	}
+}
+
+// Lease is the lease length.
+func (q *Queue) Lease() time.Duration { return q.lease }
+
+// NotifyWork wakes every waiting claim: new work was inserted.
+func (q *Queue) NotifyWork() {
+	q.mu.Lock()
+	close(q.wake)
+	q.wake = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// Close ends every waiting claim with no job, so that a shutting-down
+// server is not held up by long polls. Later claims do not wait.
+func (q *Queue) Close() {
+	q.once.Do(func() { close(q.closed) })
+}
+
+func (q *Queue) wakeChan() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.wake
+}
+
+// Claim leases the next job to driver, waiting up to wait for one. It
+// returns nil, nil when none came in time.
+func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(q.recheck)
+	defer tick.Stop()
+	for {
+		// Take the wake channel before looking, so a notification that
+		// lands between the look and the wait is not missed.
+		wake := q.wakeChan()
+		cj, err := q.store.ClaimJob(ctx, store.Claim{
+			Driver: driver, LeaseID: ids.New(ids.Lease), Now: q.now(), LeaseFor: q.lease,
+			MaxAttempts: q.retry.MaxAttempts,
+		})
+		if err != nil || cj != nil {
+			return cj, err
+		}
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-deadline.C:
+			return nil, nil
+		case <-q.closed:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Renew extends a lease by the lease length.
+func (q *Queue) Renew(ctx context.Context, jobID, leaseID string) (time.Time, error) {
+	return q.store.RenewLease(ctx, jobID, leaseID, q.now(), q.lease)
+}
+
+// Leased returns a job under a current lease.
+func (q *Queue) Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error) {
+	return q.store.LeasedJob(ctx, jobID, leaseID, q.now())
+}
+
+// CompleteKeygen activates the job's wallet with pub.
+func (q *Queue) CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error {
+	return q.store.CompleteKeygenJob(ctx, jobID, leaseID, q.now(), pub)
+}
+
+// CompleteSign records a verified signature.
+func (q *Queue) CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error {
+	return q.store.CompleteSignJob(ctx, jobID, leaseID, q.now(), r, s, recoveryID)
+}
+
+// Fail records a failed attempt and returns the job's new state.
+func (q *Queue) Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error) {
+	return q.store.FailJob(ctx, store.JobFailure{
+		JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Retryable: retryable, Retry: q.retry,
+	})
+}
+
+// Counts returns the queue depth.
+func (q *Queue) Counts(ctx context.Context) (store.JobCounts, error) {
+	return q.store.JobCounts(ctx, q.now())
+}

@@ -1,0 +1,295 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/internal/ecsig"
+	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// JobQueue is what DriverService needs of the job queue (jobs.Queue).
+type JobQueue interface {
+	Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error)
+	Renew(ctx context.Context, jobID, leaseID string) (time.Time, error)
+	Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error)
+	CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error
+	CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error
+	Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error)
+	Counts(ctx context.Context) (store.JobCounts, error)
+}
+
+// DefaultClaimWait is how long ClaimJob waits when the request says nothing.
+const DefaultClaimWait = 30 * time.Second
+
+// DriverServer implements DriverService for HSM drivers. It checks every
+// result before the queue records it: a public key must be a point on
+// secp256k1, and a signature must verify against the wallet's key and the
+// request's digest (with ecsig, independently of the driver and its HSM).
+// A result that fails the check counts as a failed attempt.
+type DriverServer struct {
+	queue   JobQueue
+	metrics *driverMetrics
+	logger  *slog.Logger
+}
+
+var _ driverv1connect.DriverServiceHandler = (*DriverServer)(nil)
+
+// NewDriverServer returns the DriverService handler. Its metrics (per
+// driver: jobs claimed, re-leased, completed, failed; the queue depth) are
+// registered on reg.
+func NewDriverServer(q JobQueue, reg prometheus.Registerer, logger *slog.Logger) (*DriverServer, error) {
+	m, err := newDriverMetrics(reg, q)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DriverServer{queue: q, metrics: m, logger: logger}, nil
+}
+
+// ClaimJob leases the next job to the calling driver, waiting for one.
+func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driverv1.ClaimJobRequest]) (*connect.Response[driverv1.ClaimJobResponse], error) {
+	driver, err := d.driver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wait := DefaultClaimWait
+	if w := req.Msg.GetWait(); w != nil {
+		wait = w.AsDuration()
+	}
+	cj, err := d.queue.Claim(ctx, driver, wait)
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	if cj == nil {
+		return connect.NewResponse(&driverv1.ClaimJobResponse{}), nil
+	}
+	d.metrics.claimed.WithLabelValues(driver, string(cj.Kind)).Inc()
+	if cj.Released {
+		d.metrics.released.WithLabelValues(driver).Inc()
+		d.logger.InfoContext(ctx, "job re-leased after a lapsed lease", "job", cj.ID, "driver", driver, "attempt", cj.Attempts)
+	}
+	job := &driverv1.Job{
+		Id:              cj.ID,
+		WalletId:        cj.WalletID,
+		SignatureId:     cj.SignatureID,
+		LeaseId:         cj.LeaseID,
+		LeaseExpireTime: timestamppb.New(cj.LeaseExpiresAt),
+		Attempt:         uint32(max(cj.Attempts-1, 0)),
+	}
+	switch cj.Kind {
+	case store.JobKeygen:
+		job.Kind = driverv1.JobKind_JOB_KIND_KEYGEN
+	case store.JobSign:
+		job.Kind = driverv1.JobKind_JOB_KIND_SIGN
+		job.Digest, job.PublicKey = cj.Digest, cj.PublicKey
+	}
+	return connect.NewResponse(&driverv1.ClaimJobResponse{Job: job}), nil
+}
+
+// RenewLease extends the caller's lease. The lease id is a 128-bit secret
+// only the holder was given, so it identifies the holder.
+func (d *DriverServer) RenewLease(ctx context.Context, req *connect.Request[driverv1.RenewLeaseRequest]) (*connect.Response[driverv1.RenewLeaseResponse], error) {
+	if _, err := d.driver(ctx); err != nil {
+		return nil, err
+	}
+	exp, err := d.queue.Renew(ctx, req.Msg.GetJobId(), req.Msg.GetLeaseId())
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	return connect.NewResponse(&driverv1.RenewLeaseResponse{LeaseExpireTime: timestamppb.New(exp)}), nil
+}
+
+// CompleteJob checks and records a job's result.
+func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[driverv1.CompleteJobRequest]) (*connect.Response[driverv1.CompleteJobResponse], error) {
+	driver, err := d.driver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	cj, err := d.leasedBy(ctx, driver, m.GetJobId(), m.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	switch res := m.GetResult().(type) {
+	case *driverv1.CompleteJobRequest_Keygen:
+		if cj.Kind != store.JobKeygen {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("job %s is a %s job: send a sign result", cj.ID, cj.Kind))
+		}
+		pub := res.Keygen.GetPublicKey()
+		if _, perr := secp256k1.ParsePubKey(pub); perr != nil || len(pub) != 33 {
+			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a public key that is not a compressed secp256k1 point", driver))
+		}
+		err = d.queue.CompleteKeygen(ctx, cj.ID, cj.LeaseID, pub)
+	case *driverv1.CompleteJobRequest_Sign:
+		if cj.Kind != store.JobSign {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("job %s is a %s job: send a keygen result", cj.ID, cj.Kind))
+		}
+		raw := res.Sign.GetSignature()
+		if len(raw) != 64 {
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign.signature: want r || s, 64 bytes"))
+		}
+		// FromRS normalises S and finds the recovery id against the
+		// wallet's key; it fails unless (r, s) verifies. Verify then checks
+		// the exact value to be stored, as the last word.
+		sig, verr := ecsig.FromRS(raw[:32], raw[32:], cj.PublicKey, cj.Digest)
+		if verr != nil || !ecsig.Verify(cj.PublicKey, cj.Digest, sig) {
+			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a signature that does not verify against the wallet's public key", driver))
+		}
+		err = d.queue.CompleteSign(ctx, cj.ID, cj.LeaseID, sig.R[:], sig.S[:], int(sig.V))
+	default:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("result: exactly one of keygen or sign is required"))
+	}
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	d.metrics.completed.WithLabelValues(driver, string(cj.Kind)).Inc()
+	return connect.NewResponse(&driverv1.CompleteJobResponse{}), nil
+}
+
+// reject counts an unacceptable result as a failed, retryable attempt:
+// another attempt (perhaps on another driver) may do better, and after the
+// last one the wallet or signature fails with the reason.
+func (d *DriverServer) reject(ctx context.Context, driver string, cj *store.ClaimedJob, reason string) error {
+	d.logger.WarnContext(ctx, "rejected an HSM job result", "job", cj.ID, "driver", driver, "reason", reason)
+	state, err := d.queue.Fail(ctx, cj.ID, cj.LeaseID, reason, true)
+	if err != nil {
+		return d.toConnect(ctx, err)
+	}
+	d.metrics.failed.WithLabelValues(driver, string(cj.Kind), outcome(state)).Inc()
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s; the attempt was recorded as failed", reason))
+}
+
+// FailJob records a failed attempt.
+func (d *DriverServer) FailJob(ctx context.Context, req *connect.Request[driverv1.FailJobRequest]) (*connect.Response[driverv1.FailJobResponse], error) {
+	driver, err := d.driver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	cj, err := d.leasedBy(ctx, driver, m.GetJobId(), m.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	state, err := d.queue.Fail(ctx, cj.ID, cj.LeaseID, m.GetError(), m.GetRetryable())
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	d.metrics.failed.WithLabelValues(driver, string(cj.Kind), outcome(state)).Inc()
+	d.logger.InfoContext(ctx, "HSM job attempt failed", "job", cj.ID, "driver", driver, "retryable", m.GetRetryable(),
+		"state", state, "error", m.GetError())
+	return connect.NewResponse(&driverv1.FailJobResponse{}), nil
+}
+
+// driver returns the calling driver's name.
+func (d *DriverServer) driver(ctx context.Context) (string, error) {
+	id, err := requireRole(ctx, pki.RoleDriver)
+	if err != nil {
+		return "", err
+	}
+	return id.Name, nil
+}
+
+// leasedBy loads a job under a current lease held by driver.
+func (d *DriverServer) leasedBy(ctx context.Context, driver, jobID, leaseID string) (*store.ClaimedJob, error) {
+	cj, err := d.queue.Leased(ctx, jobID, leaseID)
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	if cj.LeasedBy != driver {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s is leased to another driver", jobID))
+	}
+	return cj, nil
+}
+
+// toConnect maps queue errors to Connect codes; anything unknown is
+// Internal with a safe message, and logged.
+func (d *DriverServer) toConnect(ctx context.Context, err error) error {
+	var ce *connect.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.Is(err, store.ErrStateConflict):
+		return connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("lease no longer current (it lapsed or another driver took the job over); drop the job: %w", err))
+	case errors.Is(err, store.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
+	default:
+		d.logger.ErrorContext(ctx, "internal error", "error", err)
+		return connect.NewError(connect.CodeInternal, errors.New("internal error; the server log has the details"))
+	}
+}
+
+func outcome(s store.JobState) string {
+	if s == store.JobQueued {
+		return "retry"
+	}
+	return "failed"
+}
+
+type driverMetrics struct {
+	claimed, released, completed, failed *prometheus.CounterVec
+}
+
+func newDriverMetrics(reg prometheus.Registerer, q JobQueue) (*driverMetrics, error) {
+	m := &driverMetrics{
+		claimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_hsm_jobs_claimed_total", Help: "HSM jobs leased to a driver, by driver and kind.",
+		}, []string{"driver", "kind"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_hsm_jobs_released_total", Help: "HSM jobs leased again after another driver's lease lapsed, by the driver that took them over.",
+		}, []string{"driver"}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_hsm_jobs_completed_total", Help: "HSM jobs completed with a verified result, by driver and kind.",
+		}, []string{"driver", "kind"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_hsm_jobs_failed_total", Help: "Failed HSM job attempts, by driver, kind and outcome (retry: queued again; failed: for good).",
+		}, []string{"driver", "kind", "outcome"}),
+	}
+	for _, c := range []prometheus.Collector{m.claimed, m.released, m.completed, m.failed, queueDepth{q}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register HSM job metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// queueDepth reads the queue's size from the database at each scrape, so it
+// is right across coordinator replicas.
+type queueDepth struct{ q JobQueue }
+
+var queueDepthDesc = prometheus.NewDesc("sigil_hsm_queue_jobs",
+	"Open HSM jobs by state: queued (waiting for a driver), leased (held by one), lapsed (leased, lease expired, claimable).",
+	[]string{"state"}, nil)
+
+func (queueDepth) Describe(ch chan<- *prometheus.Desc) { ch <- queueDepthDesc }
+
+func (c queueDepth) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := c.q.Counts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueDepthDesc, err)
+		return
+	}
+	for state, n := range map[string]int{"queued": counts.Queued, "leased": counts.Leased, "lapsed": counts.Lapsed} {
+		ch <- prometheus.MustNewConstMetric(queueDepthDesc, prometheus.GaugeValue, float64(n), state)
+	}
+}

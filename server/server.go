@@ -1,0 +1,267 @@
+// Package server is the coordinator, `sigil server`: the API port where
+// applications call WalletService, the node port where signers and drivers
+// connect over mTLS, and the storage and orchestration behind them. New is
+// the composition root: it builds everything from a Config, and Close takes
+// it down in reverse order.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/observe"
+	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/api"
+	"github.com/sigil-wallet/sigil/server/auth"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// Server is a running coordinator.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	store    *store.SQL
+	registry *prometheus.Registry
+
+	servers   []*http.Server
+	listeners []net.Listener
+	closers   []func() error // run in reverse order by Close
+}
+
+// New opens storage, builds the handlers and binds the ports. Nothing is
+// served until Serve.
+func New(ctx context.Context, cfg Config) (s *Server, err error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if err := s.openStore(ctx); err != nil {
+		return nil, err
+	}
+	apiHandler, err := s.apiHandler()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen("api", cfg.APIAddr, apiHandler, s.apiTLS); err != nil {
+		return nil, err
+	}
+	nodeHandler, err := s.nodeHandler()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen("node", cfg.NodeAddr, nodeHandler, s.nodeTLS); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", observe.MetricsHandler(s.registry))
+		if err := s.listen("metrics", cfg.MetricsAddr, mux, nil); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) openStore(ctx context.Context) error {
+	d, err := db.Open(ctx, db.Config{URL: s.cfg.DatabaseURL, SQLitePath: s.cfg.sqlitePath(), Logger: s.logger})
+	if err != nil {
+		return fmt.Errorf("open coordinator database: %w", err)
+	}
+	s.closers = append(s.closers, d.Close)
+	st, err := store.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	return nil
+}
+
+// Store returns the coordinator's store (for `sigil dev` and tests).
+func (s *Server) Store() *store.SQL { return s.store }
+
+// Registry returns the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+func (s *Server) apiHandler() (http.Handler, error) {
+	b := api.Backends{HSM: s.cfg.HSM, Default: s.cfg.defaultBackend()}
+	if len(s.cfg.MPCSigners) > 0 {
+		b.MPC = &api.MPCGroup{Threshold: s.cfg.MPCThreshold, Signers: s.cfg.MPCSigners}
+	}
+	interceptors := connect.WithInterceptors(
+		observe.NewInterceptor(s.registry, "api", s.logger),
+		auth.NewInterceptor(s.store, api.Scopes, s.logger),
+		validateInterceptor(),
+	)
+	mux := http.NewServeMux()
+	mux.Handle(walletv1connect.NewWalletServiceHandler(
+		api.NewWalletServer(s.store, b, nil, s.logger),
+		interceptors,
+		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
+	))
+	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{db: s.store.DB()}))
+	return s.cors(limitBody(mux, int64(s.cfg.MaxRequestBytes))), nil
+}
+
+func (s *Server) listen(name, addr string, h http.Handler, tlsConfig func() (*tls.Config, error)) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on the %s port %s: %w", name, addr, err)
+	}
+	if tlsConfig != nil {
+		tc, err := tlsConfig()
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("%s port TLS: %w", name, err)
+		}
+		if tc != nil {
+			tc.NextProtos = []string{"h2", "http/1.1"}
+			srv.TLSConfig = tc
+			ln = tls.NewListener(ln, tc)
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	srv.Protocols = &protocols
+	s.servers = append(s.servers, srv)
+	s.listeners = append(s.listeners, ln)
+	s.logger.Info("listening", "port", name, "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
+	return nil
+}
+
+// apiTLS returns the API port's TLS config, or nil for h2c.
+func (s *Server) apiTLS() (*tls.Config, error) {
+	if s.cfg.APITLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.APITLSCert, s.cfg.APITLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--api-tls-cert/--api-tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// nodeTLS requires a client certificate chaining to the node CA.
+func (s *Server) nodeTLS() (*tls.Config, error) {
+	return pki.ServerTLSConfig(s.cfg.NodeTLSCert, s.cfg.NodeTLSKey, s.cfg.NodeClientCA)
+}
+
+// Addr returns the bound address of a port: "api", "node" or "metrics".
+func (s *Server) Addr(port string) string {
+	names := []string{"api", "node", "metrics"}
+	for i, n := range names {
+		if n == port && i < len(s.listeners) {
+			return s.listeners[i].Addr().String()
+		}
+	}
+	return ""
+}
+
+// APIURL is the base URL applications use.
+func (s *Server) APIURL() string {
+	scheme := "http"
+	if s.cfg.APITLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + s.Addr("api")
+}
+
+// Serve serves every port until ctx ends or a port fails, then shuts down
+// gracefully: in-flight requests get ShutdownTimeout to finish.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, len(s.servers))
+	for i, srv := range s.servers {
+		go func() {
+			err := srv.Serve(s.listeners[i])
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range s.servers {
+		if serr := srv.Shutdown(shutdownCtx); serr != nil {
+			_ = srv.Close() // streams outlived the grace period
+		}
+	}
+	return err
+}
+
+// Close releases what New opened, in reverse order.
+func (s *Server) Close() error {
+	var errs []error
+	for _, srv := range s.servers {
+		_ = srv.Close()
+	}
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// healthChecker reports SERVING while the database answers.
+type healthChecker struct{ db *db.DB }
+
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	switch req.Service {
+	case "", walletv1connect.WalletServiceName:
+	default:
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := h.db.PingContext(ctx); err != nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+// validateInterceptor enforces the protovalidate rules declared in the
+// contracts; a violation is InvalidArgument naming the field and the rule.
+func validateInterceptor() connect.Interceptor { return validate.NewInterceptor() }

@@ -1,0 +1,514 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/sigil-wallet/sigil/internal/db"
+)
+
+// JobQueue is the HSM job queue: drivers claim jobs under a lease, renew it
+// while they work, and complete or fail them. Every method takes the time
+// to act at, so that the queue (and its tests) own the clock.
+//
+// A lease is current while the job is leased under that lease id and the
+// lease has not expired. Once it expires the job is claimable again; a
+// report under an expired or taken-over lease is ErrStateConflict, and an
+// unknown job is ErrNotFound.
+type JobQueue interface {
+	// ClaimJob leases the oldest claimable job to a driver: a queued job
+	// whose available_at has come, or a leased job whose lease lapsed (a
+	// re-lease). It returns nil, nil when there is none.
+	ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error)
+	// RenewLease extends a current lease to now+leaseFor.
+	RenewLease(ctx context.Context, jobID, leaseID string, now time.Time, leaseFor time.Duration) (time.Time, error)
+	// LeasedJob returns the job under a current lease, with what its
+	// result must be checked against.
+	LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error)
+	// CompleteKeygenJob activates the job's wallet with its public key and
+	// marks the job done, in one transaction.
+	CompleteKeygenJob(ctx context.Context, jobID, leaseID string, now time.Time, publicKey []byte) error
+	// CompleteSignJob records the signature (r, s with S low, recovery id)
+	// as signed and marks the job done, in one transaction. The caller has
+	// verified the signature against the wallet's key.
+	CompleteSignJob(ctx context.Context, jobID, leaseID string, now time.Time, r, s []byte, recoveryID int) error
+	// FailJob records a failed attempt: a retryable failure with attempts
+	// left requeues the job after a backoff; otherwise the job fails and
+	// its wallet or signature fails with the reason. It returns the job's
+	// new state (JobQueued or JobFailed).
+	FailJob(ctx context.Context, f JobFailure) (JobState, error)
+	// JobCounts counts the open jobs, for the queue depth gauge.
+	JobCounts(ctx context.Context, now time.Time) (JobCounts, error)
+}
+
+var _ JobQueue = (*SQL)(nil)
+
+// Claim asks for a job.
+type Claim struct {
+	Driver   string        // the claiming driver's certificate name
+	LeaseID  string        // a fresh lease id (ids.New(ids.Lease))
+	Now      time.Time     // the time of the claim
+	LeaseFor time.Duration // the lease's length
+	// MaxAttempts bounds how often a job whose lease keeps lapsing (its
+	// driver dies on it) is leased: a lapsed job that reached it fails
+	// instead of being leased again. Zero means DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// ClaimedJob is a leased job and what the driver needs to do it.
+type ClaimedJob struct {
+	Job
+	// Digest is the 32-byte digest a sign job signs.
+	Digest []byte
+	// PublicKey is the wallet's compressed public key (sign jobs).
+	PublicKey []byte
+	// Released is true when the job was taken over from a driver whose
+	// lease lapsed.
+	Released bool
+}
+
+// JobFailure reports a failed attempt.
+type JobFailure struct {
+	JobID, LeaseID string
+	Now            time.Time
+	Reason         string
+	Retryable      bool
+	Retry          RetryPolicy
+}
+
+// RetryPolicy bounds and spaces the attempts of a job.
+type RetryPolicy struct {
+	// MaxAttempts is how many attempts a job gets in all. Default 5.
+	MaxAttempts int
+	// Backoff is the wait after the first failed attempt; it doubles with
+	// each further failure, up to MaxBackoff. Defaults 1 s and 1 min.
+	Backoff, MaxBackoff time.Duration
+}
+
+// Retry defaults.
+const (
+	DefaultMaxAttempts = 5
+	DefaultBackoff     = time.Second
+	DefaultMaxBackoff  = time.Minute
+)
+
+// WithDefaults fills unset fields.
+func (p RetryPolicy) WithDefaults() RetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.Backoff <= 0 {
+		p.Backoff = DefaultBackoff
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = DefaultMaxBackoff
+	}
+	return p
+}
+
+// Delay is the wait before the next attempt after `attempts` attempts.
+func (p RetryPolicy) Delay(attempts int) time.Duration {
+	p = p.WithDefaults()
+	d := p.Backoff
+	for i := 1; i < attempts && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.MaxBackoff)
+}
+
+// JobCounts is the size of the queue.
+type JobCounts struct {
+	Queued int // waiting for a driver (ready or backing off)
+	Leased int // held by a driver under a lease, lapsed or not
+	Lapsed int // of Leased, those whose lease expired (claimable again)
+}
+
+const jobColumns = `seq, id, kind, wallet_id, signature_id, state, attempts, lease_id, leased_by,
+	lease_expires_at, available_at, last_error, created_at, updated_at`
+
+type jobRow struct {
+	Seq            int64          `db:"seq"`
+	ID             string         `db:"id"`
+	Kind           string         `db:"kind"`
+	WalletID       string         `db:"wallet_id"`
+	SignatureID    sql.NullString `db:"signature_id"`
+	State          string         `db:"state"`
+	Attempts       int            `db:"attempts"`
+	LeaseID        string         `db:"lease_id"`
+	LeasedBy       string         `db:"leased_by"`
+	LeaseExpiresAt int64          `db:"lease_expires_at"`
+	AvailableAt    int64          `db:"available_at"`
+	LastError      string         `db:"last_error"`
+	CreatedAt      int64          `db:"created_at"`
+	UpdatedAt      int64          `db:"updated_at"`
+}
+
+func (r *jobRow) job() Job {
+	return Job{
+		Seq: r.Seq, ID: r.ID, Kind: JobKind(r.Kind), WalletID: r.WalletID, SignatureID: r.SignatureID.String,
+		State: JobState(r.State), Attempts: r.Attempts, LeaseID: r.LeaseID, LeasedBy: r.LeasedBy,
+		LeaseExpiresAt: fromMicros(r.LeaseExpiresAt), AvailableAt: fromMicros(r.AvailableAt),
+		LastError: r.LastError, CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
+	}
+}
+
+// forUpdate locks the selected rows on PostgreSQL; on SQLite the BEGIN
+// IMMEDIATE of every transaction already serialises writers.
+func (s *SQL) forUpdate(skipLocked bool) string {
+	if s.db.Dialect != db.Postgres {
+		return ""
+	}
+	if skipLocked {
+		return ` FOR UPDATE SKIP LOCKED`
+	}
+	return ` FOR UPDATE`
+}
+
+// maxLapsedPerClaim bounds how many exhausted lapsed jobs one claim fails
+// on its way to a claimable one, so a claim stays short.
+const maxLapsedPerClaim = 16
+
+// ClaimJob leases the oldest claimable job. See JobQueue.
+//
+// On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so
+// concurrent claimers (on one coordinator or several replicas) each lock a
+// different row instead of queueing on the same one. On SQLite the
+// transaction holds the database's write lock from its start.
+func (s *SQL) ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error) {
+	if c.Driver == "" || c.LeaseID == "" || c.LeaseFor <= 0 {
+		return nil, errors.New("store: claim needs a driver, a lease id and a lease length")
+	}
+	maxAttempts := c.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	now := micros(c.Now)
+	var claimed *ClaimedJob
+	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		for range maxLapsedPerClaim {
+			var r jobRow
+			err := tx.GetContext(ctx, &r, tx.Rebind(`SELECT `+jobColumns+` FROM jobs
+				WHERE state IN ('queued', 'leased')
+				  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
+				ORDER BY seq LIMIT 1`+s.forUpdate(true)), now, now)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("select claimable job: %w", err)
+			}
+			job := r.job()
+			released := job.State == JobLeased
+			if released && job.Attempts >= maxAttempts {
+				// Its drivers keep dying on it: stop feeding it to them.
+				reason := fmt.Sprintf("HSM job abandoned: its lease lapsed on each of %d attempts (last held by driver %s)", job.Attempts, job.LeasedBy)
+				if err := s.lockedFailJob(ctx, tx, &job, now, reason); err != nil {
+					return err
+				}
+				continue
+			}
+			cj, err := s.jobTarget(ctx, tx, job, now)
+			if err != nil {
+				return err
+			}
+			if cj == nil {
+				continue // its wallet or signature was finished another way; job closed
+			}
+			expires := c.Now.Add(c.LeaseFor)
+			_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
+				lease_id = ?, leased_by = ?, lease_expires_at = ?, updated_at = ? WHERE seq = ?`),
+				c.LeaseID, c.Driver, micros(expires), now, job.Seq)
+			if err != nil {
+				return fmt.Errorf("lease job %s: %w", job.ID, err)
+			}
+			cj.State, cj.Attempts, cj.LeaseID, cj.LeasedBy = JobLeased, job.Attempts+1, c.LeaseID, c.Driver
+			cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(micros(expires)), fromMicros(now)
+			cj.Released = released
+			claimed = cj
+			return nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// jobTarget loads what a job needs from its wallet or signature. When the
+// target is no longer waiting for this job (failed or finished another way),
+// it closes the job and returns nil.
+func (s *SQL) jobTarget(ctx context.Context, tx *sqlx.Tx, job Job, now int64) (*ClaimedJob, error) {
+	cj := &ClaimedJob{Job: job}
+	w, err := s.getWallet(ctx, tx, job.WalletID)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.ID, err)
+	}
+	open := false
+	switch job.Kind {
+	case JobKeygen:
+		open = w.Status == WalletCreating
+	case JobSign:
+		sg, err := s.getSignature(ctx, tx, job.SignatureID)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", job.ID, err)
+		}
+		open = sg.Status == SignaturePending && w.Status == WalletActive
+		cj.Digest, cj.PublicKey = sg.Digest, w.PublicKey
+	default:
+		return nil, fmt.Errorf("job %s: unknown kind %q", job.ID, job.Kind)
+	}
+	if open {
+		return cj, nil
+	}
+	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
+		"closed: its wallet or signature was already finished", now, job.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("close job %s: %w", job.ID, err)
+	}
+	return nil, nil
+}
+
+// lockedLeasedJob loads a job under a current lease and locks its row (on
+// PostgreSQL) for the rest of tx.
+func (s *SQL) lockedLeasedJob(ctx context.Context, tx *sqlx.Tx, jobID, leaseID string, now int64) (*Job, error) {
+	var r jobRow
+	err := tx.GetContext(ctx, &r, tx.Rebind(`SELECT `+jobColumns+` FROM jobs WHERE id = ?`+s.forUpdate(false)), jobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("select job %s: %w", jobID, err)
+	}
+	job := r.job()
+	if err := leaseCurrent(&job, leaseID, now); err != nil {
+		return nil, err
+	}
+	return &job, nil
+}
+
+// leaseCurrent explains why a lease is not current, or returns nil.
+func leaseCurrent(job *Job, leaseID string, now int64) error {
+	switch {
+	case job.LeaseID != leaseID:
+		return fmt.Errorf("%w: the lease on job %s was taken over by another driver", ErrStateConflict, job.ID)
+	case job.State != JobLeased:
+		return fmt.Errorf("%w: job %s is %s, no longer leased", ErrStateConflict, job.ID, job.State)
+	case micros(job.LeaseExpiresAt) <= now:
+		return fmt.Errorf("%w: the lease on job %s lapsed at %s", ErrStateConflict, job.ID, job.LeaseExpiresAt.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// RenewLease extends a current lease. See JobQueue.
+func (s *SQL) RenewLease(ctx context.Context, jobID, leaseID string, now time.Time, leaseFor time.Duration) (time.Time, error) {
+	expires := fromMicros(micros(now.Add(leaseFor)))
+	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ?`),
+			micros(expires), micros(now), jobID)
+		if err != nil {
+			return fmt.Errorf("renew lease on job %s: %w", jobID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return expires, nil
+}
+
+// LeasedJob returns a job under a current lease. See JobQueue.
+func (s *SQL) LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error) {
+	var out *ClaimedJob
+	// A read-only transaction would do; InTx keeps one code path and, on
+	// SQLite, a consistent view of the job and its target.
+	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		job, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now))
+		if err != nil {
+			return err
+		}
+		out = &ClaimedJob{Job: *job}
+		if job.Kind == JobSign {
+			sg, err := s.getSignature(ctx, tx, job.SignatureID)
+			if err != nil {
+				return err
+			}
+			w, err := s.getWallet(ctx, tx, job.WalletID)
+			if err != nil {
+				return err
+			}
+			out.Digest, out.PublicKey = sg.Digest, w.PublicKey
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CompleteKeygenJob activates the wallet. See JobQueue.
+func (s *SQL) CompleteKeygenJob(ctx context.Context, jobID, leaseID string, now time.Time, publicKey []byte) error {
+	if len(publicKey) != 33 {
+		return fmt.Errorf("complete job %s: public key is %d bytes, want 33", jobID, len(publicKey))
+	}
+	return s.completeJob(ctx, jobID, leaseID, now, JobKeygen, func(tx *sqlx.Tx, job *Job) (sql.Result, error) {
+		return tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, updated_at = ?
+			WHERE id = ? AND status = ?`),
+			string(WalletActive), publicKey, micros(now), job.WalletID, string(WalletCreating))
+	})
+}
+
+// CompleteSignJob records the signature. See JobQueue.
+func (s *SQL) CompleteSignJob(ctx context.Context, jobID, leaseID string, now time.Time, r, sv []byte, recoveryID int) error {
+	if len(r) != 32 || len(sv) != 32 || recoveryID < 0 || recoveryID > 3 {
+		return fmt.Errorf("complete job %s: malformed signature", jobID)
+	}
+	return s.completeJob(ctx, jobID, leaseID, now, JobSign, func(tx *sqlx.Tx, job *Job) (sql.Result, error) {
+		return tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, sig_r = ?, sig_s = ?, recovery_id = ?,
+			updated_at = ? WHERE id = ? AND status = ?`),
+			string(SignatureSigned), r, sv, recoveryID, micros(now), job.SignatureID, string(SignaturePending))
+	})
+}
+
+// completeJob checks the lease, applies the result to the job's target and
+// closes the job, all in one transaction.
+func (s *SQL) completeJob(ctx context.Context, jobID, leaseID string, now time.Time, kind JobKind,
+	apply func(tx *sqlx.Tx, job *Job) (sql.Result, error)) error {
+	var targetGone bool
+	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		job, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now))
+		if err != nil {
+			return err
+		}
+		if job.Kind != kind {
+			return fmt.Errorf("%w: job %s is a %s job, not %s", ErrStateConflict, jobID, job.Kind, kind)
+		}
+		res, err := apply(tx, job)
+		if err != nil {
+			return fmt.Errorf("record result of job %s: %w", jobID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("record result of job %s: %w", jobID, err)
+		}
+		state, lastError := JobDone, ""
+		if n == 0 {
+			// The wallet or signature was finished another way meanwhile;
+			// the job is over either way.
+			targetGone = true
+			state, lastError = JobFailed, "result discarded: its wallet or signature was already finished"
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = ?, last_error = ?, updated_at = ? WHERE seq = ?`),
+			string(state), lastError, micros(now), job.Seq)
+		if err != nil {
+			return fmt.Errorf("close job %s: %w", jobID, err)
+		}
+		return nil
+	})
+	if err == nil && targetGone {
+		return fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, jobID)
+	}
+	return err
+}
+
+// FailJob records a failed attempt. See JobQueue.
+func (s *SQL) FailJob(ctx context.Context, f JobFailure) (JobState, error) {
+	p := f.Retry.WithDefaults()
+	now := micros(f.Now)
+	var state JobState
+	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		job, err := s.lockedLeasedJob(ctx, tx, f.JobID, f.LeaseID, now)
+		if err != nil {
+			return err
+		}
+		if f.Retryable && job.Attempts < p.MaxAttempts {
+			state = JobQueued
+			_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'queued', lease_id = '', lease_expires_at = 0,
+				available_at = ?, last_error = ?, updated_at = ? WHERE seq = ?`),
+				micros(f.Now.Add(p.Delay(job.Attempts))), f.Reason, now, job.Seq)
+			if err != nil {
+				return fmt.Errorf("requeue job %s: %w", job.ID, err)
+			}
+			return nil
+		}
+		state = JobFailed
+		reason := f.Reason
+		if f.Retryable {
+			reason = fmt.Sprintf("%s (gave up after %d attempts)", reason, job.Attempts)
+		}
+		return s.lockedFailJob(ctx, tx, job, now, reason)
+	})
+	if err != nil {
+		return "", err
+	}
+	return state, nil
+}
+
+// lockedFailJob fails a job and its wallet (keygen) or signature (sign) with
+// reason, in tx, whose caller holds the job's row.
+func (s *SQL) lockedFailJob(ctx context.Context, tx *sqlx.Tx, job *Job, now int64, reason string) error {
+	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
+		reason, now, job.Seq)
+	if err != nil {
+		return fmt.Errorf("fail job %s: %w", job.ID, err)
+	}
+	switch job.Kind {
+	case JobKeygen:
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, failure_reason = ?, updated_at = ?
+			WHERE id = ? AND status = ?`), string(WalletFailed), reason, now, job.WalletID, string(WalletCreating))
+	case JobSign:
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, failure_reason = ?, updated_at = ?
+			WHERE id = ? AND status = ?`), string(SignatureFailed), reason, now, job.SignatureID, string(SignaturePending))
+	}
+	if err != nil {
+		return fmt.Errorf("fail target of job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// JobCounts counts open jobs. See JobQueue.
+func (s *SQL) JobCounts(ctx context.Context, now time.Time) (JobCounts, error) {
+	var rows []struct {
+		State  string `db:"state"`
+		Lapsed bool   `db:"lapsed"`
+		N      int    `db:"n"`
+	}
+	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT state, (state = 'leased' AND lease_expires_at <= ?) AS lapsed,
+		COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'leased') GROUP BY state, lapsed`), micros(now))
+	if err != nil {
+		return JobCounts{}, fmt.Errorf("count jobs: %w", err)
+	}
+	var c JobCounts
+	for _, r := range rows {
+		switch JobState(r.State) {
+		case JobQueued:
+			c.Queued += r.N
+		case JobLeased:
+			c.Leased += r.N
+			if r.Lapsed {
+				c.Lapsed += r.N
+			}
+		}
+	}
+	return c, nil
+}
+
+// GetJob returns one job by id, for operators and tests.
+func (s *SQL) GetJob(ctx context.Context, id string) (*Job, error) {
+	var r jobRow
+	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+jobColumns+` FROM jobs WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("select job %s: %w", id, err)
+	}
+	j := r.job()
+	return &j, nil
+}
