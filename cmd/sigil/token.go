@@ -31,7 +31,7 @@ be shown again. Scopes: wallets:read, wallets:write, signatures:write, admin
 			return func() error {
 				parsed, err := auth.ParseScopes(scopes)
 				if err != nil {
-					return fmt.Errorf("%w: --scope: %v", errUsage, err)
+					return fmt.Errorf("%w: --scope: %w", errUsage, err)
 				}
 				d, err := db.Open(env.ctx, db.Config{URL: dbURL, SQLitePath: filepath.Join(dataDir, "sigil.db")})
 				if err != nil {

@@ -17,7 +17,7 @@ const (
 	maxPageSize     = 1000
 )
 
-// ErrBadPageToken: a page token that this server did not issue for this
+// ErrBadPageToken reports a page token that this server did not issue for this
 // list and filter.
 var ErrBadPageToken = errors.New("page_token is not a token this server issued for this list and filter; start again with an empty page_token")
 

@@ -81,7 +81,7 @@ func (s *WalletServer) notify() {
 	}
 }
 
-// ErrBackendUnavailable: the requested backend is not configured here.
+// ErrBackendUnavailable reports that the requested backend is not configured here.
 var ErrBackendUnavailable = errors.New("backend unavailable")
 
 func (s *WalletServer) resolveBackend(b walletv1.Backend) (store.Backend, error) {

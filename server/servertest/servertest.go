@@ -77,7 +77,10 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("server did not shut down within 20 s")
 		}
