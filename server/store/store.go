@@ -256,4 +256,6 @@ type Store interface {
 	Wallets
 	Signatures
 	WalletOutcomes
+	Ceremonies
+	Relay
 }

@@ -32,6 +32,11 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"SignatureNeedsActiveWallet", testSignatureNeedsActiveWallet},
 		{"SignatureCreateListIdempotency", testSignatureCreateList},
 		{"WorkIsExactlyOne", testWorkIsExactlyOne},
+		{"CeremonyKeygenLifecycle", testCeremonyKeygenLifecycle},
+		{"CeremonyKeygenFailure", testCeremonyKeygenFailure},
+		{"CeremonySignRetryThenSucceed", testCeremonySignRetryThenSucceed},
+		{"CeremonySignRejected", testCeremonySignRejected},
+		{"RelayMailbox", testRelayMailbox},
 	}
 	tests = append(tests, jobTests...)
 	for _, tc := range tests {

@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// RelayMessage is one sealed message in a signer's mailbox. The relay
+// stores it as it came: the coordinator cannot read it.
+type RelayMessage struct {
+	Pos        int64 // the cursor: increasing within a mailbox
+	CeremonyID string
+	Sender     string
+	Recipient  string
+	Sealed     []byte
+	CreatedAt  time.Time
+}
+
+// OutgoingMessage is one sealed message a sender hands to the relay.
+type OutgoingMessage struct {
+	Recipient string
+	Sealed    []byte
+}
+
+// Relay is the blind mailbox of the DeliveryService.
+type Relay interface {
+	// AppendMessages stores messages from sender, all or none.
+	AppendMessages(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage) error
+	// Mailbox returns up to limit messages for recipient after pos.
+	Mailbox(ctx context.Context, ceremonyID, recipient string, afterPos int64, limit int) ([]*RelayMessage, error)
+	// CountRelayMessages counts the messages stored for a ceremony (all
+	// ceremonies when empty).
+	CountRelayMessages(ctx context.Context, ceremonyID string) (int, error)
+}
+
+// AppendMessages stores a batch of sealed messages in one transaction.
+func (s *SQL) AppendMessages(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage) error {
+	now := micros(s.now())
+	return s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		q := tx.Rebind(`INSERT INTO relay_messages (ceremony_id, sender, recipient, sealed, created_at) VALUES (?, ?, ?, ?, ?)`)
+		for _, m := range msgs {
+			if _, err := tx.ExecContext(ctx, q, ceremonyID, sender, m.Recipient, m.Sealed, now); err != nil {
+				return fmt.Errorf("insert relayed message: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Mailbox returns messages for recipient after pos, in order.
+func (s *SQL) Mailbox(ctx context.Context, ceremonyID, recipient string, afterPos int64, limit int) ([]*RelayMessage, error) {
+	var rows []struct {
+		Pos        int64  `db:"pos"`
+		CeremonyID string `db:"ceremony_id"`
+		Sender     string `db:"sender"`
+		Recipient  string `db:"recipient"`
+		Sealed     []byte `db:"sealed"`
+		CreatedAt  int64  `db:"created_at"`
+	}
+	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT pos, ceremony_id, sender, recipient, sealed, created_at
+		FROM relay_messages WHERE ceremony_id = ? AND recipient = ? AND pos > ? ORDER BY pos LIMIT ?`),
+		ceremonyID, recipient, afterPos, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read mailbox: %w", err)
+	}
+	out := make([]*RelayMessage, len(rows))
+	for i, r := range rows {
+		out[i] = &RelayMessage{Pos: r.Pos, CeremonyID: r.CeremonyID, Sender: r.Sender, Recipient: r.Recipient,
+			Sealed: r.Sealed, CreatedAt: fromMicros(r.CreatedAt)}
+	}
+	return out, nil
+}
+
+// CountRelayMessages counts stored messages.
+func (s *SQL) CountRelayMessages(ctx context.Context, ceremonyID string) (int, error) {
+	var n int
+	var err error
+	if ceremonyID == "" {
+		err = s.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM relay_messages`)
+	} else {
+		err = s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM relay_messages WHERE ceremony_id = ?`), ceremonyID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("count relayed messages: %w", err)
+	}
+	return n, nil
+}
