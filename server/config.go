@@ -51,6 +51,9 @@ type Config struct {
 	KeygenTimeout time.Duration
 	// SignTimeout bounds one attempt of an MPC signature (default 60 s).
 	SignTimeout time.Duration
+	// QuorumWait is how long a signature waits for t MPC signers to be
+	// online before it fails (default 10 s).
+	QuorumWait time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs; nil discards them.

@@ -120,8 +120,8 @@ func (s *Server) nodeHandler() (http.Handler, error) {
 		connect.WithReadMaxBytes(nodeMaxRequestBytes),
 	}
 	mux := http.NewServeMux()
-	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(ceremonyv1connect.UnimplementedCeremonyServiceHandler{}, opts...))
-	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(deliveryv1connect.UnimplementedDeliveryServiceHandler{}, opts...))
+	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(s.mpc.CeremonyService(), opts...))
+	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(s.mpc.DeliveryService(), opts...))
 	mux.Handle(driverv1connect.NewDriverServiceHandler(driverv1connect.UnimplementedDriverServiceHandler{}, opts...))
 	return node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes)), nil
 }

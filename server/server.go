@@ -27,6 +27,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server/api"
 	"github.com/sigil-wallet/sigil/server/auth"
+	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -36,6 +37,7 @@ type Server struct {
 	logger   *slog.Logger
 	store    *store.SQL
 	registry *prometheus.Registry
+	mpc      *ceremony.Orchestrator
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -56,6 +58,9 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		}
 	}()
 	if err := s.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.buildOrchestrator(); err != nil {
 		return nil, err
 	}
 	apiHandler, err := s.apiHandler()
@@ -96,6 +101,24 @@ func (s *Server) openStore(ctx context.Context) error {
 	return nil
 }
 
+// buildOrchestrator makes the MPC orchestrator, which verifies signer
+// announcements against the node CA.
+func (s *Server) buildOrchestrator() error {
+	roots, err := pki.LoadCertPool(s.cfg.NodeClientCA)
+	if err != nil {
+		return fmt.Errorf("--node-client-ca: %w", err)
+	}
+	s.mpc = ceremony.New(s.store, ceremony.Config{
+		KeygenTimeout: s.cfg.KeygenTimeout,
+		SignTimeout:   s.cfg.SignTimeout,
+		QuorumWait:    s.cfg.QuorumWait,
+		SignerRoots:   roots,
+		Logger:        s.logger.With("component", "mpc"),
+		Registerer:    s.registry,
+	})
+	return nil
+}
+
 // Store returns the coordinator's store (for `sigil dev` and tests).
 func (s *Server) Store() *store.SQL { return s.store }
 
@@ -114,7 +137,7 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	)
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, nil, s.logger),
+		api.NewWalletServer(s.store, b, s.mpc, s.logger),
 		interceptors,
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 	))
@@ -201,7 +224,10 @@ func (s *Server) APIURL() string {
 // Serve serves every port until ctx ends or a port fails, then shuts down
 // gracefully: in-flight requests get ShutdownTimeout to finish.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, len(s.servers))
+	errc := make(chan error, len(s.servers)+1)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() { errc <- s.mpc.Run(runCtx) }()
 	for i, srv := range s.servers {
 		go func() {
 			err := srv.Serve(s.listeners[i])

@@ -1,0 +1,354 @@
+// Package ceremony runs MPC key generation and signing from the
+// coordinator's side: it starts ceremonies when their signers are online,
+// hands them to the signers (CeremonyService), relays their sealed messages
+// (DeliveryService), checks what they report, and retries a signature with
+// another quorum when a signer fails. The coordinator never sees a share or
+// a message in clear: it only routes and checks public results.
+package ceremony
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigil-wallet/sigil/internal/ids"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// Store is what the orchestrator needs of storage.
+type Store interface {
+	store.Ceremonies
+	store.Relay
+	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
+	GetSignature(ctx context.Context, id string) (*store.Signature, error)
+}
+
+// Config tunes the orchestrator. Zero values take the defaults.
+type Config struct {
+	// KeygenTimeout bounds a key generation from its request, waiting for
+	// every signer of the group included (default 5 min).
+	KeygenTimeout time.Duration
+	// SignTimeout bounds one signing attempt (default 60 s).
+	SignTimeout time.Duration
+	// QuorumWait is how long a signature waits for t signers to be online
+	// before it fails (default 10 s; covers signers reconnecting after a
+	// coordinator restart).
+	QuorumWait time.Duration
+	// OfflineGrace is how long a party of a running ceremony may be
+	// disconnected before the attempt is given up (default 3 s).
+	OfflineGrace time.Duration
+	// MaxSignAttempts bounds the quorums tried for one signature (default 4).
+	MaxSignAttempts int
+	// Heartbeat is the interval of stream heartbeats (default 15 s).
+	Heartbeat time.Duration
+	// SignerRoots verifies signer announcements (the node CA).
+	SignerRoots *x509.CertPool
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.KeygenTimeout == 0 {
+		c.KeygenTimeout = 5 * time.Minute
+	}
+	if c.SignTimeout == 0 {
+		c.SignTimeout = 60 * time.Second
+	}
+	if c.QuorumWait == 0 {
+		c.QuorumWait = 10 * time.Second
+	}
+	if c.OfflineGrace == 0 {
+		c.OfflineGrace = 3 * time.Second
+	}
+	if c.MaxSignAttempts == 0 {
+		c.MaxSignAttempts = 4
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+}
+
+// Orchestrator drives every MPC ceremony of one coordinator.
+type Orchestrator struct {
+	store    Store
+	cfg      Config
+	logger   *slog.Logger
+	presence *presence
+	hub      *hub
+	metrics  *metrics
+	wake     chan struct{}
+	now      func() time.Time
+
+	// mu serialises decisions about one ceremony's outcome, so a report and
+	// a timeout never both finish it.
+	mu sync.Mutex
+}
+
+// New returns an orchestrator; Run drives it.
+func New(s Store, cfg Config) *Orchestrator {
+	cfg.setDefaults()
+	return &Orchestrator{
+		store: s, cfg: cfg, logger: cfg.Logger, presence: newPresence(), hub: newHub(),
+		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: time.Now,
+	}
+}
+
+// NotifyWork wakes the orchestrator: a wallet or signature was requested.
+func (o *Orchestrator) NotifyWork() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run drives ceremonies until ctx ends. Ceremonies left running by a
+// previous coordinator process are ended first: their signers lost the
+// protocol state with the old connections.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	if err := o.recover(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := o.step(ctx); err != nil && ctx.Err() == nil {
+			o.logger.ErrorContext(ctx, "ceremony step failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-o.wake:
+		}
+	}
+}
+
+func (o *Orchestrator) recover(ctx context.Context) error {
+	open, err := o.store.OpenCeremonies(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range open {
+		if c.State != store.CeremonyRunning {
+			continue
+		}
+		reason := "the coordinator restarted while it ran"
+		o.logger.WarnContext(ctx, "ending ceremony interrupted by a restart", "ceremony", c.ID, "kind", c.Kind)
+		if err := o.failAttempt(ctx, c, reason, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// step looks at every open ceremony once.
+func (o *Orchestrator) step(ctx context.Context) error {
+	open, err := o.store.OpenCeremonies(ctx)
+	if err != nil {
+		return err
+	}
+	o.metrics.online.Set(float64(o.presence.count()))
+	var errs []error
+	for _, c := range open {
+		switch c.State {
+		case store.CeremonyWaiting:
+			errs = append(errs, o.tryStart(ctx, c))
+		case store.CeremonyRunning:
+			errs = append(errs, o.checkRunning(ctx, c))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
+	now := o.now()
+	switch c.Kind {
+	case store.CeremonyKeygen:
+		online := o.presence.online(c.GroupSigners)
+		if len(online) == len(c.GroupSigners) {
+			return o.start(ctx, c, c.GroupSigners, c.CreatedAt.Add(o.cfg.KeygenTimeout))
+		}
+		if now.Sub(c.CreatedAt) > o.cfg.KeygenTimeout {
+			missing := without(c.GroupSigners, online)
+			return o.finish(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed,
+				Reason: fmt.Sprintf("key generation needs all %d signers, but %s did not join within %s", len(c.GroupSigners), strings.Join(missing, ", "), o.cfg.KeygenTimeout)})
+		}
+		return nil
+	case store.CeremonySign:
+		candidates := o.presence.online(without(c.GroupSigners, c.Excluded))
+		if len(candidates) >= c.Threshold {
+			return o.start(ctx, c, candidates[:c.Threshold], now.Add(o.cfg.SignTimeout))
+		}
+		if now.Sub(c.CreatedAt) > o.cfg.QuorumWait {
+			online := o.presence.online(c.GroupSigners)
+			reason := fmt.Sprintf("cannot sign: %d of the wallet's %d signers are online (%s) and %d are needed",
+				len(online), len(c.GroupSigners), listOrNone(online), c.Threshold)
+			if len(c.Excluded) > 0 {
+				reason += fmt.Sprintf("; %s failed an earlier attempt", strings.Join(c.Excluded, ", "))
+			}
+			return o.finish(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason, SignatureStatus: store.SignatureFailed})
+		}
+		return nil
+	default:
+		return fmt.Errorf("ceremony %s has unknown kind %q", c.ID, c.Kind)
+	}
+}
+
+// checkRunning ends a running ceremony that passed its deadline or lost a
+// party for longer than the grace period.
+func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) error {
+	now := o.now()
+	var down []string
+	for _, p := range c.Parties {
+		if since, off := o.presence.offlineSince(p); off && (since.IsZero() || now.Sub(since) > o.cfg.OfflineGrace) {
+			down = append(down, p)
+		}
+	}
+	if len(down) > 0 {
+		return o.failAttempt(ctx, c, fmt.Sprintf("%s disconnected during the ceremony", strings.Join(down, ", ")), down)
+	}
+	if now.After(c.Deadline) {
+		reports, err := o.store.Reports(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		silent := without(c.Parties, reporters(reports))
+		return o.failAttempt(ctx, c, fmt.Sprintf("timed out with no result from %s", listOrNone(silent)), silent)
+	}
+	return nil
+}
+
+// start records the parties and hands the ceremony to them.
+func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []string, deadline time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	peers, ok := o.presence.announcements(parties)
+	if !ok {
+		return nil // a party left since we looked; try again next step
+	}
+	if err := o.store.StartCeremony(ctx, c.ID, parties, deadline); err != nil {
+		if errors.Is(err, store.ErrStateConflict) {
+			return nil
+		}
+		return err
+	}
+	c.State, c.Parties, c.Deadline = store.CeremonyRunning, parties, deadline
+	msg, err := o.toProto(ctx, c, peers)
+	if err != nil {
+		return o.finishLocked(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: "internal error preparing the ceremony", SignatureStatus: store.SignatureFailed})
+	}
+	o.metrics.started.WithLabelValues(string(c.Kind)).Inc()
+	o.logger.InfoContext(ctx, "ceremony started", "ceremony", c.ID, "kind", c.Kind, "wallet", c.WalletID,
+		"signature", c.SignatureID, "parties", parties, "attempt", c.Attempt)
+	o.presence.send(parties, event(msg))
+	return nil
+}
+
+// failAttempt ends a running attempt. A signature gets another quorum
+// without the faulty signers while attempts remain; a key generation fails.
+func (o *Orchestrator) failAttempt(ctx context.Context, c *store.Ceremony, reason string, faulty []string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failAttemptLocked(ctx, c, reason, faulty)
+}
+
+// failAttemptLocked is failAttempt with o.mu held.
+func (o *Orchestrator) failAttemptLocked(ctx context.Context, c *store.Ceremony, reason string, faulty []string) error {
+	f := &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason, SignatureStatus: store.SignatureFailed}
+	if c.Kind == store.CeremonySign {
+		excluded := union(c.Excluded, faulty)
+		if c.Attempt+1 < o.cfg.MaxSignAttempts && len(without(c.GroupSigners, excluded)) >= c.Threshold {
+			f.Retry = &store.Ceremony{ID: ids.New(ids.Ceremony), Attempt: c.Attempt + 1, Excluded: excluded}
+			o.metrics.retries.Inc()
+			o.logger.WarnContext(ctx, "signing attempt failed; retrying with another quorum", "ceremony", c.ID,
+				"signature", c.SignatureID, "reason", reason, "excluded", excluded)
+		} else {
+			f.Reason = fmt.Sprintf("signing failed after %d attempts; last: %s", c.Attempt+1, reason)
+		}
+	} else {
+		f.Reason = "key generation failed: " + reason
+	}
+	return o.finishLocked(ctx, c, f)
+}
+
+func (o *Orchestrator) finish(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finishLocked(ctx, c, f)
+}
+
+// finishLocked ends c; o.mu must be held.
+func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) error {
+	f.CeremonyID = c.ID
+	if err := o.store.FinishCeremony(ctx, f); err != nil {
+		if errors.Is(err, store.ErrStateConflict) {
+			return nil // someone else ended it first
+		}
+		return err
+	}
+	o.metrics.ended.WithLabelValues(string(c.Kind), string(f.State)).Inc()
+	if !c.Deadline.IsZero() && c.State == store.CeremonyRunning {
+		o.metrics.duration.WithLabelValues(string(c.Kind), string(f.State)).Observe(o.now().Sub(c.UpdatedAt).Seconds())
+	}
+	level := slog.LevelInfo
+	if f.State == store.CeremonyFailed {
+		level = slog.LevelWarn
+	}
+	o.logger.Log(ctx, level, "ceremony ended", "ceremony", c.ID, "kind", c.Kind, "state", f.State, "reason", f.Reason,
+		"wallet", c.WalletID, "signature", c.SignatureID)
+	o.presence.send(c.Parties, ended(c.ID, f.State))
+	o.hub.notify(c.ID)
+	if f.Retry != nil {
+		o.NotifyWork()
+	}
+	return nil
+}
+
+func reporters(rs []*store.CeremonyReport) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Signer
+	}
+	return out
+}
+
+// without returns the names of list not in drop, in list order.
+func without(list, drop []string) []string {
+	var out []string
+	for _, s := range list {
+		if !contains(drop, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, s := range b {
+		if !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

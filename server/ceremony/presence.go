@@ -1,0 +1,127 @@
+package ceremony
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+)
+
+// presence tracks which signers have a ceremony stream open, with the
+// announcement each sent and the channel its stream reads events from.
+type presence struct {
+	mu      sync.Mutex
+	signers map[string]*signerConn
+	// gone remembers when a signer's last stream closed, so a running
+	// ceremony can tell a blip from a signer that is really down.
+	gone map[string]time.Time
+	seq  uint64
+}
+
+type signerConn struct {
+	name         string
+	announcement []byte
+	events       chan *ceremonyv1.WatchCeremoniesResponse
+	id           uint64
+	since        time.Time
+	closed       chan struct{} // closed when a newer stream replaces this one
+}
+
+func newPresence() *presence {
+	return &presence{signers: map[string]*signerConn{}, gone: map[string]time.Time{}}
+}
+
+// join registers a new stream for name, replacing (and closing) an older
+// one: a signer process has one ceremony stream.
+func (p *presence) join(name string, announcement []byte, now time.Time) *signerConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.signers[name]; ok {
+		close(old.closed)
+	}
+	p.seq++
+	c := &signerConn{
+		name: name, announcement: announcement, id: p.seq, since: now,
+		events: make(chan *ceremonyv1.WatchCeremoniesResponse, 256), closed: make(chan struct{}),
+	}
+	p.signers[name] = c
+	delete(p.gone, name)
+	return c
+}
+
+// leave unregisters c unless a newer stream already replaced it.
+func (p *presence) leave(c *signerConn, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.signers[c.name]; ok && cur.id == c.id {
+		delete(p.signers, c.name)
+		p.gone[c.name] = now
+	}
+}
+
+// online returns the names among candidates that have a stream open, in
+// the order of candidates.
+func (p *presence) online(candidates []string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, n := range candidates {
+		if _, ok := p.signers[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// offlineSince reports whether name is offline and since when (zero time
+// when it has not been seen since the coordinator started).
+func (p *presence) offlineSince(name string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.signers[name]; ok {
+		return time.Time{}, false
+	}
+	return p.gone[name], true
+}
+
+// announcements returns the current announcement of each name; ok is false
+// when one of them is offline.
+func (p *presence) announcements(names []string) ([]*ceremonyv1.PeerAnnouncement, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*ceremonyv1.PeerAnnouncement, 0, len(names))
+	for _, n := range names {
+		c, ok := p.signers[n]
+		if !ok {
+			return nil, false
+		}
+		out = append(out, &ceremonyv1.PeerAnnouncement{Signer: n, Announcement: c.announcement})
+	}
+	return out, true
+}
+
+// send queues an event for each named signer that is online. A full queue
+// drops the event: the signer gets running ceremonies again when it
+// reconnects, and a stalled ceremony times out.
+func (p *presence) send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range names {
+		if c, ok := p.signers[n]; ok {
+			select {
+			case c.events <- ev:
+			default:
+			}
+		}
+	}
+}
+
+// count returns how many signers are online.
+func (p *presence) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.signers)
+}
+
+func contains(list []string, s string) bool { return slices.Contains(list, s) }

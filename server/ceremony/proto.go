@@ -1,0 +1,94 @@
+package ceremony
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+type metrics struct {
+	started  *prometheus.CounterVec
+	ended    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	retries  prometheus.Counter
+	online   prometheus.Gauge
+	relayed  prometheus.Counter
+	bytes    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sigil_ceremonies_started_total", Help: "MPC ceremonies started, by kind."}, []string{"kind"}),
+		ended:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sigil_ceremonies_ended_total", Help: "MPC ceremonies ended, by kind and state."}, []string{"kind", "state"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sigil_ceremony_duration_seconds", Help: "Time from start to end of MPC ceremonies.",
+			Buckets: []float64{.5, 1, 2, 4, 8, 15, 30, 60, 120, 300}}, []string{"kind", "state"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_sign_retries_total", Help: "Signing attempts retried with another quorum."}),
+		online:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_signers_online", Help: "MPC signers with a ceremony stream open."}),
+		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_messages_total", Help: "Sealed messages accepted by the relay."}),
+		bytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_bytes_total", Help: "Bytes of sealed messages accepted by the relay."}),
+	}
+	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.online, m.relayed, m.bytes)
+	return m
+}
+
+func event(c *ceremonyv1.Ceremony) *ceremonyv1.WatchCeremoniesResponse {
+	return &ceremonyv1.WatchCeremoniesResponse{Event: &ceremonyv1.WatchCeremoniesResponse_Ceremony{Ceremony: c}}
+}
+
+func ended(id string, state store.CeremonyState) *ceremonyv1.WatchCeremoniesResponse {
+	return &ceremonyv1.WatchCeremoniesResponse{Event: &ceremonyv1.WatchCeremoniesResponse_Ended{
+		Ended: &ceremonyv1.CeremonyEnded{CeremonyId: id, State: stateToProto(state)}}}
+}
+
+func stateToProto(s store.CeremonyState) ceremonyv1.CeremonyState {
+	switch s {
+	case store.CeremonyWaiting, store.CeremonyRunning:
+		return ceremonyv1.CeremonyState_CEREMONY_STATE_RUNNING
+	case store.CeremonySucceeded:
+		return ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED
+	case store.CeremonyFailed:
+		return ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED
+	default:
+		return ceremonyv1.CeremonyState_CEREMONY_STATE_UNSPECIFIED
+	}
+}
+
+// toProto renders a ceremony for its parties, with what a signer needs to
+// check a signature request on its own: the digest, what it was made from,
+// and the wallet's public key.
+func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*ceremonyv1.PeerAnnouncement) (*ceremonyv1.Ceremony, error) {
+	out := &ceremonyv1.Ceremony{
+		Id: c.ID, WalletId: c.WalletID, SignatureId: c.SignatureID, Threshold: uint32(c.Threshold),
+		Parties: c.Parties, Peers: peers, State: stateToProto(c.State),
+	}
+	if !c.Deadline.IsZero() {
+		out.Deadline = timestamppb.New(c.Deadline)
+	}
+	switch c.Kind {
+	case store.CeremonyKeygen:
+		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN
+	case store.CeremonySign:
+		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN
+		sg, err := o.store.GetSignature(ctx, c.SignatureID)
+		if err != nil {
+			return nil, err
+		}
+		w, err := o.store.GetWallet(ctx, c.WalletID)
+		if err != nil {
+			return nil, err
+		}
+		out.Digest, out.PublicKey = sg.Digest, w.PublicKey
+		switch sg.Kind {
+		case store.KindHash:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
+		case store.KindEIP191:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
+		}
+	}
+	return out, nil
+}

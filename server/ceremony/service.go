@@ -1,0 +1,219 @@
+package ceremony
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1/ceremonyv1connect"
+	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/internal/seal"
+	"github.com/sigil-wallet/sigil/server/node"
+	"github.com/sigil-wallet/sigil/server/store"
+)
+
+// CeremonyService returns the CeremonyService handler of o.
+func (o *Orchestrator) CeremonyService() ceremonyv1connect.CeremonyServiceHandler {
+	return &ceremonyService{o: o}
+}
+
+type ceremonyService struct{ o *Orchestrator }
+
+func caller(ctx context.Context) (pki.Identity, error) {
+	id, ok := node.PeerFrom(ctx)
+	if !ok || id.Role != pki.RoleSigner {
+		return id, connect.NewError(connect.CodePermissionDenied, errors.New("only MPC signers may call this service"))
+	}
+	return id, nil
+}
+
+// partyCeremony loads a ceremony and checks the caller takes part in it.
+// A ceremony the caller is not part of is reported as not found, so a
+// signer cannot learn of other signers' ceremonies.
+func (o *Orchestrator) partyCeremony(ctx context.Context, id string, who pki.Identity) (*store.Ceremony, error) {
+	c, err := o.store.GetCeremony(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !contains(c.Parties, who.Name) && !(c.State == store.CeremonyWaiting && contains(c.GroupSigners, who.Name))) {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("ceremony %s not found among %s's ceremonies", id, who.Name))
+	}
+	if err != nil {
+		o.logger.ErrorContext(ctx, "load ceremony", "ceremony", id, "error", err)
+		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	}
+	return c, nil
+}
+
+func (s *ceremonyService) WatchCeremonies(ctx context.Context, req *connect.Request[ceremonyv1.WatchCeremoniesRequest], stream *connect.ServerStream[ceremonyv1.WatchCeremoniesResponse]) error {
+	o := s.o
+	who, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	// The coordinator checks the announcement too, so a signer cannot hand
+	// its peers a key in another signer's name; the peers still verify it
+	// themselves against the signer CA.
+	peer, err := seal.VerifyAnnouncement(req.Msg.GetAnnouncement(), o.cfg.SignerRoots, o.now())
+	if err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("announcement: %w", err))
+	}
+	if peer.Name != who.Name {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("announcement is for %q but the certificate is %q", peer.Name, who.Name))
+	}
+	conn := o.presence.join(who.Name, req.Msg.GetAnnouncement(), o.now())
+	defer o.presence.leave(conn, o.now())
+	o.logger.InfoContext(ctx, "signer online", "signer", who.Name)
+	defer o.logger.InfoContext(ctx, "signer offline", "signer", who.Name)
+
+	// Ceremonies this signer is running are sent again: it may have
+	// reconnected mid-ceremony.
+	if err := o.resend(ctx, stream, who.Name); err != nil {
+		return err
+	}
+	o.NotifyWork()
+	heartbeat := time.NewTicker(o.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-conn.closed:
+			return connect.NewError(connect.CodeAborted, errors.New("replaced by a newer stream of the same signer"))
+		case ev := <-conn.events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-heartbeat.C:
+			if err := stream.Send(&ceremonyv1.WatchCeremoniesResponse{Event: &ceremonyv1.WatchCeremoniesResponse_Heartbeat{
+				Heartbeat: &ceremonyv1.Heartbeat{Time: timestamppb.New(o.now())}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[ceremonyv1.WatchCeremoniesResponse], name string) error {
+	open, err := o.store.OpenCeremonies(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range open {
+		if c.State != store.CeremonyRunning || !contains(c.Parties, name) {
+			continue
+		}
+		peers, ok := o.presence.announcements(c.Parties)
+		if !ok {
+			continue // a peer is away; the ceremony will be retried or fail
+		}
+		msg, err := o.toProto(ctx, c, peers)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(event(msg)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *ceremonyService) GetCeremony(ctx context.Context, req *connect.Request[ceremonyv1.GetCeremonyRequest]) (*connect.Response[ceremonyv1.GetCeremonyResponse], error) {
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.o.partyCeremony(ctx, req.Msg.GetCeremonyId(), who)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := s.o.toProto(ctx, c, nil)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	}
+	return connect.NewResponse(&ceremonyv1.GetCeremonyResponse{Ceremony: msg}), nil
+}
+
+// runningParty loads a ceremony for a report and checks it is running and
+// the caller is one of its parties.
+func (o *Orchestrator) runningParty(ctx context.Context, id string, who pki.Identity) (*store.Ceremony, error) {
+	c, err := o.partyCeremony(ctx, id, who)
+	if err != nil {
+		return nil, err
+	}
+	if c.State != store.CeremonyRunning || !contains(c.Parties, who.Name) {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s is %s; it takes no reports", c.ID, c.State))
+	}
+	return c, nil
+}
+
+func (s *ceremonyService) CompleteCeremony(ctx context.Context, req *connect.Request[ceremonyv1.CompleteCeremonyRequest]) (*connect.Response[ceremonyv1.CompleteCeremonyResponse], error) {
+	o := s.o
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := o.partyCeremony(ctx, req.Msg.GetCeremonyId(), who)
+	if err != nil {
+		return nil, err
+	}
+	if c.State == store.CeremonySucceeded && contains(c.Parties, who.Name) {
+		// Another party's result already finished it; nothing to add.
+		return connect.NewResponse(&ceremonyv1.CompleteCeremonyResponse{State: stateToProto(c.State)}), nil
+	}
+	if c, err = o.runningParty(ctx, c.ID, who); err != nil {
+		return nil, err
+	}
+	var output []byte
+	switch out := req.Msg.GetOutput().(type) {
+	case *ceremonyv1.CompleteCeremonyRequest_Keygen:
+		if c.Kind != store.CeremonyKeygen {
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("keygen output for a signing ceremony"))
+		}
+		output = out.Keygen.GetPublicKey()
+	case *ceremonyv1.CompleteCeremonyRequest_Sign:
+		if c.Kind != store.CeremonySign {
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign output for a key generation"))
+		}
+		output = out.Sign.GetSignature()
+	default:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("output: one of keygen or sign is required"))
+	}
+	if err := o.complete(ctx, c, who.Name, output); err != nil {
+		return nil, o.reportError(ctx, err)
+	}
+	return connect.NewResponse(&ceremonyv1.CompleteCeremonyResponse{State: o.stateOf(ctx, c.ID)}), nil
+}
+
+func (s *ceremonyService) FailCeremony(ctx context.Context, req *connect.Request[ceremonyv1.FailCeremonyRequest]) (*connect.Response[ceremonyv1.FailCeremonyResponse], error) {
+	o := s.o
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := o.runningParty(ctx, req.Msg.GetCeremonyId(), who)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.fail(ctx, c, who.Name, req.Msg.GetReason(), req.Msg.GetCulprits(), req.Msg.GetRejected()); err != nil {
+		return nil, o.reportError(ctx, err)
+	}
+	return connect.NewResponse(&ceremonyv1.FailCeremonyResponse{State: o.stateOf(ctx, c.ID)}), nil
+}
+
+func (o *Orchestrator) stateOf(ctx context.Context, id string) ceremonyv1.CeremonyState {
+	c, err := o.store.GetCeremony(ctx, id)
+	if err != nil {
+		return ceremonyv1.CeremonyState_CEREMONY_STATE_UNSPECIFIED
+	}
+	return stateToProto(c.State)
+}
+
+func (o *Orchestrator) reportError(ctx context.Context, err error) error {
+	if errors.Is(err, store.ErrStateConflict) {
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	}
+	o.logger.ErrorContext(ctx, "ceremony report", "error", err)
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
