@@ -72,7 +72,7 @@ func OpenToken(ctx context.Context, cfg Config) (h *HSM, err error) {
 	}
 	first, err := mod.ctx.OpenSession(h.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
-		return h, fmt.Errorf("%w: C_OpenSession on token %q: %v", ErrModule, cfg.TokenLabel, err)
+		return h, fmt.Errorf("%w: C_OpenSession on token %q: %w", ErrModule, cfg.TokenLabel, err)
 	}
 	if err := mod.login(first, h.slot, cfg.PIN); err != nil {
 		_ = mod.ctx.CloseSession(first)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/miekg/pkcs11"
+
+	"github.com/sigil-wallet/sigil/internal/ecsig"
 )
 
 // secp256k1Params is CKA_EC_PARAMS for secp256k1: the DER encoding of the
@@ -98,22 +100,22 @@ func (h *HSM) generatePair(s *session) (pub, priv pkcs11.ObjectHandle, err error
 // (33-byte compressed or 65-byte uncompressed). The result has a low S and a
 // recovery id, and has been verified against pub, so a blob that belongs to
 // another key yields ErrSignature rather than a wrong signature.
-func (h *HSM) Sign(ctx context.Context, wrapped, pub, digest []byte) (Signature, error) {
+func (h *HSM) Sign(ctx context.Context, wrapped, pub, digest []byte) (ecsig.Signature, error) {
 	if len(digest) != DigestSize {
-		return Signature{}, fmt.Errorf("%w: digest must be %d bytes, got %d", ErrInvalidInput, DigestSize, len(digest))
+		return ecsig.Signature{}, fmt.Errorf("%w: digest must be %d bytes, got %d", ErrInvalidInput, DigestSize, len(digest))
 	}
 	// AES key wrap with padding yields at least 16 bytes, in 8-byte steps.
 	if len(wrapped) < 16 || len(wrapped)%8 != 0 {
-		return Signature{}, fmt.Errorf("%w: wrapped key of %d bytes is not an AES-KWP blob", ErrInvalidInput, len(wrapped))
+		return ecsig.Signature{}, fmt.Errorf("%w: wrapped key of %d bytes is not an AES-KWP blob", ErrInvalidInput, len(wrapped))
 	}
 	pk, err := secp256k1.ParsePubKey(pub)
 	if err != nil {
-		return Signature{}, fmt.Errorf("%w: public key: %v", ErrInvalidInput, err)
+		return ecsig.Signature{}, fmt.Errorf("%w: public key: %v", ErrInvalidInput, err)
 	}
 	return h.sign(ctx, wrapped, pk, digest)
 }
 
-func (h *HSM) sign(ctx context.Context, wrapped []byte, pk *secp256k1.PublicKey, digest []byte) (Signature, error) {
+func (h *HSM) sign(ctx context.Context, wrapped []byte, pk *secp256k1.PublicKey, digest []byte) (ecsig.Signature, error) {
 	var raw []byte
 	err := h.withMasterKey(ctx, func(s *session, mk pkcs11.ObjectHandle) (err error) {
 		key, err := h.unwrap(s, mk, wrapped)
@@ -131,7 +133,7 @@ func (h *HSM) sign(ctx context.Context, wrapped []byte, pk *secp256k1.PublicKey,
 		return ckrError("C_Sign (CKM_ECDSA)", err)
 	})
 	if err != nil {
-		return Signature{}, err
+		return ecsig.Signature{}, err
 	}
 	return finishSignature(raw, digest, pk)
 }

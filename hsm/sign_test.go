@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/internal/ecsig"
 )
 
 func TestGenerateAndSign(t *testing.T) {
@@ -43,7 +44,7 @@ func TestGenerateAndSign(t *testing.T) {
 
 // checkSignature verifies sig independently of the package: DER parse and
 // verify with decred, low S, and public-key recovery from the 65-byte form.
-func checkSignature(t testing.TB, sig hsm.Signature, pk *secp256k1.PublicKey, digest []byte) {
+func checkSignature(t testing.TB, sig ecsig.Signature, pk *secp256k1.PublicKey, digest []byte) {
 	t.Helper()
 	der := sig.DER()
 	parsed, err := ecdsa.ParseDERSignature(der)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
+
+	"github.com/sigil-wallet/sigil/internal/ecsig"
 )
 
 func testKey(t testing.TB) *secp256k1.PrivateKey {
@@ -117,7 +119,7 @@ func TestFinishSignatureRejects(t *testing.T) {
 }
 
 func TestEthereumLayout(t *testing.T) {
-	sig := Signature{V: 1}
+	sig := ecsig.Signature{V: 1}
 	sig.R[0], sig.S[31] = 0xaa, 0xbb
 	eth := sig.Ethereum()
 	if len(eth) != 65 || eth[0] != 0xaa || eth[63] != 0xbb || eth[64] != 1 {

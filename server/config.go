@@ -51,6 +51,11 @@ type Config struct {
 	KeygenTimeout time.Duration
 	// SignTimeout bounds one attempt of an MPC signature (default 60 s).
 	SignTimeout time.Duration
+	// HSMLease is how long a driver holds an HSM job without renewing
+	// (default 30 s): a dead driver's jobs go back to the queue after it.
+	HSMLease time.Duration
+	// HSMMaxAttempts bounds the attempts of a failing HSM job (default 5).
+	HSMMaxAttempts int
 	// QuorumWait is how long a signature waits for t MPC signers to be
 	// online before it fails (default 10 s).
 	QuorumWait time.Duration

@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/api"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/ceremony"
+	"github.com/sigil-wallet/sigil/server/jobs"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -38,6 +39,7 @@ type Server struct {
 	store    *store.SQL
 	registry *prometheus.Registry
 	mpc      *ceremony.Orchestrator
+	queue    *jobs.Queue
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -63,6 +65,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := s.buildOrchestrator(); err != nil {
 		return nil, err
 	}
+	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
 	apiHandler, err := s.apiHandler()
 	if err != nil {
 		return nil, err
@@ -137,7 +140,7 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	)
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, s.mpc, s.logger),
+		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
 		interceptors,
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 	))
@@ -243,6 +246,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	s.logger.Info("shutting down")
+	s.queue.Close() // open long polls return at once
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range s.servers {
@@ -269,6 +273,15 @@ func (s *Server) Close() error {
 	}
 	s.closers = nil
 	return errors.Join(errs...)
+}
+
+// notifiers tells every backend about new work.
+type notifiers []api.Notifier
+
+func (n notifiers) NotifyWork() {
+	for _, x := range n {
+		x.NotifyWork()
+	}
 }
 
 // healthChecker reports SERVING while the database answers.

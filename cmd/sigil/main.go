@@ -32,6 +32,10 @@ func commands() []*command {
 		pkiInitCommand(),
 		pkiIssueCommand(),
 		versionCommand(),
+		hsmDriverCommand(),
+		hsmInitMasterKeyCommand(),
+		hsmImportMasterKeyCommand(),
+		hsmGenerateMasterKeyCommand(),
 	}
 }
 

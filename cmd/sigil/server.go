@@ -27,6 +27,9 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFla
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest API request body accepted; larger requests are refused with RESOURCE_EXHAUSTED before being read")
 	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take, waiting for signers included, before the wallet fails")
 	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
+	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
+	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
+	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
 }
 

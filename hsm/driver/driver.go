@@ -1,0 +1,362 @@
+// Package driver is `sigil hsm-driver`: it polls the coordinator's
+// DriverService for HSM jobs over mTLS and runs them on a PKCS#11 token.
+//
+// A keygen job generates a secp256k1 key in the HSM, stores the wrapped
+// blob in the driver database (durably, before the coordinator hears of the
+// key) and reports the public key. A sign job loads the blob, has the HSM
+// unwrap it and sign, and reports r || s; the coordinator verifies the
+// signature before it calls the request signed. The HSM keeps no per-wallet
+// state, so every driver whose HSM holds the same master key and which
+// shares the driver database can take any job: drivers are active-active,
+// and a dead driver's leases lapse and go to the others.
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/internal/ecsig"
+)
+
+// HSM is what the driver needs of its token (an *hsm.HSM).
+type HSM interface {
+	GenerateKey(ctx context.Context) (pub, wrapped []byte, err error)
+	Sign(ctx context.Context, wrapped, pub, digest []byte) (ecsig.Signature, error)
+}
+
+// Defaults.
+const (
+	DefaultClaimWait = 30 * time.Second
+	// reportTries bounds how often a result is sent when the coordinator
+	// is unreachable; the lease bounds it too.
+	reportTries = 5
+)
+
+// Driver runs jobs from one coordinator on one HSM.
+type Driver struct {
+	client      driverv1connect.DriverServiceClient
+	hsm         HSM
+	keys        *KeyStore
+	fingerprint string
+	concurrency int
+	claimWait   time.Duration
+	logger      *slog.Logger
+	metrics     *Metrics
+
+	// afterComplete, when set (tests), is called after the coordinator
+	// accepted a result.
+	afterComplete func(job *driverv1.Job)
+}
+
+// Options assemble a Driver from parts; Open builds them from a Config.
+type Options struct {
+	Client      driverv1connect.DriverServiceClient
+	HSM         HSM
+	Keys        *KeyStore
+	Fingerprint string // the HSM's master key fingerprint, stored with each key
+	Concurrency int    // jobs at once (default 1)
+	ClaimWait   time.Duration
+	Logger      *slog.Logger
+	Metrics     *Metrics // nil: not recorded
+	// AfterComplete is called after each accepted result (for tests).
+	AfterComplete func(job *driverv1.Job)
+}
+
+// New returns a driver.
+func New(o Options) *Driver {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.ClaimWait <= 0 {
+		o.ClaimWait = DefaultClaimWait
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	return &Driver{
+		client: o.Client, hsm: o.HSM, keys: o.Keys, fingerprint: o.Fingerprint, concurrency: o.Concurrency,
+		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
+	}
+}
+
+// Run polls for jobs with Concurrency workers until ctx ends. Jobs in
+// flight when ctx ends are finished (their leases bound how long) rather
+// than abandoned, so a graceful stop wastes no work.
+func (d *Driver) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range d.concurrency {
+		wg.Go(func() { d.worker(ctx, i) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *Driver) worker(ctx context.Context, n int) {
+	logger := d.logger.With("worker", n)
+	var failures int
+	for ctx.Err() == nil {
+		job, err := d.claim(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			delay := backoff(failures)
+			d.metrics.claimErrors.Inc()
+			logger.WarnContext(ctx, "claiming a job failed; retrying", "error", err, "retry_in", delay)
+			sleep(ctx, delay)
+			continue
+		}
+		failures = 0
+		if job != nil {
+			d.run(ctx, logger, job)
+		}
+	}
+}
+
+func (d *Driver) claim(ctx context.Context) (*driverv1.Job, error) {
+	// The server answers within the wait; the margin covers the network.
+	callCtx, cancel := context.WithTimeout(ctx, d.claimWait+15*time.Second)
+	defer cancel()
+	resp, err := d.client.ClaimJob(callCtx, connect.NewRequest(&driverv1.ClaimJobRequest{Wait: durationpb.New(d.claimWait)}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.GetJob(), nil
+}
+
+// errLeaseLost cancels a job whose lease the coordinator no longer honours.
+var errLeaseLost = errors.New("lease lost: the coordinator gave the job to another driver")
+
+// run does one job under its lease and reports the outcome.
+func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job) {
+	logger = logger.With("job", job.GetId(), "kind", job.GetKind().String(), "wallet", job.GetWalletId(), "attempt", job.GetAttempt())
+	start := time.Now()
+	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		d.keepLease(jobCtx, cancel, logger, job)
+	}()
+	defer func() { cancel(nil); <-renewDone }()
+
+	var req *driverv1.CompleteJobRequest
+	var err error
+	switch job.GetKind() {
+	case driverv1.JobKind_JOB_KIND_KEYGEN:
+		var pub []byte
+		if pub, err = d.keygen(jobCtx, logger, job); err == nil {
+			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}}}
+		}
+	case driverv1.JobKind_JOB_KIND_SIGN:
+		var sig ecsig.Signature
+		if sig, err = d.sign(jobCtx, job); err == nil {
+			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}
+		}
+	default:
+		err = permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
+	}
+	if cause := context.Cause(jobCtx); errors.Is(cause, errLeaseLost) {
+		d.metrics.jobs.WithLabelValues(kindLabel(job), "dropped").Inc()
+		logger.WarnContext(ctx, "job dropped", "reason", cause)
+		return
+	}
+	if err != nil {
+		d.metrics.jobs.WithLabelValues(kindLabel(job), "failed").Inc()
+		retryable := !isPermanent(err)
+		logger.WarnContext(ctx, "job failed", "error", err, "retryable", retryable)
+		msg := err.Error()
+		if len(msg) > 1024 {
+			msg = msg[:1024]
+		}
+		d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
+			_, err := d.client.FailJob(c, connect.NewRequest(&driverv1.FailJobRequest{
+				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable,
+			}))
+			return err
+		})
+		return
+	}
+	req.JobId, req.LeaseId = job.GetId(), job.GetLeaseId()
+	if d.report(jobCtx, logger, "CompleteJob", func(c context.Context) error {
+		_, err := d.client.CompleteJob(c, connect.NewRequest(req))
+		return err
+	}) {
+		d.metrics.jobs.WithLabelValues(kindLabel(job), "completed").Inc()
+		d.metrics.jobSeconds.WithLabelValues(kindLabel(job)).Observe(time.Since(start).Seconds())
+		logger.DebugContext(ctx, "job completed", "duration", time.Since(start))
+		if d.afterComplete != nil {
+			d.afterComplete(job)
+		}
+	} else {
+		d.metrics.jobs.WithLabelValues(kindLabel(job), "dropped").Inc()
+	}
+}
+
+// report sends a result, retrying while the coordinator is unreachable. It
+// reports whether the coordinator accepted it.
+func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, send func(context.Context) error) bool {
+	for try := 1; ; try++ {
+		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := send(callCtx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeInternal:
+			if try < reportTries && ctx.Err() == nil {
+				logger.WarnContext(ctx, what+" failed; retrying", "error", err, "try", try)
+				sleep(ctx, backoff(try))
+				continue
+			}
+		}
+		// FailedPrecondition or NotFound: the lease is gone and so is the
+		// job, for us. InvalidArgument: the coordinator rejected the result
+		// and recorded a failed attempt.
+		logger.WarnContext(ctx, what+" refused; job dropped", "error", err)
+		return false
+	}
+}
+
+// keepLease renews the job's lease at a third of its remaining length, and
+// cancels the job when the coordinator says the lease is gone.
+func (d *Driver) keepLease(ctx context.Context, cancel context.CancelCauseFunc, logger *slog.Logger, job *driverv1.Job) {
+	expires := job.GetLeaseExpireTime().AsTime()
+	for {
+		interval := max(time.Until(expires)/3, 50*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		callCtx, stop := context.WithTimeout(ctx, interval)
+		resp, err := d.client.RenewLease(callCtx, connect.NewRequest(&driverv1.RenewLeaseRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId()}))
+		stop()
+		switch {
+		case err == nil:
+			expires = resp.Msg.GetLeaseExpireTime().AsTime()
+		case ctx.Err() != nil:
+			return
+		case connect.CodeOf(err) == connect.CodeFailedPrecondition, connect.CodeOf(err) == connect.CodeNotFound:
+			cancel(fmt.Errorf("%w: %v", errLeaseLost, err))
+			return
+		default:
+			logger.WarnContext(ctx, "renewing the lease failed; will retry", "error", err)
+		}
+	}
+}
+
+// keygen makes the wallet's key, or reuses the one an earlier attempt
+// stored, and returns its public key. The wrapped key is durable before
+// this returns: a wallet must never become active with a key nobody kept.
+func (d *Driver) keygen(ctx context.Context, logger *slog.Logger, job *driverv1.Job) ([]byte, error) {
+	walletID := job.GetWalletId()
+	existing, err := d.keys.Get(ctx, walletID)
+	switch {
+	case err == nil:
+		logger.InfoContext(ctx, "reusing the key an earlier attempt stored")
+		return existing.PublicKey, nil
+	case !errors.Is(err, ErrNoKey):
+		return nil, err
+	}
+	pub, wrapped, err := d.hsm.GenerateKey(ctx)
+	if err != nil {
+		return nil, classify(err)
+	}
+	stored, err := d.keys.Put(ctx, &WrappedKey{WalletID: walletID, PublicKey: pub, Wrapped: wrapped, MasterKeyFingerprint: d.fingerprint})
+	clear(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	return stored.PublicKey, nil
+}
+
+// sign has the HSM sign the job's digest with the wallet's wrapped key.
+func (d *Driver) sign(ctx context.Context, job *driverv1.Job) (ecsig.Signature, error) {
+	key, err := d.keys.Get(ctx, job.GetWalletId())
+	if errors.Is(err, ErrNoKey) {
+		return ecsig.Signature{}, permanent(fmt.Errorf("%w (is every driver using the same --database-url?)", err))
+	}
+	if err != nil {
+		return ecsig.Signature{}, err
+	}
+	if !bytes.Equal(key.PublicKey, job.GetPublicKey()) {
+		return ecsig.Signature{}, permanent(fmt.Errorf("the driver database's key for wallet %s does not match the wallet's public key", job.GetWalletId()))
+	}
+	if key.MasterKeyFingerprint != d.fingerprint {
+		// Another driver, provisioned with the right master key, may
+		// succeed: retryable.
+		return ecsig.Signature{}, fmt.Errorf("wallet %s was wrapped under master key %s, but this HSM holds master key %s",
+			job.GetWalletId(), key.MasterKeyFingerprint, d.fingerprint)
+	}
+	sig, err := d.hsm.Sign(ctx, key.Wrapped, key.PublicKey, job.GetDigest())
+	if err != nil {
+		return ecsig.Signature{}, classify(err)
+	}
+	return sig, nil
+}
+
+// permanentError marks a failure that no retry can fix.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func permanent(err error) error { return permanentError{err} }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// classify marks the HSM errors a retry cannot fix: a blob the HSM rejects
+// or that signs for another key, and malformed input.
+func classify(err error) error {
+	if errors.Is(err, hsm.ErrWrappedKey) || errors.Is(err, hsm.ErrSignature) || errors.Is(err, hsm.ErrInvalidInput) {
+		return permanent(err)
+	}
+	return err
+}
+
+func kindLabel(job *driverv1.Job) string {
+	switch job.GetKind() {
+	case driverv1.JobKind_JOB_KIND_KEYGEN:
+		return "keygen"
+	case driverv1.JobKind_JOB_KIND_SIGN:
+		return "sign"
+	}
+	return "unknown"
+}
+
+// backoff is the wait after n consecutive failures: 100 ms doubling to
+// 10 s, with jitter so that drivers do not retry in step.
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond << min(n-1, 7)
+	d = min(d, 10*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
