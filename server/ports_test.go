@@ -38,7 +38,7 @@ func TestHealthAndReflection(t *testing.T) {
 	for _, n := range names {
 		got = append(got, string(n))
 	}
-	for _, want := range []string{walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName} {
+	for _, want := range []string{walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName} {
 		if !strings.Contains(strings.Join(got, " "), want) {
 			t.Fatalf("reflection lists %v, missing %s", got, want)
 		}

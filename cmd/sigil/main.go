@@ -28,6 +28,9 @@ func main() {
 func commands() []*command {
 	return []*command{
 		serverCommand(),
+		devCommand(),
+		signerCommand(),
+		signerInitCommand(),
 		tokenCreateCommand(),
 		pkiInitCommand(),
 		pkiIssueCommand(),

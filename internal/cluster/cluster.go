@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/signer"
@@ -29,6 +30,8 @@ type Options struct {
 	// Server is the coordinator's configuration; the cluster fills the
 	// node-port PKI, the data dir and the MPC group.
 	Server server.Config
+	// HSM, when set, adds an HSM driver and enables the hsm backend.
+	HSM *HSMOptions
 	// DeferSigners leaves the signers stopped; start them with
 	// StartSigner (tests seed state first).
 	DeferSigners bool
@@ -46,6 +49,7 @@ type Cluster struct {
 	serveWG sync.WaitGroup
 	mu      sync.Mutex
 	signers map[string]*running
+	driver  *driver.Process
 }
 
 type running struct {
@@ -81,6 +85,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	cfg := opts.Server
 	cfg.NodeTLSCert, cfg.NodeTLSKey, cfg.NodeClientCA = p.ServerCert, p.ServerKey, p.CAPath
 	cfg.MPCSigners, cfg.MPCThreshold = c.Names, opts.Threshold
+	cfg.HSM = cfg.HSM || opts.HSM != nil
 	if cfg.DataDir == "" {
 		cfg.DataDir = opts.Dir
 	}
@@ -101,6 +106,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			opts.Logger.Error("coordinator stopped", "error", err)
 		}
 	}()
+	if opts.HSM != nil {
+		if err := c.startDriver(c.ctx); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
 	for _, name := range c.Names {
 		if opts.DeferSigners {
 			break
@@ -188,6 +199,9 @@ func (c *Cluster) Close() error {
 	}
 	c.cancel()
 	c.serveWG.Wait()
+	if c.driver != nil {
+		_ = c.driver.Close()
+	}
 	if c.Server != nil {
 		return c.Server.Close()
 	}

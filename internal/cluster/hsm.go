@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/hsm/driver"
+)
+
+// SoftHSMModule is where Debian's softhsm2 package installs the module.
+const SoftHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+// HSMOptions add an HSM driver to the cluster.
+type HSMOptions struct {
+	// ModulePath is the PKCS#11 module. For SoftHSM2 the cluster makes a
+	// token of its own in Dir/softhsm; for any other module give
+	// TokenLabel and PIN of a token that exists.
+	ModulePath string
+	TokenLabel string
+	PIN        string
+}
+
+// SoftHSMAvailable reports whether SoftHSM2 and its tools are installed.
+func SoftHSMAvailable() bool {
+	if _, err := os.Stat(SoftHSMModule); err != nil {
+		return false
+	}
+	_, err := exec.LookPath("softhsm2-util")
+	return err == nil
+}
+
+func isSoftHSM(module string) bool { return strings.Contains(filepath.Base(module), "softhsm") }
+
+// startDriver prepares the token (SoftHSM: created and given a master key
+// on first start) and runs one HSM driver against the coordinator.
+func (c *Cluster) startDriver(ctx context.Context) error {
+	o := *c.opts.HSM
+	if isSoftHSM(o.ModulePath) && o.TokenLabel == "" {
+		label, pin, err := ensureSoftHSMToken(filepath.Join(c.opts.Dir, "softhsm"))
+		if err != nil {
+			return err
+		}
+		o.TokenLabel, o.PIN = label, pin
+	}
+	hc := hsm.Config{ModulePath: o.ModulePath, TokenLabel: o.TokenLabel, PIN: o.PIN}
+	if err := ensureMasterKey(ctx, hc); err != nil {
+		return err
+	}
+	paths := c.PKI.Nodes["driver-1"]
+	p, err := driver.Open(ctx, driver.Config{
+		NodeURL: "https://" + c.Server.Addr("node"), TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: c.PKI.CAPath,
+		ServerName: "localhost", HSM: hc, DataDir: filepath.Join(c.opts.Dir, "hsm-driver"),
+		Logger: c.opts.Logger.With("component", "hsm-driver"),
+	})
+	if err != nil {
+		return fmt.Errorf("HSM driver: %w", err)
+	}
+	c.driver = p
+	c.serveWG.Add(1)
+	go func() {
+		defer c.serveWG.Done()
+		if err := p.Run(c.ctx); err != nil && c.ctx.Err() == nil {
+			c.opts.Logger.Error("HSM driver stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// ensureSoftHSMToken makes (once) a SoftHSM2 token in dir and points
+// SOFTHSM2_CONF at it. SOFTHSM2_CONF is process-wide: one cluster with
+// SoftHSM per process.
+func ensureSoftHSMToken(dir string) (label, pin string, err error) {
+	const tokenLabel = "sigil-dev"
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.MkdirAll(tokens, 0o700); err != nil {
+		return "", "", err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	body := "directories.tokendir = " + tokens + "\nobjectstore.backend = file\nlog.level = ERROR\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+		return "", "", err
+	}
+	pinPath := filepath.Join(dir, "pin")
+	if b, err := os.ReadFile(pinPath); err == nil {
+		return tokenLabel, strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", "", err
+	}
+	var raw [12]byte
+	_, _ = rand.Read(raw[:])
+	pin = hex.EncodeToString(raw[:])
+	soPIN := hex.EncodeToString(raw[:6]) + "so"
+	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", tokenLabel, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
+	}
+	if err := os.WriteFile(pinPath, []byte(pin+"\n"), 0o600); err != nil {
+		return "", "", err
+	}
+	return tokenLabel, pin, nil
+}
+
+// ensureMasterKey creates the token's master key when it has none.
+func ensureMasterKey(ctx context.Context, hc hsm.Config) error {
+	h, err := hsm.OpenToken(ctx, hc)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if h.HasMasterKey() {
+		return nil
+	}
+	return h.InitMasterKey(ctx)
+}
