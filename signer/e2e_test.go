@@ -32,11 +32,17 @@ type testCluster struct {
 
 func startCluster(t *testing.T, n, threshold int, deferSigners bool) *testCluster {
 	t.Helper()
-	c, err := cluster.Start(context.Background(), cluster.Options{
-		Dir: t.TempDir(), Signers: n, Threshold: threshold, DeferSigners: deferSigners,
-		Server: server.Config{APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", QuorumWait: 3 * time.Second},
-		Logger: servertest.Logger(t),
-	})
+	return startClusterOpts(t, cluster.Options{Signers: n, Threshold: threshold, DeferSigners: deferSigners})
+}
+
+// startClusterOpts starts a cluster in a temporary directory on loopback
+// ports with the test logger; opts gives the rest (signers, HSM).
+func startClusterOpts(t *testing.T, opts cluster.Options) *testCluster {
+	t.Helper()
+	opts.Dir = t.TempDir()
+	opts.Server = server.Config{APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", QuorumWait: 3 * time.Second}
+	opts.Logger = servertest.Logger(t)
+	c, err := cluster.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

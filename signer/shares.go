@@ -101,3 +101,16 @@ func (s *shareStore) pending(ctx context.Context) ([]*share, error) {
 		FROM shares WHERE state = ?`), sharePending)
 	return out, err
 }
+
+// settleCeremony activates (succeeded) or discards (failed) the pending
+// share a key generation left, if any.
+func (s *shareStore) settleCeremony(ctx context.Context, ceremonyID string, succeeded bool) error {
+	var err error
+	if succeeded {
+		_, err = s.db.ExecContext(ctx, s.db.Rebind(`UPDATE shares SET state = ?, updated_at = ? WHERE keygen_ceremony_id = ? AND state = ?`),
+			shareActive, time.Now().UnixMicro(), ceremonyID, sharePending)
+	} else {
+		_, err = s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM shares WHERE keygen_ceremony_id = ? AND state = ?`), ceremonyID, sharePending)
+	}
+	return err
+}

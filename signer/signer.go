@@ -265,8 +265,11 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 	if ok && state != ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED {
 		r.cancel()
 	}
-	if ok && r.c.GetKind() == ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN {
-		s.settle(ctx, r.c.GetWalletId(), id, state)
+	// The ceremony may have finished here already (this signer reported
+	// before the others): settle any share it left pending. For signing
+	// ceremonies this matches nothing.
+	if err := s.shares.settleCeremony(ctx, id, state == ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED); err != nil {
+		s.logger.ErrorContext(ctx, "settle share", "ceremony", id, "error", err)
 	}
 }
 

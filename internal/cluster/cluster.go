@@ -207,3 +207,6 @@ func (c *Cluster) Close() error {
 	}
 	return nil
 }
+
+// Dir is the folder holding the whole deployment's files.
+func (c *Cluster) Dir() string { return c.opts.Dir }

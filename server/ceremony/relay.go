@@ -72,7 +72,10 @@ func (r *relay) Receive(ctx context.Context, req *connect.Request[deliveryv1.Rec
 		return err
 	}
 	if !contains(c.Parties, who.Name) {
-		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s has not started", c.ID))
+		if c.State == store.CeremonyWaiting {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s has not started", c.ID))
+		}
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, c.ID))
 	}
 	cursor := int64(min(req.Msg.GetAfterCursor(), uint64(1<<62)))
 	for {

@@ -33,16 +33,17 @@ func caller(ctx context.Context) (pki.Identity, error) {
 }
 
 // partyCeremony loads a ceremony and checks the caller takes part in it.
-// A ceremony the caller is not part of is reported as not found, so a
-// signer cannot learn of other signers' ceremonies.
+// A signer outside the ceremony's group is refused with PermissionDenied.
 func (o *Orchestrator) partyCeremony(ctx context.Context, id string, who pki.Identity) (*store.Ceremony, error) {
 	c, err := o.store.GetCeremony(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !contains(c.Parties, who.Name) && !(c.State == store.CeremonyWaiting && contains(c.GroupSigners, who.Name))) {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("ceremony %s not found among %s's ceremonies", id, who.Name))
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("ceremony %s not found", id))
+	case err != nil:
 		o.logger.ErrorContext(ctx, "load ceremony", "ceremony", id, "error", err)
 		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	case !contains(c.Parties, who.Name) && !contains(c.GroupSigners, who.Name):
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, id))
 	}
 	return c, nil
 }
@@ -142,8 +143,11 @@ func (o *Orchestrator) runningParty(ctx context.Context, id string, who pki.Iden
 	if err != nil {
 		return nil, err
 	}
-	if c.State != store.CeremonyRunning || !contains(c.Parties, who.Name) {
-		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s is %s; it takes no reports", c.ID, c.State))
+	if c.State != store.CeremonyRunning {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s is %s; it takes no messages or reports", c.ID, c.State))
+	}
+	if !contains(c.Parties, who.Name) {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, c.ID))
 	}
 	return c, nil
 }
