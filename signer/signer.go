@@ -337,4 +337,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.connected, m.ceremonies, m.duration, m.dropped)
 	return m
 }
-
