@@ -122,6 +122,9 @@ func (s *Server) buildOrchestrator() error {
 	return nil
 }
 
+// OnlineSigners is how many MPC signers have a ceremony stream open.
+func (s *Server) OnlineSigners() int { return s.mpc.Online() }
+
 // Store returns the coordinator's store (for `sigil dev` and tests).
 func (s *Server) Store() *store.SQL { return s.store }
 

@@ -29,6 +29,7 @@ func commands() []*command {
 	return []*command{
 		serverCommand(),
 		devCommand(),
+		benchMPCCommand(),
 		signerCommand(),
 		signerInitCommand(),
 		tokenCreateCommand(),

@@ -106,6 +106,9 @@ func New(s Store, cfg Config) *Orchestrator {
 	}
 }
 
+// Online is how many signers have a ceremony stream open.
+func (o *Orchestrator) Online() int { return o.presence.count() }
+
 // NotifyWork wakes the orchestrator: a wallet or signature was requested.
 func (o *Orchestrator) NotifyWork() {
 	select {

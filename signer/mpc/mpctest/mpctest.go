@@ -10,12 +10,10 @@ package mpctest
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,41 +73,7 @@ func Configs(t testing.TB, n, threshold int) map[party.ID]*cmp.Config {
 func Generate(ctx context.Context, n, threshold int) (map[party.ID]*cmp.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, keygenTimeout)
 	defer cancel()
-	ids := IDs(n)
-	network := mpc.NewChanNetwork(ids)
-	defer network.Close()
-
-	sid := make([]byte, 32)
-	if _, err := rand.Read(sid); err != nil {
-		return nil, err
-	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		cfgs   = make(map[party.ID]*cmp.Config, n)
-		errs   []error
-		runner mpc.Runner
-	)
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg, err := runner.Keygen(ctx, sid, id, ids, threshold, network.Transport(id))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", id, err))
-				cancel()
-				return
-			}
-			cfgs[id] = cfg
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errs[0]
-	}
-	return cfgs, nil
+	return mpc.LocalKeygen(ctx, IDs(n), threshold)
 }
 
 func fixtureDir(n, threshold int) (string, error) {
