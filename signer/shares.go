@@ -21,7 +21,7 @@ const (
 	shareActive  = "active"
 )
 
-// ErrNoShare: this signer holds no share of the wallet.
+// ErrNoShare reports that this signer holds no share of the wallet.
 var ErrNoShare = errors.New("no share for this wallet")
 
 // share is one stored, sealed key share.

@@ -163,7 +163,7 @@ func (s *Signer) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		connected, err := s.watch(ctx)
 		if ctx.Err() != nil {
-			break
+			break // shutting down: the stream's error is expected
 		}
 		if connected {
 			backoff = 250 * time.Millisecond
@@ -176,7 +176,7 @@ func (s *Signer) Run(ctx context.Context) error {
 		backoff = min(backoff*2, 10*time.Second)
 	}
 	s.cancelAll()
-	return nil
+	return nil //nolint:nilerr // the loop ends only when ctx does: a normal stop
 }
 
 // watch runs one ceremony stream until it breaks. connected reports whether

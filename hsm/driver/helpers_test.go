@@ -108,18 +108,7 @@ func (d *deployment) startDriver(t testing.TB, o driverOpts) *driver.Process {
 // startDriverStop runs a driver until stop is called or the test ends.
 func (d *deployment) startDriverStop(t testing.TB, o driverOpts) (*driver.Process, func()) {
 	t.Helper()
-	if o.name == "" {
-		o.name = "driver-x"
-	}
-	if o.databaseURL == "" && o.dataDir == "" {
-		o.dataDir = t.TempDir()
-	}
-	paths := d.env.PKI.Nodes[o.name]
-	p, err := driver.Open(context.Background(), driver.Config{
-		NodeURL: d.node.URL, TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: d.env.PKI.CAPath, ServerName: "localhost",
-		HSM: o.hsm, DatabaseURL: o.databaseURL, DataDir: o.dataDir, Concurrency: o.concurrency,
-		ClaimWait: 5 * time.Second, Logger: servertest.Logger(t).With("driver", o.name), AfterComplete: o.onComplete,
-	})
+	p, err := driver.Open(context.Background(), d.driverConfig(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +120,10 @@ func (d *deployment) startDriverStop(t testing.TB, o driverOpts) (*driver.Proces
 		once.Do(func() {
 			cancel()
 			select {
-			case <-done:
+			case err := <-done:
+				if err != nil {
+					t.Errorf("driver: %v", err)
+				}
 			case <-time.After(20 * time.Second):
 				t.Error("driver did not stop within 20 s")
 			}
@@ -142,6 +134,23 @@ func (d *deployment) startDriverStop(t testing.TB, o driverOpts) (*driver.Proces
 	}
 	t.Cleanup(stop)
 	return p, stop
+}
+
+// driverConfig is the configuration of a driver shaped by o.
+func (d *deployment) driverConfig(t testing.TB, o driverOpts) driver.Config {
+	t.Helper()
+	if o.name == "" {
+		o.name = "driver-x"
+	}
+	if o.databaseURL == "" && o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
+	paths := d.env.PKI.Nodes[o.name]
+	return driver.Config{
+		NodeURL: d.node.URL, TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: d.env.PKI.CAPath, ServerName: "localhost",
+		HSM: o.hsm, DatabaseURL: o.databaseURL, DataDir: o.dataDir, Concurrency: o.concurrency,
+		ClaimWait: 5 * time.Second, Logger: servertest.Logger(t).With("driver", o.name), AfterComplete: o.onComplete,
+	}
 }
 
 func (d *deployment) activeWallet(t testing.TB) *walletv1.Wallet {

@@ -103,7 +103,7 @@ func ensureSoftHSMToken(dir string) (label, pin string, err error) {
 	soPIN := hex.EncodeToString(raw[:6]) + "so"
 	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", tokenLabel, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
 	if err != nil {
-		return "", "", fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
+		return "", "", fmt.Errorf("softhsm2-util --init-token: %w: %s", err, out)
 	}
 	if err := os.WriteFile(pinPath, []byte(pin+"\n"), 0o600); err != nil {
 		return "", "", err

@@ -56,7 +56,7 @@ func FromRS(r, s, pub, digest []byte) (Signature, error) {
 	}
 	pk, err := secp256k1.ParsePubKey(pub)
 	if err != nil {
-		return Signature{}, fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+		return Signature{}, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	var rs, ss secp256k1.ModNScalar
 	if err := setScalar(&rs, r); err != nil {

@@ -108,25 +108,25 @@ func Create(path string) (*KEK, error) {
 		return nil, fmt.Errorf("kek: create key file: %w", err)
 	}
 	if err := writeSync(f, k.key[:]); err != nil {
-		os.Remove(path)
+		_ = os.Remove(path)
 		k.Destroy()
 		return nil, fmt.Errorf("kek: write key file: %w", err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		// Best effort: some filesystems refuse fsync on directories.
 		_ = d.Sync()
-		d.Close()
+		_ = d.Close()
 	}
 	return k, nil
 }
 
 func writeSync(f *os.File, b []byte) error {
 	if _, err := f.Write(b); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

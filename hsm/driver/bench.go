@@ -1,0 +1,332 @@
+package driver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/hsm"
+)
+
+// Bench is one run of the HSM throughput benchmark, shared by `sigil bench
+// hsm` and BenchmarkHSMThroughput. It measures, in one run:
+//
+//   - the HSM itself: hsm.Sign (C_UnwrapKey + C_Sign + C_DestroyObject, plus
+//     low-S and recovery id in Go) on one token with Raw.Sessions callers at
+//     once: the limit a driver can reach;
+//   - the whole stack: signature requests queued through the wallet API
+//     while no driver runs, then drained by the first 1, 2, ... of Drivers
+//     (claim, sign, verify and record included), timed from the drivers'
+//     start until the last request is signed.
+//
+// Everything shares the machine's cores: a second driver only helps where
+// the first leaves cores idle.
+type Bench struct {
+	// Raw is the token of the raw measurement; RawSignatures how many
+	// signatures it makes.
+	Raw           hsm.Config
+	RawSignatures int
+	// Drivers run the full-stack measurements, each on its own token with
+	// the same master key and all on the same driver database. The first
+	// also generates the wallet's key.
+	Drivers []Config
+	// StackRequests is how many signature requests each full-stack
+	// measurement queues.
+	StackRequests int
+	// API calls the wallet API of the coordinator the drivers poll, with a
+	// token allowed to create wallets and signatures.
+	API walletv1connect.WalletServiceClient
+	// Submitters is how many CreateSignature calls run at once while
+	// queueing (default 8).
+	Submitters int
+}
+
+// BenchResult holds the figures of one Bench run, in signatures per second.
+type BenchResult struct {
+	Sessions      int
+	RawSignatures int
+	StackRequests int
+	Raw           float64
+	// Stack[i] is the full-stack figure with i+1 drivers.
+	Stack []float64
+}
+
+// Run makes the measurements, the raw one first.
+func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
+	if len(b.Drivers) == 0 || b.RawSignatures <= 0 || b.StackRequests <= 0 || b.API == nil {
+		return nil, errors.New("bench: need drivers, a wallet API client and positive request counts")
+	}
+	if b.Submitters == 0 {
+		b.Submitters = 8
+	}
+	sessions := b.Raw.Sessions
+	if sessions == 0 {
+		sessions = hsm.DefaultSessions
+	}
+	res := &BenchResult{Sessions: sessions, RawSignatures: b.RawSignatures, StackRequests: b.StackRequests}
+	var err error
+	if res.Raw, err = RawSignThroughput(ctx, b.Raw, b.RawSignatures, sessions); err != nil {
+		return nil, fmt.Errorf("raw PKCS#11: %w", err)
+	}
+	walletID, err := b.hsmWallet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for n := 1; n <= len(b.Drivers); n++ {
+		rate, err := b.stackThroughput(ctx, walletID, b.Drivers[:n])
+		if err != nil {
+			return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
+		}
+		res.Stack = append(res.Stack, rate)
+	}
+	return res, nil
+}
+
+// WriteTable prints the figures and their ratios to raw.
+func (r *BenchResult) WriteTable(w io.Writer) error {
+	var err error
+	printf := func(format string, args ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, args...)
+		}
+	}
+	printf("HSM signing throughput (SoftHSM2, %d sessions per token and per driver)\n\n", r.Sessions)
+	printf("  %-44s %10s %9s %10s\n", "measurement", "sig/s", "requests", "of raw")
+	printf("  %-44s %10.0f %9d %9.2fx\n", "raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, 1.0)
+	for i, rate := range r.Stack {
+		name := fmt.Sprintf("full stack via coordinator, %d driver", i+1)
+		if i > 0 {
+			name += "s"
+		}
+		printf("  %-44s %10.0f %9d %9.2fx\n", name, rate, r.StackRequests, rate/r.Raw)
+	}
+	if len(r.Stack) > 1 {
+		printf("\n  %d drivers vs 1: %.2fx\n", len(r.Stack), r.Stack[len(r.Stack)-1]/r.Stack[0])
+	}
+	return err
+}
+
+// RawSignThroughput signs n random digests on one token with `workers`
+// goroutines and returns signatures per second. Each signature unwraps the
+// key into a session object, signs and destroys it, as a sign job does.
+func RawSignThroughput(ctx context.Context, cfg hsm.Config, n, workers int) (float64, error) {
+	h, err := hsm.Open(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	pub, wrapped, err := h.GenerateKey(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var left atomic.Int64
+	left.Store(int64(n))
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			digest := make([]byte, 32)
+			for left.Add(-1) >= 0 {
+				_, _ = rand.Read(digest)
+				if _, err := h.Sign(ctx, wrapped, pub, digest); err != nil {
+					errs <- err
+					left.Store(0)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// hsmWallet creates an HSM wallet with the first driver running, waits
+// until it is active and stops the driver.
+func (b Bench) hsmWallet(ctx context.Context) (string, error) {
+	stop, err := startDrivers(ctx, b.Drivers[:1])
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = stop() }()
+	resp, err := b.API.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{
+		Name: "bench", Backend: walletv1.Backend_BACKEND_HSM,
+	}))
+	if err != nil {
+		return "", fmt.Errorf("create the benchmark wallet: %w", err)
+	}
+	id := resp.Msg.GetWallet().GetId()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := b.API.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+		if err != nil {
+			return "", err
+		}
+		switch w := got.Msg.GetWallet(); w.GetStatus() {
+		case walletv1.WalletStatus_WALLET_STATUS_ACTIVE:
+			return id, stop()
+		case walletv1.WalletStatus_WALLET_STATUS_FAILED:
+			return "", fmt.Errorf("benchmark wallet failed: %s", w.GetFailureReason())
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("benchmark wallet not active after 30 s: is the driver reaching the coordinator?")
+		}
+		if sleep(ctx, 20*time.Millisecond); ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
+}
+
+// stackThroughput queues StackRequests signature requests, then starts the
+// drivers and times them until every request is signed.
+func (b Bench) stackThroughput(ctx context.Context, walletID string, drivers []Config) (float64, error) {
+	ids, err := b.queueSignatures(ctx, walletID)
+	if err != nil {
+		return 0, err
+	}
+	procs, err := openDrivers(ctx, drivers)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	stop := runDrivers(ctx, procs)
+	err = waitSigned(ctx, b.API, ids)
+	elapsed := time.Since(start)
+	if err := errors.Join(err, stop()); err != nil {
+		return 0, err
+	}
+	return float64(len(ids)) / elapsed.Seconds(), nil
+}
+
+// queueSignatures asks for StackRequests signatures of distinct random
+// hashes and returns their ids.
+func (b Bench) queueSignatures(ctx context.Context, walletID string) ([]string, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ids := make([]string, b.StackRequests)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range b.Submitters {
+		wg.Go(func() {
+			for i := range next {
+				if ctx.Err() != nil {
+					continue // a call failed: let the feeder finish
+				}
+				hash := make([]byte, 32)
+				_, _ = rand.Read(hash)
+				resp, err := b.API.CreateSignature(ctx, connect.NewRequest(&walletv1.CreateSignatureRequest{
+					WalletId: walletID, Payload: &walletv1.CreateSignatureRequest_Hash{Hash: hash},
+				}))
+				if err != nil {
+					cancel(fmt.Errorf("CreateSignature: %w", err))
+					continue
+				}
+				ids[i] = resp.Msg.GetSignature().GetId()
+			}
+		})
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// waitSigned polls until every signature is signed. It walks the ids in
+// order and asks only about the first one not yet seen finished, so it
+// costs about one GetSignature per request, as a client waiting for its
+// results would.
+func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, ids []string) error {
+	const limit = 10 * time.Minute
+	deadline := time.Now().Add(limit)
+	for i := 0; i < len(ids); {
+		got, err := api.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: ids[i]}))
+		if err != nil {
+			return err
+		}
+		switch sg := got.Msg.GetSignature(); sg.GetStatus() {
+		case walletv1.SignatureStatus_SIGNATURE_STATUS_SIGNED:
+			i++
+			continue
+		case walletv1.SignatureStatus_SIGNATURE_STATUS_PENDING:
+		default:
+			return fmt.Errorf("signature %s %v: %s", sg.GetId(), sg.GetStatus(), sg.GetFailureReason())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d signatures still pending after %v", len(ids)-i, len(ids), limit)
+		}
+		if sleep(ctx, 10*time.Millisecond); ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// startDrivers opens and runs drivers until stop is called.
+func startDrivers(ctx context.Context, cfgs []Config) (stop func() error, err error) {
+	procs, err := openDrivers(ctx, cfgs)
+	if err != nil {
+		return nil, err
+	}
+	return runDrivers(ctx, procs), nil
+}
+
+func openDrivers(ctx context.Context, cfgs []Config) ([]*Process, error) {
+	var procs []*Process
+	for _, c := range cfgs {
+		p, err := Open(ctx, c)
+		if err != nil {
+			for _, p := range procs {
+				_ = p.Close()
+			}
+			return nil, fmt.Errorf("driver on token %q: %w", c.HSM.TokenLabel, err)
+		}
+		procs = append(procs, p)
+	}
+	return procs, nil
+}
+
+// runDrivers runs every process; stop ends them and closes them.
+func runDrivers(ctx context.Context, procs []*Process) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, len(procs))
+	for _, p := range procs {
+		go func() { done <- p.Run(ctx) }()
+	}
+	var once sync.Once
+	var stopErr error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			var errs []error
+			for range procs {
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+					errs = append(errs, err)
+				}
+			}
+			for _, p := range procs {
+				errs = append(errs, p.Close())
+			}
+			stopErr = errors.Join(errs...)
+		})
+		return stopErr
+	}
+}
