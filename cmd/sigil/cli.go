@@ -152,8 +152,14 @@ func (l *listFlag) Set(v string) error {
 // printUsage writes a command's help.
 func printUsage(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: sigil %s [flags]\n\n%s\n\nFlags (each also settable as SIGIL_<FLAG> in the environment, or in --config):\n", c.name, strings.TrimSpace(c.usage))
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n      %s", f.Name, kind, usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func printCommands(w io.Writer, cmds []*command) {

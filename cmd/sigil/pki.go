@@ -43,7 +43,7 @@ carry --host names (default localhost, 127.0.0.1, ::1).`,
 			var dir, out, name, role string
 			var hosts listFlag
 			var validity time.Duration
-			fs.StringVar(&dir, "dir", "./sigil-pki", "folder of the CA (from `sigil pki init`)")
+			fs.StringVar(&dir, "dir", "./sigil-pki", "folder of the CA (from \"sigil pki init\")")
 			fs.StringVar(&out, "out", "", "folder for the certificate and key (default: --dir)")
 			fs.StringVar(&name, "name", "", "the node's name: lowercase letters, digits, '-', '_' and '.' (required)")
 			fs.StringVar(&role, "role", "", "signer, driver or server (required)")
