@@ -30,6 +30,7 @@ func commands() []*command {
 		serverCommand(),
 		devCommand(),
 		benchMPCCommand(),
+		benchHSMCommand(),
 		walletCreateCommand(),
 		walletGetCommand(),
 		walletListCommand(),

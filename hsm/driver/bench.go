@@ -304,6 +304,10 @@ func openDrivers(ctx context.Context, cfgs []Config) ([]*Process, error) {
 	return procs, nil
 }
 
+// stopGrace is how long stopping drivers waits for the coordinator to end
+// their abandoned long polls.
+const stopGrace = 500 * time.Millisecond
+
 // runDrivers runs every process; stop ends them and closes them.
 func runDrivers(ctx context.Context, procs []*Process) (stop func() error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -326,6 +330,12 @@ func runDrivers(ctx context.Context, procs []*Process) (stop func() error) {
 				errs = append(errs, p.Close())
 			}
 			stopErr = errors.Join(errs...)
+			// A long poll the drivers gave up on may still be open at the
+			// coordinator until it notices the cancellation; if the next
+			// measurement queued jobs before then, that poll would claim
+			// one for a driver that is gone, and the job would wait a whole
+			// lease. Give the coordinator time to close them.
+			sleep(context.WithoutCancel(ctx), stopGrace)
 		})
 		return stopErr
 	}

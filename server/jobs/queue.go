@@ -8,6 +8,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -104,8 +105,18 @@ func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration) (*
 			Driver: driver, LeaseID: ids.New(ids.Lease), Now: q.now(), LeaseFor: q.lease,
 			MaxAttempts: q.retry.MaxAttempts,
 		})
-		if err != nil || cj != nil {
-			return cj, err
+		if err != nil {
+			return nil, err
+		}
+		if cj != nil {
+			if ctx.Err() != nil {
+				// The driver hung up while we claimed: give the job back now
+				// rather than let it sit out a whole lease.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				return nil, errors.Join(ctx.Err(), q.store.ReleaseJob(rctx, cj.ID, cj.LeaseID))
+			}
+			return cj, nil
 		}
 		select {
 		case <-wake:

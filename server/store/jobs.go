@@ -42,8 +42,23 @@ type JobQueue interface {
 	// its wallet or signature fails with the reason. It returns the job's
 	// new state (JobQueued or JobFailed).
 	FailJob(ctx context.Context, f JobFailure) (JobState, error)
+	// ReleaseJob hands a job straight back to the queue, uncounted, when
+	// the claim never reached its driver (the long poll was cancelled as
+	// the job was claimed). It is a no-op when the lease is not current.
+	ReleaseJob(ctx context.Context, jobID, leaseID string) error
 	// JobCounts counts the open jobs, for the queue depth gauge.
 	JobCounts(ctx context.Context, now time.Time) (JobCounts, error)
+}
+
+// ReleaseJob undoes a claim whose driver never saw it. See JobQueue.
+func (s *SQL) ReleaseJob(ctx context.Context, jobID, leaseID string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_id = '',
+		leased_by = '', lease_expires_at = 0, updated_at = ? WHERE id = ? AND lease_id = ? AND state = 'leased'`),
+		micros(s.now()), jobID, leaseID)
+	if err != nil {
+		return fmt.Errorf("release job %s: %w", jobID, err)
+	}
+	return nil
 }
 
 var _ JobQueue = (*SQL)(nil)

@@ -26,6 +26,31 @@ var jobTests = []struct {
 	{"JobPermanentFailure", testJobPermanentFailure},
 	{"JobLapsedTooOften", testJobLapsedTooOften},
 	{"JobConcurrentClaims", testJobConcurrentClaims},
+	{"JobRelease", testJobRelease},
+}
+
+// testJobRelease: a claim that never reached its driver goes straight back
+// to the queue, uncounted; a release under a stale lease changes nothing.
+func testJobRelease(t *testing.T, st store.Store) {
+	s := asJobStore(t, st)
+	ctx := context.Background()
+	now := time.Now().Add(time.Second)
+	_, j := hsmWallet(t, s)
+	a := claim(t, s, "driver-a", now)
+	if err := s.ReleaseJob(ctx, j.ID, ids.New(ids.Lease)); err != nil {
+		t.Fatal(err)
+	}
+	wantJobState(t, s, j.ID, store.JobLeased)
+	if err := s.ReleaseJob(ctx, j.ID, a.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	if got := wantJobState(t, s, j.ID, store.JobQueued); got.Attempts != 0 {
+		t.Fatalf("released job counts %d attempts, want 0", got.Attempts)
+	}
+	b := claim(t, s, "driver-b", now)
+	if b == nil || b.ID != j.ID || b.Released {
+		t.Fatalf("after release, claim = %+v; want the same job at once, not as a lapsed lease", b)
+	}
 }
 
 // jobStore is what the queue tests need: the queue and a way to read a job.

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/hsm/driver"
+	"github.com/sigil-wallet/sigil/internal/cluster"
+	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server"
+	"github.com/sigil-wallet/sigil/server/auth"
+)
+
+// benchHSMDrivers are the dev-PKI names of the benchmark's drivers; the
+// full stack is measured with the first one, then with both.
+var benchHSMDrivers = []string{"driver-1", "driver-2"}
+
+func benchHSMCommand() *command {
+	return &command{
+		name:    "bench hsm",
+		summary: "measure HSM signing throughput: raw PKCS#11 on SoftHSM2 vs the full stack with 1 and 2 drivers",
+		usage: `Measures, in one run on this machine:
+
+  - raw PKCS#11 throughput on SoftHSM2: unwrap a wrapped key, sign, destroy
+    (what one sign job asks of the HSM), with --sessions callers at once on
+    one token: the limit;
+  - full-stack throughput: --requests signature requests queued through the
+    wallet API of a coordinator, then drained by one HSM driver, and again by
+    two drivers on two tokens holding the same imported master key (claim,
+    sign, verify and record included);
+
+and prints each in signatures per second with its ratio to raw. Everything
+(tokens, coordinator, drivers) is made in a temporary folder and removed at the
+end; with --database-url the coordinator and the driver database use a fresh
+PostgreSQL schema, dropped at the end. Needs SoftHSM2 (apt-get install softhsm2).
+All parts share this machine's cores.`,
+		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
+			var requests, sessions int
+			var databaseURL string
+			fs.IntVar(&requests, "requests", 500, "signature requests per full-stack measurement (the raw measurement signs 3x as many)")
+			fs.IntVar(&sessions, "sessions", hsm.DefaultSessions, "PKCS#11 sessions per token, and jobs at once per driver")
+			fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL for the coordinator and the driver database (a temporary schema in it); default SQLite in the temporary folder")
+			env.addLogFlags(fs)
+			// Only trouble is worth printing beside the table.
+			env.logLevel = "warn"
+			fs.Lookup("log-level").DefValue = "warn"
+			return func() error {
+				if requests < 1 || sessions < 1 {
+					return fmt.Errorf("%w: --requests and --sessions must be at least 1", errUsage)
+				}
+				if databaseURL != "" && !strings.HasPrefix(databaseURL, "postgres://") && !strings.HasPrefix(databaseURL, "postgresql://") {
+					return fmt.Errorf("%w: --database-url: want a postgres:// URL, or nothing for SQLite", errUsage)
+				}
+				logger, err := env.logger()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures), then the full stack with 1 and %d drivers (%d requests each) ...\n",
+					3*requests, len(benchHSMDrivers), requests)
+				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, sessions: sessions, databaseURL: databaseURL, logger: logger})
+				if err != nil {
+					return err
+				}
+				return res.WriteTable(env.stdout)
+			}
+		},
+	}
+}
+
+type benchHSMOptions struct {
+	requests, sessions int
+	databaseURL        string
+	logger             *slog.Logger
+}
+
+// runBenchHSM builds the benchmark's deployment in a temporary folder,
+// runs driver.Bench on it and takes it down again.
+func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, error) {
+	if !cluster.SoftHSMAvailable() {
+		return nil, fmt.Errorf("SoftHSM2 not found (module %s and softhsm2-util): install it with `apt-get install softhsm2`", cluster.SoftHSMModule)
+	}
+	dir, err := os.MkdirTemp("", "sigil-bench-hsm-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tokens, err := benchSoftHSMTokens(ctx, filepath.Join(dir, "softhsm"), o.sessions, "bench-1", "bench-2")
+	if err != nil {
+		return nil, err
+	}
+	dbURL := o.databaseURL
+	if dbURL != "" {
+		var drop func() error
+		if dbURL, drop, err = benchSchema(ctx, dbURL); err != nil {
+			return nil, err
+		}
+		defer func() { _ = drop() }()
+	}
+	p, err := pki.EnsureDevPKI(filepath.Join(dir, "pki"), nil, benchHSMDrivers)
+	if err != nil {
+		return nil, fmt.Errorf("dev PKI: %w", err)
+	}
+	srv, stop, err := benchCoordinator(ctx, p, dbURL, filepath.Join(dir, "coordinator"), o.logger)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	api, err := benchAPIClient(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	bench := driver.Bench{Raw: tokens[0], RawSignatures: 3 * o.requests, StackRequests: o.requests, API: api}
+	for i, name := range benchHSMDrivers {
+		paths := p.Nodes[name]
+		bench.Drivers = append(bench.Drivers, driver.Config{
+			NodeURL: "https://" + srv.Addr("node"), TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: p.CAPath,
+			ServerName: "localhost", HSM: tokens[i], Concurrency: o.sessions,
+			// One driver database for both drivers: SQLite in one folder,
+			// or the PostgreSQL schema the coordinator uses too.
+			DatabaseURL: dbURL, DataDir: filepath.Join(dir, "driver-db"),
+			Logger: o.logger.With("driver", name),
+		})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "driver-db"), 0o700); err != nil {
+		return nil, err
+	}
+	return bench.Run(ctx)
+}
+
+// benchCoordinator starts a coordinator with the HSM backend on loopback.
+func benchCoordinator(ctx context.Context, p *pki.DevPKI, databaseURL, dataDir string, logger *slog.Logger) (*server.Server, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	srv, err := server.New(ctx, server.Config{
+		APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", DataDir: dataDir, DatabaseURL: databaseURL,
+		NodeTLSCert: p.ServerCert, NodeTLSKey: p.ServerKey, NodeClientCA: p.CAPath,
+		HSM: true, Logger: logger.With("component", "coordinator"),
+	})
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("coordinator: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx); err != nil {
+			logger.Error("coordinator stopped", "error", err)
+		}
+	}()
+	return srv, func() {
+		cancel()
+		<-done
+		_ = srv.Close()
+	}, nil
+}
+
+// benchAPIClient mints an admin token and returns a wallet-API client
+// using it, over HTTP/2 without TLS (the local API port).
+func benchAPIClient(ctx context.Context, srv *server.Server) (walletv1connect.WalletServiceClient, error) {
+	token, err := auth.Mint(ctx, srv.Store(), []auth.Scope{auth.ScopeAdmin}, "sigil bench hsm")
+	if err != nil {
+		return nil, err
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	bearer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	})
+	return walletv1connect.NewWalletServiceClient(hc, srv.APIURL(), connect.WithInterceptors(bearer)), nil
+}
+
+// benchSoftHSMTokens initialises one SoftHSM2 token per label in dir and
+// gives them all the same new master key, as `sigil hsm import-master-key`
+// does across a deployment. SOFTHSM2_CONF is process-wide and read when the
+// module loads, so this runs before any token is opened.
+func benchSoftHSMTokens(ctx context.Context, dir string, sessions int, labels ...string) ([]hsm.Config, error) {
+	tokenDir := filepath.Join(dir, "tokens")
+	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	body := "directories.tokendir = " + tokenDir + "\nobjectstore.backend = file\nlog.level = ERROR\n"
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+		return nil, err
+	}
+	var cfgs []hsm.Config
+	for _, label := range labels {
+		pin, soPIN := benchRandomHex(8), benchRandomHex(8)
+		out, err := exec.CommandContext(ctx, "softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("softhsm2-util --init-token %s: %v: %s", label, err, bytes.TrimSpace(out))
+		}
+		cfgs = append(cfgs, hsm.Config{ModulePath: cluster.SoftHSMModule, TokenLabel: label, PIN: pin, Sessions: sessions})
+	}
+	material, err := hsm.GenerateMasterKeyMaterial()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
+	var handles []*hsm.HSM
+	defer func() {
+		for _, h := range handles {
+			_ = h.Close()
+		}
+	}()
+	for _, c := range cfgs {
+		h, err := hsm.OpenToken(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("token %s: %w", c.TokenLabel, err)
+		}
+		handles = append(handles, h)
+		if err := h.ImportMasterKey(ctx, bytes.Clone(material)); err != nil {
+			return nil, fmt.Errorf("import the master key into %s: %w", c.TokenLabel, err)
+		}
+	}
+	return cfgs, nil
+}
+
+// benchSchema creates a schema of its own in the PostgreSQL database of
+// rawURL and returns a URL using it and the function that drops it.
+func benchSchema(ctx context.Context, rawURL string) (string, func() error, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", nil, errors.New("--database-url is not a URL") // never echo it: it may hold a password
+	}
+	admin, err := db.Open(ctx, db.Config{URL: rawURL})
+	if err != nil {
+		return "", nil, fmt.Errorf("--database-url: %w", err)
+	}
+	// The name is ours (a fixed prefix and hex), so formatting it into DDL is safe.
+	schema := "sigil_bench_" + benchRandomHex(6)
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		_ = admin.Close()
+		return "", nil, fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema) // pgx sends unknown URL parameters as run-time settings
+	u.RawQuery = q.Encode()
+	drop := func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		_, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE")
+		return errors.Join(err, admin.Close())
+	}
+	return u.String(), drop, nil
+}
+
+func benchRandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
