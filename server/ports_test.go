@@ -160,3 +160,12 @@ func TestNodePortRequiresMTLS(t *testing.T) {
 		wantCode(t, err, connect.CodeUnauthenticated, "")
 	})
 }
+
+// TestSignersRefusedWithoutMPC: a coordinator without --mpc-signers (say,
+// an API-only replica) refuses signers instead of running ceremonies.
+func TestSignersRefusedWithoutMPC(t *testing.T) {
+	env := servertest.Start(t, servertest.Options{Configure: func(c *server.Config) { c.HSM = true }})
+	c := ceremonyv1connect.NewCeremonyServiceClient(env.NodeClient(t, "signer-x"), env.NodeURL)
+	_, err := c.GetCeremony(context.Background(), connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: "cer_aaaaaaaaaaaaaaaaaaaaaaaaaa"}))
+	wantCode(t, err, connect.CodeFailedPrecondition, "no MPC signer group")
+}

@@ -116,6 +116,7 @@ func (s *Server) buildOrchestrator() error {
 		SignTimeout:   s.cfg.SignTimeout,
 		QuorumWait:    s.cfg.QuorumWait,
 		SignerRoots:   roots,
+		Disabled:      len(s.cfg.MPCSigners) == 0,
 		Logger:        s.logger.With("component", "mpc"),
 		Registerer:    s.registry,
 	})

@@ -67,6 +67,13 @@ func startClusterOpts(t *testing.T, opts cluster.Options) *testCluster {
 // stores its share sealed under its own KEK. Call before the signers start.
 func (tc *testCluster) seedWallet(t *testing.T, n, threshold int) (string, []byte) {
 	t.Helper()
+	return tc.seedWalletWithout(t, n, threshold, "")
+}
+
+// seedWalletWithout seeds a wallet whose share is missing at one signer
+// (none when lacking is empty), as after a lost signer database.
+func (tc *testCluster) seedWalletWithout(t *testing.T, n, threshold int, lacking string) (string, []byte) {
+	t.Helper()
 	ctx := context.Background()
 	cfgs := mpctest.Configs(t, n, threshold)
 	pub, err := mpc.PublicKey(cfgs[party.ID("signer-1")])
@@ -87,6 +94,9 @@ func (tc *testCluster) seedWallet(t *testing.T, n, threshold int) (string, []byt
 	for _, name := range tc.Names {
 		if err := tc.StartSigner(name); err != nil {
 			t.Fatal(err)
+		}
+		if name == lacking {
+			continue
 		}
 		if err := signer.ImportShare(ctx, tc.Signer(name), w.ID, keygen.ID, cfgs[party.ID(name)]); err != nil {
 			t.Fatal(err)
@@ -221,5 +231,18 @@ func TestSignerKilledMidSigning(t *testing.T) {
 	time.Sleep(time.Second)
 	tc.StopSigner(victim)
 	s := tc.waitSignature(t, res.Msg.GetSignature().GetId(), 2*time.Minute)
+	verifySignature(t, pub, s)
+}
+
+// TestSignerWithoutShareIsLeftOut: a signer that fails on its own (here it
+// lost its share) is blamed and the next attempt uses another quorum, so
+// the request still completes with the healthy signers.
+func TestSignerWithoutShareIsLeftOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs MPC signing ceremonies (seconds each); skipped with -short")
+	}
+	tc := startCluster(t, 3, 2, true)
+	walletID, pub := tc.seedWalletWithout(t, 3, 2, "signer-1") // the first quorum tried includes signer-1
+	s := tc.sign(t, &walletv1.CreateSignatureRequest{WalletId: walletID, Payload: &walletv1.CreateSignatureRequest_Hash{Hash: hashOf(5)}}, 2*time.Minute)
 	verifySignature(t, pub, s)
 }

@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		k.Destroy()
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
-	d, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath, Logger: cfg.Logger})
+	d, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath, Durable: true, Logger: cfg.Logger})
 	if err != nil {
 		k.Destroy()
 		return nil, fmt.Errorf("signer database: %w", err)

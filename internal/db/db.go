@@ -51,6 +51,11 @@ type Config struct {
 	// SQLitePath is the SQLite database file, used when URL is empty. Its parent directory is
 	// created with mode 0700 and a new file with mode 0600, as it may hold key material.
 	SQLitePath string
+	// Durable makes every SQLite commit reach the disk before it returns
+	// (synchronous=FULL), for stores that must not lose what they have
+	// reported, such as a signer's key shares. PostgreSQL commits are
+	// durable already.
+	Durable bool
 	// Logger receives migration progress. Nil discards it: library code never writes to stdout.
 	Logger *slog.Logger
 }
@@ -79,7 +84,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	)
 	switch {
 	case cfg.URL == "":
-		d, err = openSQLite(ctx, cfg.SQLitePath)
+		d, err = openSQLite(ctx, cfg.SQLitePath, cfg.Durable)
 	case strings.HasPrefix(cfg.URL, "postgres://"), strings.HasPrefix(cfg.URL, "postgresql://"):
 		d, err = openPostgres(ctx, cfg.URL)
 	default:
@@ -93,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return d, nil
 }
 
-func openSQLite(ctx context.Context, path string) (*DB, error) {
+func openSQLite(ctx context.Context, path string, durable bool) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("db: no database configured: set a PostgreSQL URL or a SQLite path")
 	}
@@ -115,7 +120,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	}
 
 	bindSQLite.Do(func() { sqlx.BindDriver(sqliteDriver, sqlx.QUESTION) })
-	sdb, err := sqlx.Open(sqliteDriver, sqliteDSN(abs))
+	sdb, err := sqlx.Open(sqliteDriver, sqliteDSN(abs, durable))
 	if err != nil {
 		return nil, fmt.Errorf("db: open SQLite %s: %w", abs, err)
 	}
@@ -135,15 +140,15 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 // sqliteDSN builds modernc's DSN. With the file: prefix SQLite parses the name as a URI, so the
 // characters that are special in a URI are escaped; modernc reads the _-prefixed parameters and
 // SQLite ignores them.
-func sqliteDSN(path string) string {
+func sqliteDSN(path string, durable bool) string {
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
 	params := []string{
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=foreign_keys(1)",
 		// NORMAL is durable in WAL mode except for the last transactions before a power loss;
-		// FULL would fsync every commit.
-		"_pragma=synchronous(NORMAL)",
+		// FULL fsyncs every commit.
+		"_pragma=synchronous(" + map[bool]string{false: "NORMAL", true: "FULL"}[durable] + ")",
 		"_txlock=immediate",
 	}
 	return "file:" + escaped + "?" + strings.Join(params, "&")

@@ -131,3 +131,19 @@ func TestReopenSeesData(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenSQLiteDurable checks a durable store fsyncs every commit.
+func TestOpenSQLiteDurable(t *testing.T) {
+	d, err := db.Open(t.Context(), db.Config{SQLitePath: filepath.Join(t.TempDir(), "d.db"), Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeDB(t, d)
+	var got string
+	if err := d.GetContext(t.Context(), &got, "PRAGMA synchronous"); err != nil {
+		t.Fatal(err)
+	}
+	if got != "2" { // FULL
+		t.Fatalf("PRAGMA synchronous = %s, want 2 (FULL)", got)
+	}
+}

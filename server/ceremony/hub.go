@@ -32,3 +32,12 @@ func (h *hub) notify(ceremonyID string) {
 		delete(h.waits, ceremonyID)
 	}
 }
+
+// drop forgets a ceremony's wake channel once its stream is done, so ended
+// ceremonies leave nothing behind. A stream still waiting on the dropped
+// channel falls back to its poll.
+func (h *hub) drop(ceremonyID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.waits, ceremonyID)
+}

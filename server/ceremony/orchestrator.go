@@ -50,8 +50,12 @@ type Config struct {
 	Heartbeat time.Duration
 	// SignerRoots verifies signer announcements (the node CA).
 	SignerRoots *x509.CertPool
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Disabled turns MPC off on this coordinator (no --mpc-signers): it
+	// starts no ceremony and refuses signers, so a replica without MPC
+	// never touches ceremonies another replica runs.
+	Disabled   bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) setDefaults() {
@@ -121,6 +125,10 @@ func (o *Orchestrator) NotifyWork() {
 // previous coordinator process are ended first: their signers lost the
 // protocol state with the old connections.
 func (o *Orchestrator) Run(ctx context.Context) error {
+	if o.cfg.Disabled {
+		<-ctx.Done()
+		return nil
+	}
 	if err := o.recover(ctx); err != nil {
 		return err
 	}
@@ -193,7 +201,10 @@ func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
 	case store.CeremonySign:
 		candidates := o.presence.online(without(c.GroupSigners, c.Excluded))
 		if len(candidates) >= c.Threshold {
-			return o.start(ctx, c, candidates[:c.Threshold], now.Add(o.cfg.SignTimeout))
+			// Each attempt starts the choice at another signer, so a retry
+			// tries another quorum even when nobody could be blamed.
+			quorum := rotate(candidates, c.Attempt)[:c.Threshold]
+			return o.start(ctx, c, quorum, now.Add(o.cfg.SignTimeout))
 		}
 		if now.Sub(c.CreatedAt) > o.cfg.QuorumWait {
 			online := o.presence.online(c.GroupSigners)
@@ -211,7 +222,7 @@ func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
 }
 
 // checkRunning ends a running ceremony that passed its deadline or lost a
-// party for longer than the grace period.
+// party (that had not reported yet) for longer than the grace period.
 func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) error {
 	now := o.now()
 	var down []string
@@ -220,18 +231,32 @@ func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) erro
 			down = append(down, p)
 		}
 	}
+	if len(down) == 0 && !now.After(c.Deadline) {
+		return nil
+	}
+	reports, err := o.store.Reports(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	// A party that already reported its result may leave.
+	down = without(down, reporters(reports))
 	if len(down) > 0 {
 		return o.failAttempt(ctx, c, fmt.Sprintf("%s disconnected during the ceremony", strings.Join(down, ", ")), down)
 	}
 	if now.After(c.Deadline) {
-		reports, err := o.store.Reports(ctx, c.ID)
-		if err != nil {
-			return err
-		}
 		silent := without(c.Parties, reporters(reports))
 		return o.failAttempt(ctx, c, fmt.Sprintf("timed out with no result from %s", listOrNone(silent)), silent)
 	}
 	return nil
+}
+
+// rotate returns list starting at its (k mod len)-th element.
+func rotate(list []string, k int) []string {
+	if len(list) == 0 {
+		return list
+	}
+	k %= len(list)
+	return append(append([]string(nil), list[k:]...), list[:k]...)
 }
 
 // start records the parties and hands the ceremony to them.
@@ -273,7 +298,12 @@ func (o *Orchestrator) failAttemptLocked(ctx context.Context, c *store.Ceremony,
 	f := &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason, SignatureStatus: store.SignatureFailed}
 	if c.Kind == store.CeremonySign {
 		excluded := union(c.Excluded, faulty)
-		if c.Attempt+1 < o.cfg.MaxSignAttempts && len(without(c.GroupSigners, excluded)) >= c.Threshold {
+		if len(without(c.GroupSigners, excluded)) < c.Threshold {
+			// Blaming all of them would leave no quorum: keep the earlier
+			// exclusions and let rotation pick another set.
+			excluded = c.Excluded
+		}
+		if c.Attempt+1 < o.cfg.MaxSignAttempts {
 			f.Retry = &store.Ceremony{ID: ids.New(ids.Ceremony), Attempt: c.Attempt + 1, Excluded: excluded}
 			o.metrics.retries.Inc()
 			o.logger.WarnContext(ctx, "signing attempt failed; retrying with another quorum", "ceremony", c.ID,

@@ -29,7 +29,7 @@ type relay struct{ o *Orchestrator }
 // name: a signer cannot send as another.
 func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRequest]) (*connect.Response[deliveryv1.SendResponse], error) {
 	o := r.o
-	who, err := caller(ctx)
+	who, err := o.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRe
 // until the ceremony ends. Only the caller's own mailbox is ever read.
 func (r *relay) Receive(ctx context.Context, req *connect.Request[deliveryv1.ReceiveRequest], stream *connect.ServerStream[deliveryv1.ReceiveResponse]) error {
 	o := r.o
-	who, err := caller(ctx)
+	who, err := o.caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,6 +78,7 @@ func (r *relay) Receive(ctx context.Context, req *connect.Request[deliveryv1.Rec
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, c.ID))
 	}
 	cursor := int64(min(req.Msg.GetAfterCursor(), uint64(1<<62)))
+	defer o.hub.drop(c.ID)
 	for {
 		// Take the wake-up channel before reading, so a message stored
 		// between the read and the wait still wakes us.

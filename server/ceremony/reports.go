@@ -107,6 +107,11 @@ func (o *Orchestrator) fail(ctx context.Context, c *store.Ceremony, signer, reas
 	if len(faulty) == 0 {
 		faulty = without(c.Parties, o.presence.online(c.Parties))
 	}
+	if len(faulty) == 0 {
+		// Nobody named and everyone still here: the failure is the
+		// reporter's own (no share, a local error).
+		faulty = []string{signer}
+	}
 	return o.failAttemptLocked(ctx, c, fmt.Sprintf("%s failed: %s", signer, reason), faulty)
 }
 

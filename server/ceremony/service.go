@@ -24,7 +24,14 @@ func (o *Orchestrator) CeremonyService() ceremonyv1connect.CeremonyServiceHandle
 
 type ceremonyService struct{ o *Orchestrator }
 
-func caller(ctx context.Context) (pki.Identity, error) {
+// errDisabled answers signers that reach a coordinator without MPC.
+var errDisabled = connect.NewError(connect.CodeFailedPrecondition,
+	errors.New("this coordinator runs no MPC signer group (--mpc-signers): connect signers to the one that does"))
+
+func (o *Orchestrator) caller(ctx context.Context) (pki.Identity, error) {
+	if o.cfg.Disabled {
+		return pki.Identity{}, errDisabled
+	}
 	id, ok := node.PeerFrom(ctx)
 	if !ok || id.Role != pki.RoleSigner {
 		return id, connect.NewError(connect.CodePermissionDenied, errors.New("only MPC signers may call this service"))
@@ -50,7 +57,7 @@ func (o *Orchestrator) partyCeremony(ctx context.Context, id string, who pki.Ide
 
 func (s *ceremonyService) WatchCeremonies(ctx context.Context, req *connect.Request[ceremonyv1.WatchCeremoniesRequest], stream *connect.ServerStream[ceremonyv1.WatchCeremoniesResponse]) error {
 	o := s.o
-	who, err := caller(ctx)
+	who, err := o.caller(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,7 +128,7 @@ func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[
 }
 
 func (s *ceremonyService) GetCeremony(ctx context.Context, req *connect.Request[ceremonyv1.GetCeremonyRequest]) (*connect.Response[ceremonyv1.GetCeremonyResponse], error) {
-	who, err := caller(ctx)
+	who, err := s.o.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +161,7 @@ func (o *Orchestrator) runningParty(ctx context.Context, id string, who pki.Iden
 
 func (s *ceremonyService) CompleteCeremony(ctx context.Context, req *connect.Request[ceremonyv1.CompleteCeremonyRequest]) (*connect.Response[ceremonyv1.CompleteCeremonyResponse], error) {
 	o := s.o
-	who, err := caller(ctx)
+	who, err := o.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +199,7 @@ func (s *ceremonyService) CompleteCeremony(ctx context.Context, req *connect.Req
 
 func (s *ceremonyService) FailCeremony(ctx context.Context, req *connect.Request[ceremonyv1.FailCeremonyRequest]) (*connect.Response[ceremonyv1.FailCeremonyResponse], error) {
 	o := s.o
-	who, err := caller(ctx)
+	who, err := o.caller(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/sigil-wallet/sigil/internal/db"
 )
 
 // RelayMessage is one sealed message in a signer's mailbox. The relay
@@ -40,6 +42,14 @@ type Relay interface {
 func (s *SQL) AppendMessages(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage) error {
 	now := micros(s.now())
 	return s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if s.db.Dialect == db.Postgres {
+			// Serialise the ceremony's senders, so positions commit in
+			// order: a reader that saw position 11 must never later find
+			// a 10 committed behind its cursor. (SQLite has one writer.)
+			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM ceremonies WHERE id = $1 FOR UPDATE`, ceremonyID); err != nil {
+				return fmt.Errorf("lock ceremony %s: %w", ceremonyID, err)
+			}
+		}
 		q := tx.Rebind(`INSERT INTO relay_messages (ceremony_id, sender, recipient, sealed, created_at) VALUES (?, ?, ?, ?, ?)`)
 		for _, m := range msgs {
 			if _, err := tx.ExecContext(ctx, q, ceremonyID, sender, m.Recipient, m.Sealed, now); err != nil {
