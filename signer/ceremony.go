@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,6 +18,13 @@ import (
 	"github.com/sigil-wallet/sigil/internal/address"
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/signer/mpc"
+)
+
+// Errors whose text is safe to pass on: they describe the ceremony, not
+// the signer's internals.
+var (
+	errNotParty = errors.New("this signer is not a party of the ceremony")
+	errBadPeers = errors.New("the peers' announcements do not verify against the signer CA")
 )
 
 // errRejected marks a request this signer refuses to sign (as opposed to
@@ -49,7 +57,9 @@ func (s *Signer) runCeremony(ctx context.Context, c *ceremonyv1.Ceremony) {
 		s.reportFailure(rctx, c, err)
 		return
 	}
-	res, err := s.ceremony.CompleteCeremony(rctx, connect.NewRequest(output))
+	res, err := retryReport(rctx, func(ctx context.Context) (*connect.Response[ceremonyv1.CompleteCeremonyResponse], error) {
+		return s.ceremony.CompleteCeremony(ctx, connect.NewRequest(output))
+	})
 	if err != nil {
 		log.WarnContext(ctx, "result not accepted", "error", err)
 		if kind == "keygen" && connect.CodeOf(err) == connect.CodeFailedPrecondition {
@@ -65,17 +75,70 @@ func (s *Signer) runCeremony(ctx context.Context, c *ceremonyv1.Ceremony) {
 	}
 }
 
+// retryReport sends a report again while the coordinator is briefly
+// unreachable: a lost report would fail a ceremony this signer finished.
+func retryReport[T any](ctx context.Context, call func(context.Context) (*connect.Response[T], error)) (*connect.Response[T], error) {
+	backoff := 200 * time.Millisecond
+	for {
+		res, err := call(ctx)
+		if err == nil || !retryable(err) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
 func (s *Signer) reportFailure(ctx context.Context, c *ceremonyv1.Ceremony, cause error) {
-	req := &ceremonyv1.FailCeremonyRequest{CeremonyId: c.GetId(), Reason: truncate(cause.Error(), 1024), Rejected: errors.Is(cause, errRejected)}
+	req := &ceremonyv1.FailCeremonyRequest{CeremonyId: c.GetId(), Reason: failureReason(cause), Rejected: errors.Is(cause, errRejected)}
 	var abort *mpc.AbortError
 	if errors.As(cause, &abort) {
 		for _, p := range abort.Culprits {
 			req.Culprits = append(req.Culprits, string(p))
 		}
 	}
-	if _, err := s.ceremony.FailCeremony(ctx, connect.NewRequest(req)); err != nil {
+	_, err := retryReport(ctx, func(ctx context.Context) (*connect.Response[ceremonyv1.FailCeremonyResponse], error) {
+		return s.ceremony.FailCeremony(ctx, connect.NewRequest(req))
+	})
+	if err != nil {
 		s.logger.WarnContext(ctx, "failure report not accepted", "ceremony", c.GetId(), "error", err)
 	}
+}
+
+// failureReason is what the coordinator (and, through it, the application)
+// learns of a failure: a category, never this signer's internals (paths,
+// database or key errors), which stay in its own log.
+func failureReason(err error) string {
+	var abort *mpc.AbortError
+	switch {
+	case errors.Is(err, errRejected):
+		return truncate(err.Error(), 1024)
+	case errors.As(err, &abort):
+		return "the protocol aborted" + culpritText(abort)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out waiting for the other signers"
+	case errors.Is(err, ErrNoShare):
+		return "this signer holds no share of the wallet"
+	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers):
+		return truncate(err.Error(), 1024)
+	default:
+		return "local error at the signer (see its log)"
+	}
+}
+
+func culpritText(a *mpc.AbortError) string {
+	if len(a.Culprits) == 0 {
+		return ""
+	}
+	names := make([]string, len(a.Culprits))
+	for i, p := range a.Culprits {
+		names[i] = string(p)
+	}
+	return " (blamed: " + strings.Join(names, ", ") + ")"
 }
 
 func truncate(s string, n int) string {
@@ -92,7 +155,7 @@ func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony) (*ceremony
 		parties = append(parties, party.ID(p))
 	}
 	if !contains(c.GetParties(), s.name) {
-		return nil, fmt.Errorf("this signer (%s) is not a party of the ceremony", s.name)
+		return nil, errNotParty
 	}
 	sess, err := s.session(c)
 	if err != nil {
@@ -117,23 +180,29 @@ func (s *Signer) session(c *ceremonyv1.Ceremony) (*seal.Session, error) {
 	for _, a := range c.GetPeers() {
 		p, err := seal.VerifyAnnouncement(a.GetAnnouncement(), s.peerRoots, time.Now())
 		if err != nil {
-			return nil, fmt.Errorf("announcement of %s: %w", a.GetSigner(), err)
+			return nil, fmt.Errorf("%w: %s: %w", errBadPeers, a.GetSigner(), err)
 		}
 		if p.Name != a.GetSigner() {
-			return nil, fmt.Errorf("announcement relayed as %s is signed by %s", a.GetSigner(), p.Name)
+			return nil, fmt.Errorf("%w: the one relayed as %s is signed by %s", errBadPeers, a.GetSigner(), p.Name)
 		}
 		peers[p.Name] = p
 	}
 	for _, name := range c.GetParties() {
 		if _, ok := peers[name]; !ok && name != s.name {
-			return nil, fmt.Errorf("no announcement for party %s", name)
+			return nil, fmt.Errorf("%w: none for party %s", errBadPeers, name)
 		}
 	}
 	return seal.NewSession(s.identity, c.GetId(), peers)
 }
 
 func (s *Signer) keygen(ctx context.Context, c *ceremonyv1.Ceremony, parties []party.ID, tr *relayTransport) (*ceremonyv1.CompleteCeremonyRequest, error) {
-	if _, err := s.shares.get(ctx, c.GetWalletId()); err == nil {
+	if sh, err := s.shares.get(ctx, c.GetWalletId()); err == nil {
+		if sh.KeygenCeremonyID == c.GetId() {
+			// This signer finished this very key generation before a restart
+			// and its report may have been lost: report the stored key again.
+			return &ceremonyv1.CompleteCeremonyRequest{CeremonyId: c.GetId(),
+				Output: &ceremonyv1.CompleteCeremonyRequest_Keygen{Keygen: &ceremonyv1.KeygenOutput{PublicKey: sh.PublicKey}}}, nil
+		}
 		return nil, fmt.Errorf("this signer already holds a share of wallet %s", c.GetWalletId())
 	}
 	cfg, err := s.runner.Keygen(ctx, []byte(c.GetId()), party.ID(s.name), parties, int(c.GetThreshold()), tr)

@@ -69,7 +69,10 @@ type Signer struct {
 
 	mu      sync.Mutex
 	running map[string]*run
-	wg      sync.WaitGroup
+	// finished remembers ceremonies this process ran to the end, so one
+	// delivered again after a reconnect is not run a second time.
+	finished map[string]time.Time
+	wg       sync.WaitGroup
 }
 
 // run is one ceremony in progress at this signer.
@@ -142,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		runner:   &mpc.Runner{Logger: logger},
 		metrics:  newMetrics(cfg.Registerer),
 		running:  map[string]*run{},
+		finished: map[string]time.Time{},
 	}, nil
 }
 
@@ -189,6 +193,11 @@ func (s *Signer) watch(ctx context.Context) (connected bool, err error) {
 		return false, err
 	}
 	defer stream.Close()
+	// Peers refuse an announcement past its lifetime, so the stream is
+	// opened again with a freshly signed one well before that (the sealing
+	// key stays the same, so ceremonies in flight are not disturbed).
+	refresh := time.AfterFunc(seal.AnnouncementTTL/4, cancel)
+	defer refresh.Stop()
 	// A stream that stays silent past a few heartbeats is dead even if TCP
 	// has not noticed.
 	alive := make(chan struct{}, 1)
@@ -238,6 +247,9 @@ func (s *Signer) start(ctx context.Context, c *ceremonyv1.Ceremony) {
 	if _, ok := s.running[c.GetId()]; ok {
 		return
 	}
+	if _, ok := s.finished[c.GetId()]; ok {
+		return
+	}
 	// A ceremony outlives the stream that delivered it: a reconnect must not
 	// kill a protocol in progress.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -252,6 +264,13 @@ func (s *Signer) start(ctx context.Context, c *ceremonyv1.Ceremony) {
 		s.runCeremony(rctx, c)
 		s.mu.Lock()
 		delete(s.running, c.GetId())
+		now := time.Now()
+		s.finished[c.GetId()] = now
+		for id, at := range s.finished {
+			if now.Sub(at) > time.Hour { // ceremonies end long before this
+				delete(s.finished, id)
+			}
+		}
 		s.mu.Unlock()
 	}()
 }

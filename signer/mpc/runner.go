@@ -51,8 +51,10 @@ func (r *Runner) Keygen(ctx context.Context, sessionID []byte, self party.ID, pa
 	if len(ids) < 2 {
 		return nil, fmt.Errorf("%w: keygen needs at least 2 parties", ErrInvalidArgument)
 	}
-	if threshold < 1 || threshold > len(ids) {
-		return nil, fmt.Errorf("%w: threshold %d outside 1..%d", ErrInvalidArgument, threshold, len(ids))
+	// t = 1 would give every party a share equal to the whole key: refuse
+	// it whoever asks, so a compromised coordinator cannot weaken a key.
+	if threshold < 2 || threshold > len(ids) {
+		return nil, fmt.Errorf("%w: threshold %d outside 2..%d", ErrInvalidArgument, threshold, len(ids))
 	}
 	if len(sessionID) == 0 {
 		return nil, fmt.Errorf("%w: empty session id", ErrInvalidArgument)

@@ -218,6 +218,8 @@ func TestInvalidArguments(t *testing.T) {
 		sid       []byte
 	}{
 		{"threshold 0", "signer-1", ids, 0, []byte("s")},
+		// t = 1 would make every share the whole key.
+		{"threshold 1", "signer-1", ids, 1, []byte("s")},
 		{"threshold above n", "signer-1", ids, 4, []byte("s")},
 		{"self absent", "signer-9", ids, 2, []byte("s")},
 		{"duplicate", "signer-1", []party.ID{"signer-1", "signer-1", "signer-2"}, 2, []byte("s")},
