@@ -238,6 +238,13 @@ func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) erro
 	if err != nil {
 		return err
 	}
+	// All results may be in while finishing failed (a database error):
+	// decide on them now rather than call it a timeout.
+	if c.Kind == store.CeremonyKeygen && len(reports) == len(c.Parties) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.keygenReportedLocked(ctx, c)
+	}
 	// A party that already reported its result may leave.
 	down = without(down, reporters(reports))
 	if len(down) > 0 {

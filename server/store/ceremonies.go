@@ -247,7 +247,10 @@ func (s *SQL) applyKeygenOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, 
 	if err != nil {
 		return fmt.Errorf("update wallet %s: %w", c.WalletID, err)
 	}
-	return expectOne(res, fmt.Errorf("%w: wallet %s is not creating", ErrStateConflict, c.WalletID))
+	// No row: the wallet was already finished another way. The ceremony
+	// still ends, rather than run on with nothing left to decide.
+	_, err = res.RowsAffected()
+	return err
 }
 
 func (s *SQL) applySignOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, f *CeremonyFinish, now time.Time) error {
@@ -278,5 +281,7 @@ func (s *SQL) applySignOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, f 
 	if err != nil {
 		return fmt.Errorf("update signature %s: %w", c.SignatureID, err)
 	}
-	return expectOne(res, fmt.Errorf("%w: signature %s is not pending", ErrStateConflict, c.SignatureID))
+	// As for wallets: a signature finished another way ends the ceremony.
+	_, err = res.RowsAffected()
+	return err
 }
