@@ -5,10 +5,13 @@ import (
 	"context"
 	"flag"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigPrecedence checks flags beat SIGIL_* environment variables,
@@ -119,5 +122,60 @@ func TestPKIAndTokenCommands(t *testing.T) {
 	token := out.String()
 	if !strings.HasPrefix(token, "sgl_") || strings.Count(token, "\n") != 1 || len(strings.TrimSpace(token)) < 40 {
 		t.Fatalf("token create printed %q; want the token alone on one line", token)
+	}
+}
+
+// TestServerStopsGracefully runs `sigil server` as main does and cancels
+// its context, as SIGTERM does: it must stop serving and exit 0 promptly.
+func TestServerStopsGracefully(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	quiet := func() *cliEnv {
+		return &cliEnv{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	}
+	for _, args := range [][]string{
+		{"pki", "init", "--dir", pkiDir},
+		{"pki", "issue", "--dir", pkiDir, "--name", "sigil-server", "--role", "server"},
+	} {
+		if code := run(context.Background(), args, quiet()); code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := ln.Addr().String()
+	_ = ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"server", "--api-addr", apiAddr, "--node-addr", "127.0.0.1:0", "--metrics-addr", "",
+			"--data-dir", filepath.Join(dir, "data"), "--node-tls-cert", filepath.Join(pkiDir, "sigil-server.pem"),
+			"--node-tls-key", filepath.Join(pkiDir, "sigil-server-key.pem"), "--node-client-ca", filepath.Join(pkiDir, "ca.pem")}, quiet())
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Post("http://"+apiAddr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			_ = res.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d after a graceful stop", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop within 10 s of the signal")
+	}
+	if _, err := http.Get("http://" + apiAddr + "/"); err == nil {
+		t.Fatal("the API port still answers after shutdown")
 	}
 }
