@@ -43,6 +43,12 @@ type Server struct {
 
 	servers   []*http.Server
 	listeners []net.Listener
+	// nodeCtx is the base context of node-port requests; shutdown cancels
+	// it first so ceremony streams, mailboxes and long polls end at once
+	// (signers and drivers reconnect and retry), instead of holding the
+	// graceful shutdown for its whole grace period.
+	nodeCtx    context.Context
+	stopNodeRq context.CancelFunc
 	closers   []func() error // run in reverse order by Close
 }
 
@@ -162,6 +168,10 @@ func (s *Server) listen(name, addr string, h http.Handler, tlsConfig func() (*tl
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	if name == "node" {
+		s.nodeCtx, s.stopNodeRq = context.WithCancel(context.Background())
+		srv.BaseContext = func(net.Listener) context.Context { return s.nodeCtx }
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
@@ -252,6 +262,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.logger.Info("shutting down")
 	s.queue.Close() // open long polls return at once
+	if s.stopNodeRq != nil {
+		s.stopNodeRq()
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range s.servers {
@@ -265,6 +278,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close releases what New opened, in reverse order.
 func (s *Server) Close() error {
 	var errs []error
+	if s.stopNodeRq != nil {
+		s.stopNodeRq()
+	}
 	for _, srv := range s.servers {
 		_ = srv.Close()
 	}

@@ -20,6 +20,10 @@ import (
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
 
+// errCeremonyEnded stops a protocol whose ceremony the coordinator already
+// ended.
+var errCeremonyEnded = errors.New("the coordinator ended the ceremony")
+
 // Errors whose text is safe to pass on: they describe the ceremony, not
 // the signer's internals.
 var (
@@ -49,7 +53,7 @@ func (s *Signer) runCeremony(ctx context.Context, c *ceremonyv1.Ceremony) {
 	defer cancel()
 	if err != nil {
 		s.metrics.ceremonies.WithLabelValues(kind, "failed").Inc()
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		if (ctx.Err() != nil && errors.Is(err, context.Canceled)) || errors.Is(err, errCeremonyEnded) {
 			log.InfoContext(ctx, "ceremony stopped by the coordinator")
 			return
 		}
@@ -161,16 +165,23 @@ func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony) (*ceremony
 	if err != nil {
 		return nil, err
 	}
-	tr := newRelayTransport(ctx, s, c.GetId(), sess)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	tr := newRelayTransport(ctx, s, c.GetId(), sess, func() { stop(errCeremonyEnded) })
 	defer tr.close()
+	var out *ceremonyv1.CompleteCeremonyRequest
 	switch c.GetKind() {
 	case ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN:
-		return s.keygen(ctx, c, parties, tr)
+		out, err = s.keygen(ctx, c, parties, tr)
 	case ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN:
-		return s.sign(ctx, c, parties, tr)
+		out, err = s.sign(ctx, c, parties, tr)
 	default:
 		return nil, fmt.Errorf("unknown ceremony kind %v", c.GetKind())
 	}
+	if err != nil && errors.Is(context.Cause(ctx), errCeremonyEnded) {
+		return nil, errCeremonyEnded
+	}
+	return out, err
 }
 
 // session verifies every party's announcement against the signer CA: the

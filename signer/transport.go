@@ -25,11 +25,16 @@ type relayTransport struct {
 	in         chan mpc.Packet
 	cancel     context.CancelFunc
 	done       chan struct{}
+	// ended is called when the relay says the ceremony is over (its
+	// mailbox stream ends cleanly), so the protocol stops waiting for
+	// messages that will never come, even if the news of the end was
+	// missed while the coordinator was away.
+	ended func()
 }
 
-func newRelayTransport(ctx context.Context, s *Signer, ceremonyID string, sess *seal.Session) *relayTransport {
+func newRelayTransport(ctx context.Context, s *Signer, ceremonyID string, sess *seal.Session, ended func()) *relayTransport {
 	ctx, cancel := context.WithCancel(ctx)
-	t := &relayTransport{s: s, ceremonyID: ceremonyID, sess: sess, in: make(chan mpc.Packet, 256), cancel: cancel, done: make(chan struct{})}
+	t := &relayTransport{s: s, ceremonyID: ceremonyID, sess: sess, in: make(chan mpc.Packet, 256), cancel: cancel, done: make(chan struct{}), ended: ended}
 	go t.receive(ctx)
 	return t
 }
@@ -103,7 +108,8 @@ func (t *relayTransport) receive(ctx context.Context) {
 			err = stream.Err()
 			_ = stream.Close()
 			if err == nil {
-				return // the ceremony ended
+				t.ended() // the ceremony ended
+				return
 			}
 		}
 		if ctx.Err() != nil {

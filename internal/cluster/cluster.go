@@ -47,6 +47,11 @@ type Cluster struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	serveWG sync.WaitGroup
+	// The coordinator runs under a context of its own, so it can be
+	// restarted while the signers keep running.
+	srvCfg    server.Config
+	srvCancel context.CancelFunc
+	srvDone   chan struct{}
 	mu      sync.Mutex
 	signers map[string]*running
 	driver  *driver.Process
@@ -93,19 +98,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.Logger = opts.Logger
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	srv, err := server.New(c.ctx, cfg)
-	if err != nil {
+	if err := c.startServer(cfg); err != nil {
 		c.cancel()
 		return nil, err
 	}
-	c.Server = srv
-	c.serveWG.Add(1)
-	go func() {
-		defer c.serveWG.Done()
-		if err := srv.Serve(c.ctx); err != nil {
-			opts.Logger.Error("coordinator stopped", "error", err)
-		}
-	}()
 	if opts.HSM != nil {
 		if err := c.startDriver(c.ctx); err != nil {
 			_ = c.Close()
@@ -122,6 +118,44 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+func (c *Cluster) startServer(cfg server.Config) error {
+	srv, err := server.New(c.ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	c.Server, c.srvCfg, c.srvCancel, c.srvDone = srv, cfg, cancel, done
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx); err != nil {
+			c.opts.Logger.Error("coordinator stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+func (c *Cluster) stopServer() error {
+	if c.Server == nil {
+		return nil
+	}
+	c.srvCancel()
+	<-c.srvDone
+	return c.Server.Close()
+}
+
+// RestartServer stops the coordinator and starts it again on the same
+// addresses and database, as an operator's restart would; signers and the
+// driver reconnect by themselves.
+func (c *Cluster) RestartServer() error {
+	cfg := c.srvCfg
+	cfg.APIAddr, cfg.NodeAddr = c.Server.Addr("api"), c.Server.Addr("node")
+	if err := c.stopServer(); err != nil {
+		return err
+	}
+	return c.startServer(cfg)
 }
 
 // SignerDir is where a signer keeps its database and KEK.
@@ -197,15 +231,13 @@ func (c *Cluster) Close() error {
 	for _, name := range c.Names {
 		c.StopSigner(name)
 	}
+	err := c.stopServer()
 	c.cancel()
 	c.serveWG.Wait()
 	if c.driver != nil {
 		_ = c.driver.Close()
 	}
-	if c.Server != nil {
-		return c.Server.Close()
-	}
-	return nil
+	return err
 }
 
 // Dir is the folder holding the whole deployment's files.
