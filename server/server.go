@@ -49,7 +49,7 @@ type Server struct {
 	// graceful shutdown for its whole grace period.
 	nodeCtx    context.Context
 	stopNodeRq context.CancelFunc
-	closers   []func() error // run in reverse order by Close
+	closers    []func() error // run in reverse order by Close
 }
 
 // New opens storage, builds the handlers and binds the ports. Nothing is

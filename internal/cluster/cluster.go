@@ -52,9 +52,9 @@ type Cluster struct {
 	srvCfg    server.Config
 	srvCancel context.CancelFunc
 	srvDone   chan struct{}
-	mu      sync.Mutex
-	signers map[string]*running
-	driver  *driver.Process
+	mu        sync.Mutex
+	signers   map[string]*running
+	driver    *driver.Process
 }
 
 type running struct {
