@@ -176,3 +176,32 @@ func TestSignersRefusedWithoutMPC(t *testing.T) {
 	_, err := c.GetCeremony(context.Background(), connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: "cer_aaaaaaaaaaaaaaaaaaaaaaaaaa"}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "no MPC signer group")
 }
+
+// TestAPIPortTLS serves the API over TLS when given a certificate, and a
+// client that trusts its CA calls it over HTTP/2.
+func TestAPIPortTLS(t *testing.T) {
+	env := servertest.Start(t, servertest.Options{Configure: func(c *server.Config) {
+		c.HSM = true
+		c.APITLSCert, c.APITLSKey = c.NodeTLSCert, c.NodeTLSKey // the dev PKI's server certificate
+	}})
+	if !strings.HasPrefix(env.APIURL, "https://") {
+		t.Fatalf("API URL %s, want https", env.APIURL)
+	}
+	roots, err := pki.LoadCertPool(env.PKI.CAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := servertest.NodeHTTPClient(&tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})
+	token := env.Token(t, auth.ScopeWalletsRead)
+	c := walletv1connect.NewWalletServiceClient(hc, env.APIURL, connect.WithGRPC(), connect.WithInterceptors(bearer(token)))
+	if _, err := c.ListWallets(context.Background(), connect.NewRequest(&walletv1.ListWalletsRequest{})); err != nil {
+		t.Fatalf("ListWallets over TLS: %v", err)
+	}
+	// A client that does not trust the CA is refused at the handshake.
+	untrusting := walletv1connect.NewWalletServiceClient(servertest.NodeHTTPClient(&tls.Config{MinVersion: tls.VersionTLS12}), env.APIURL,
+		connect.WithInterceptors(bearer(token)))
+	_, err = untrusting.ListWallets(context.Background(), connect.NewRequest(&walletv1.ListWalletsRequest{}))
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("call without trusting the CA: %v", err)
+	}
+}
