@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony) (*ceremony
 	for _, p := range c.GetParties() {
 		parties = append(parties, party.ID(p))
 	}
-	if !contains(c.GetParties(), s.name) {
+	if !slices.Contains(c.GetParties(), s.name) {
 		return nil, errNotParty
 	}
 	sess, err := s.session(c)
@@ -308,13 +309,4 @@ func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*c
 		return nil, fmt.Errorf("decode share of wallet %s: %w", walletID, err)
 	}
 	return cfg, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

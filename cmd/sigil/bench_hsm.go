@@ -9,22 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
-
-	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/pki"
+	sigil "github.com/sigil-wallet/sigil/sdk/go"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 )
@@ -123,11 +119,11 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 		return nil, err
 	}
 	defer stop()
-	api, err := benchAPIClient(ctx, srv)
+	client, err := benchClient(ctx, srv, "sigil bench hsm")
 	if err != nil {
 		return nil, err
 	}
-	bench := driver.Bench{Raw: tokens[0], RawSignatures: 3 * o.requests, StackRequests: o.requests, API: api}
+	bench := driver.Bench{Raw: tokens[0], RawSignatures: 3 * o.requests, StackRequests: o.requests, API: client.Service()}
 	for i, name := range benchHSMDrivers {
 		paths := p.Nodes[name]
 		bench.Drivers = append(bench.Drivers, driver.Config{
@@ -171,23 +167,14 @@ func benchCoordinator(ctx context.Context, p *pki.DevPKI, databaseURL, dataDir s
 	}, nil
 }
 
-// benchAPIClient mints an admin token and returns a wallet-API client
-// using it, over HTTP/2 without TLS (the local API port).
-func benchAPIClient(ctx context.Context, srv *server.Server) (walletv1connect.WalletServiceClient, error) {
-	token, err := auth.Mint(ctx, srv.Store(), []auth.Scope{auth.ScopeAdmin}, "sigil bench hsm")
+// benchClient mints an admin token and returns a Go SDK client of the
+// coordinator's API port using it.
+func benchClient(ctx context.Context, srv *server.Server, description string) (*sigil.Client, error) {
+	token, err := auth.Mint(ctx, srv.Store(), []auth.Scope{auth.ScopeAdmin}, description)
 	if err != nil {
 		return nil, err
 	}
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
-	bearer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token)
-			return next(ctx, req)
-		}
-	})
-	return walletv1connect.NewWalletServiceClient(hc, srv.APIURL(), connect.WithInterceptors(bearer)), nil
+	return sigil.New(srv.APIURL(), sigil.WithToken(token))
 }
 
 // benchSoftHSMTokens initialises one SoftHSM2 token per label in dir and
@@ -195,24 +182,14 @@ func benchAPIClient(ctx context.Context, srv *server.Server) (walletv1connect.Wa
 // does across a deployment. SOFTHSM2_CONF is process-wide and read when the
 // module loads, so this runs before any token is opened.
 func benchSoftHSMTokens(ctx context.Context, dir string, sessions int, labels ...string) ([]hsm.Config, error) {
-	tokenDir := filepath.Join(dir, "tokens")
-	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	body := "directories.tokendir = " + tokenDir + "\nobjectstore.backend = file\nlog.level = ERROR\n"
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+	if err := cluster.UseSoftHSMDir(dir); err != nil {
 		return nil, err
 	}
 	var cfgs []hsm.Config
 	for _, label := range labels {
-		pin, soPIN := benchRandomHex(8), benchRandomHex(8)
-		out, err := exec.CommandContext(ctx, "softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
+		pin, err := cluster.InitSoftHSMToken(ctx, label)
 		if err != nil {
-			return nil, fmt.Errorf("softhsm2-util --init-token %s: %v: %s", label, err, bytes.TrimSpace(out))
+			return nil, err
 		}
 		cfgs = append(cfgs, hsm.Config{ModulePath: cluster.SoftHSMModule, TokenLabel: label, PIN: pin, Sessions: sessions})
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -14,14 +13,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
 
-	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
-	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
 	"github.com/sigil-wallet/sigil/internal/cluster"
+	sigil "github.com/sigil-wallet/sigil/sdk/go"
 	"github.com/sigil-wallet/sigil/server"
-	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
 
@@ -123,26 +119,17 @@ func benchShape(ctx context.Context, sh shape, signs int, env *cliEnv) ([]benchR
 		return nil, err
 	}
 	defer c.Close()
-	token, err := auth.Mint(ctx, c.Server.Store(), []auth.Scope{auth.ScopeAdmin}, "bench")
+	client, err := benchClient(ctx, c.Server, "sigil bench mpc")
 	if err != nil {
 		return nil, err
 	}
-	client := walletv1connect.NewWalletServiceClient(benchHTTPClient(), c.Server.APIURL(), connect.WithInterceptors(
-		connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+token)
-				return next(ctx, req)
-			}
-		})))
 	if err := waitSignersOnline(ctx, c, sh.n); err != nil {
 		return nil, err
 	}
+	// Poll every 5 ms: negligible against ceremonies of seconds.
+	fast := sigil.WaitOptions{PollInterval: 5 * time.Millisecond, MaxPollInterval: 5 * time.Millisecond, Timeout: 15 * time.Minute}
 	start = time.Now()
-	wres, err := client.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{Name: "bench"}))
-	if err != nil {
-		return nil, err
-	}
-	w, err := pollWallet(ctx, client, wres.Msg.GetWallet().GetId())
+	w, err := client.CreateWalletAndWait(ctx, sigil.CreateWalletOptions{Name: "bench"}, fast)
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +138,8 @@ func benchShape(ctx context.Context, sh shape, signs int, env *cliEnv) ([]benchR
 	for i := range signs {
 		digest := sha256.Sum256(fmt.Appendf(nil, "full %d", i))
 		start := time.Now()
-		sres, err := client.CreateSignature(ctx, connect.NewRequest(&walletv1.CreateSignatureRequest{WalletId: w.GetId(),
-			Payload: &walletv1.CreateSignatureRequest_Hash{Hash: digest[:]}}))
-		if err != nil {
-			return nil, err
-		}
-		if err := pollSignature(ctx, client, sres.Msg.GetSignature().GetId()); err != nil {
+		if _, err := client.SignHash(ctx, w.GetId(), digest[:], sigil.SignOptions{Wait: sigil.SignatureWaitOptions{
+			PollInterval: fast.PollInterval, MaxPollInterval: fast.MaxPollInterval}}); err != nil {
 			return nil, err
 		}
 		fullSigns = append(fullSigns, time.Since(start))
@@ -165,13 +148,6 @@ func benchShape(ctx context.Context, sh shape, signs int, env *cliEnv) ([]benchR
 		{"keygen", localKeygen, fullKeygen},
 		{"sign (median)", median(localSigns), median(fullSigns)},
 	}, nil
-}
-
-// benchHTTPClient speaks HTTP/2 without TLS to the local API port.
-func benchHTTPClient() *http.Client {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &p}}
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -193,47 +169,4 @@ func waitSignersOnline(ctx context.Context, c *cluster.Cluster, n int) error {
 		}
 	}
 	return errors.New("signers did not come online within 30 s")
-}
-
-// pollWallet and pollSignature poll every 5 ms: the latency they add is
-// negligible against ceremonies of seconds.
-func pollWallet(ctx context.Context, c walletv1connect.WalletServiceClient, id string) (*walletv1.Wallet, error) {
-	for {
-		res, err := c.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
-		if err != nil {
-			return nil, err
-		}
-		switch w := res.Msg.GetWallet(); w.GetStatus() {
-		case walletv1.WalletStatus_WALLET_STATUS_ACTIVE:
-			return w, nil
-		case walletv1.WalletStatus_WALLET_STATUS_FAILED:
-			return nil, fmt.Errorf("keygen failed: %s", w.GetFailureReason())
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-func pollSignature(ctx context.Context, c walletv1connect.WalletServiceClient, id string) error {
-	for {
-		res, err := c.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: id}))
-		if err != nil {
-			return err
-		}
-		switch s := res.Msg.GetSignature(); s.GetStatus() {
-		case walletv1.SignatureStatus_SIGNATURE_STATUS_SIGNED:
-			return nil
-		case walletv1.SignatureStatus_SIGNATURE_STATUS_PENDING:
-		default:
-			return fmt.Errorf("signature %v: %s", s.GetStatus(), s.GetFailureReason())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }

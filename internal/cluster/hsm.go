@@ -44,7 +44,7 @@ func isSoftHSM(module string) bool { return strings.Contains(filepath.Base(modul
 func (c *Cluster) startDriver(ctx context.Context) error {
 	o := *c.opts.HSM
 	if isSoftHSM(o.ModulePath) && o.TokenLabel == "" {
-		label, pin, err := ensureSoftHSMToken(filepath.Join(c.opts.Dir, "softhsm"))
+		label, pin, err := ensureSoftHSMToken(ctx, filepath.Join(c.opts.Dir, "softhsm"))
 		if err != nil {
 			return err
 		}
@@ -74,21 +74,40 @@ func (c *Cluster) startDriver(ctx context.Context) error {
 	return nil
 }
 
-// ensureSoftHSMToken makes (once) a SoftHSM2 token in dir and points
-// SOFTHSM2_CONF at it. SOFTHSM2_CONF is process-wide: one cluster with
-// SoftHSM per process.
-func ensureSoftHSMToken(dir string) (label, pin string, err error) {
-	const tokenLabel = "sigil-dev"
+// UseSoftHSMDir points SOFTHSM2_CONF at a configuration whose tokens live
+// in dir. SOFTHSM2_CONF is process-wide and read when the module loads: one
+// SoftHSM directory per process, chosen before any token is opened.
+func UseSoftHSMDir(dir string) error {
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		return "", "", err
+		return err
 	}
 	conf := filepath.Join(dir, "softhsm2.conf")
 	body := "directories.tokendir = " + tokens + "\nobjectstore.backend = file\nlog.level = ERROR\n"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return "", "", err
+		return err
 	}
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+	return os.Setenv("SOFTHSM2_CONF", conf)
+}
+
+// InitSoftHSMToken creates a token with a random user PIN in the directory
+// UseSoftHSMDir chose, and returns the PIN.
+func InitSoftHSMToken(ctx context.Context, label string) (string, error) {
+	var raw [18]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	pin, soPIN := hex.EncodeToString(raw[:12]), hex.EncodeToString(raw[12:])
+	out, err := exec.CommandContext(ctx, "softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("softhsm2-util --init-token %s: %w: %s", label, err, strings.TrimSpace(string(out)))
+	}
+	return pin, nil
+}
+
+// ensureSoftHSMToken makes (once) the dev token in dir, keeping its PIN in
+// dir/pin for restarts.
+func ensureSoftHSMToken(ctx context.Context, dir string) (label, pin string, err error) {
+	const tokenLabel = "sigil-dev"
+	if err := UseSoftHSMDir(dir); err != nil {
 		return "", "", err
 	}
 	pinPath := filepath.Join(dir, "pin")
@@ -97,13 +116,8 @@ func ensureSoftHSMToken(dir string) (label, pin string, err error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", "", err
 	}
-	var raw [12]byte
-	_, _ = rand.Read(raw[:])
-	pin = hex.EncodeToString(raw[:])
-	soPIN := hex.EncodeToString(raw[:6]) + "so"
-	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", tokenLabel, "--pin", pin, "--so-pin", soPIN).CombinedOutput()
-	if err != nil {
-		return "", "", fmt.Errorf("softhsm2-util --init-token: %w: %s", err, out)
+	if pin, err = InitSoftHSMToken(ctx, tokenLabel); err != nil {
+		return "", "", err
 	}
 	if err := os.WriteFile(pinPath, []byte(pin+"\n"), 0o600); err != nil {
 		return "", "", err

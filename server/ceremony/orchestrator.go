@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -369,7 +370,7 @@ func reporters(rs []*store.CeremonyReport) []string {
 func without(list, drop []string) []string {
 	var out []string
 	for _, s := range list {
-		if !contains(drop, s) {
+		if !slices.Contains(drop, s) {
 			out = append(out, s)
 		}
 	}
@@ -379,7 +380,7 @@ func without(list, drop []string) []string {
 func union(a, b []string) []string {
 	out := append([]string(nil), a...)
 	for _, s := range b {
-		if !contains(out, s) {
+		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}

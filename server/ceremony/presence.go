@@ -1,7 +1,6 @@
 package ceremony
 
 import (
-	"slices"
 	"sync"
 	"time"
 
@@ -123,5 +122,3 @@ func (p *presence) count() int {
 	defer p.mu.Unlock()
 	return len(p.signers)
 }
-
-func contains(list []string, s string) bool { return slices.Contains(list, s) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -43,7 +44,7 @@ func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRe
 		switch {
 		case m.GetTo() == who.Name:
 			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("messages[%d].to: a signer does not send to itself", i))
-		case !contains(c.Parties, m.GetTo()):
+		case !slices.Contains(c.Parties, m.GetTo()):
 			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("messages[%d].to: %q is not a party of ceremony %s", i, m.GetTo(), c.ID))
 		}
 		msgs = append(msgs, store.OutgoingMessage{Recipient: m.GetTo(), Sealed: m.GetSealed()})
@@ -71,7 +72,7 @@ func (r *relay) Receive(ctx context.Context, req *connect.Request[deliveryv1.Rec
 	if err != nil {
 		return err
 	}
-	if !contains(c.Parties, who.Name) {
+	if !slices.Contains(c.Parties, who.Name) {
 		if c.State == store.CeremonyWaiting {
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s has not started", c.ID))
 		}

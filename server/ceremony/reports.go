@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -100,7 +101,7 @@ func (o *Orchestrator) fail(ctx context.Context, c *store.Ceremony, signer, reas
 	// mid-ceremony makes its peers fail).
 	var faulty []string
 	for _, p := range culprits {
-		if contains(c.Parties, p) {
+		if slices.Contains(c.Parties, p) {
 			faulty = append(faulty, p)
 		}
 	}

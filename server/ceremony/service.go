@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -49,7 +50,7 @@ func (o *Orchestrator) partyCeremony(ctx context.Context, id string, who pki.Ide
 	case err != nil:
 		o.logger.ErrorContext(ctx, "load ceremony", "ceremony", id, "error", err)
 		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
-	case !contains(c.Parties, who.Name) && !contains(c.GroupSigners, who.Name):
+	case !slices.Contains(c.Parties, who.Name) && !slices.Contains(c.GroupSigners, who.Name):
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, id))
 	}
 	return c, nil
@@ -109,7 +110,7 @@ func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[
 		return err
 	}
 	for _, c := range open {
-		if c.State != store.CeremonyRunning || !contains(c.Parties, name) {
+		if c.State != store.CeremonyRunning || !slices.Contains(c.Parties, name) {
 			continue
 		}
 		peers, ok := o.presence.announcements(c.Parties)
@@ -153,7 +154,7 @@ func (o *Orchestrator) runningParty(ctx context.Context, id string, who pki.Iden
 	if c.State != store.CeremonyRunning {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("ceremony %s is %s; it takes no messages or reports", c.ID, c.State))
 	}
-	if !contains(c.Parties, who.Name) {
+	if !slices.Contains(c.Parties, who.Name) {
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, c.ID))
 	}
 	return c, nil
@@ -169,7 +170,7 @@ func (s *ceremonyService) CompleteCeremony(ctx context.Context, req *connect.Req
 	if err != nil {
 		return nil, err
 	}
-	if c.State == store.CeremonySucceeded && contains(c.Parties, who.Name) {
+	if c.State == store.CeremonySucceeded && slices.Contains(c.Parties, who.Name) {
 		// Another party's result already finished it; nothing to add.
 		return connect.NewResponse(&ceremonyv1.CompleteCeremonyResponse{State: stateToProto(c.State)}), nil
 	}
