@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/hsm/hsmtest"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 )
 
@@ -181,7 +182,7 @@ func TestBlobIsWrappedUnderMasterKey(t *testing.T) {
 	if len(wrapped) <= 32 {
 		t.Fatalf("wrapped blob is %d bytes; a wrapped PKCS#8 key is longer than a bare scalar", len(wrapped))
 	}
-	scalar := unwrapPKCS8Scalar(t, kek, wrapped)
+	scalar := hsmtest.UnwrapPKCS8Scalar(t, kek, wrapped)
 	priv := secp256k1.PrivKeyFromBytes(scalar)
 	if !bytes.Equal(priv.PubKey().SerializeCompressed(), pub) {
 		t.Fatal("scalar in the blob does not match the public key")

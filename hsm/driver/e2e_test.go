@@ -3,11 +3,7 @@ package driver_test
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
 	"crypto/sha256"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,7 +103,7 @@ func checkOnlyWrappedKeys(t *testing.T, keys *driver.KeyStore, material []byte, 
 		if err := rows.StructScan(&k); err != nil {
 			t.Fatal(err)
 		}
-		scalar := unwrapPKCS8Scalar(t, material, k.Wrapped)
+		scalar := hsmtest.UnwrapPKCS8Scalar(t, material, k.Wrapped)
 		priv := secp256k1.PrivKeyFromBytes(scalar)
 		if !bytes.Equal(priv.PubKey().SerializeCompressed(), k.PublicKey) {
 			t.Fatalf("wallet %s: the wrapped key is not the wallet's key", k.WalletID)
@@ -146,70 +142,6 @@ func checkOnlyWrappedKeys(t *testing.T, keys *driver.KeyStore, material []byte, 
 	}
 }
 
-// unwrapPKCS8Scalar undoes AES key wrap with padding (RFC 5649) under kek
-// and returns the 32-byte scalar of the PKCS#8 secp256k1 key inside: a test
-// oracle, independent of the HSM.
-func unwrapPKCS8Scalar(t *testing.T, kek, wrapped []byte) []byte {
-	t.Helper()
-	plain := unwrapKWP(t, kek, wrapped)
-	var info struct {
-		Version    int
-		Algo       pkix.AlgorithmIdentifier
-		PrivateKey []byte
-	}
-	if _, err := asn1.Unmarshal(plain, &info); err != nil {
-		t.Fatalf("PKCS#8: %v", err)
-	}
-	var ec struct {
-		Version    int
-		PrivateKey []byte
-		Rest       asn1.RawValue `asn1:"optional"`
-		Rest2      asn1.RawValue `asn1:"optional"`
-	}
-	if _, err := asn1.Unmarshal(info.PrivateKey, &ec); err != nil {
-		t.Fatalf("ECPrivateKey: %v", err)
-	}
-	scalar := make([]byte, 32)
-	copy(scalar[32-len(ec.PrivateKey):], ec.PrivateKey)
-	return scalar
-}
-
-func unwrapKWP(t *testing.T, kek, c []byte) []byte {
-	t.Helper()
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(c)%8 != 0 || len(c) < 24 {
-		t.Fatalf("wrapped length %d", len(c))
-	}
-	n := len(c)/8 - 1
-	var a [8]byte
-	copy(a[:], c[:8])
-	r := bytes.Clone(c[8:])
-	var buf [16]byte
-	for j := 5; j >= 0; j-- {
-		for i := n; i >= 1; i-- {
-			tt := uint64(n*j + i)
-			binary.BigEndian.PutUint64(buf[:8], binary.BigEndian.Uint64(a[:])^tt)
-			copy(buf[8:], r[(i-1)*8:i*8])
-			block.Decrypt(buf[:], buf[:])
-			copy(a[:], buf[:8])
-			copy(r[(i-1)*8:i*8], buf[8:])
-		}
-	}
-	if !bytes.Equal(a[:4], []byte{0xa6, 0x59, 0x59, 0xa6}) {
-		t.Fatal("AES-KWP integrity check failed: not wrapped under this master key")
-	}
-	mli := int(binary.BigEndian.Uint32(a[4:]))
-	if mli > len(r) || mli <= len(r)-8 {
-		t.Fatalf("AES-KWP length %d out of range", mli)
-	}
-	return r[:mli]
-}
-
-// TestStartupErrors: each misconfiguration an operator can make stops the
-// driver with a message saying which it is.
 func TestStartupErrors(t *testing.T) {
 	cfgs, _ := tokens(t, "startup-ok")
 	module, _, pin := hsmtest.NewToken(t, "startup-nokey")

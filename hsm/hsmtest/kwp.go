@@ -1,4 +1,4 @@
-package hsm_test
+package hsmtest
 
 import (
 	"bytes"
@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// unwrapPKCS8Scalar undoes AES key wrap with padding (RFC 5649) under kek
+// UnwrapPKCS8Scalar undoes AES key wrap with padding (RFC 5649) under kek
 // and returns the 32-byte scalar of the PKCS#8 secp256k1 key inside. It is
 // a test oracle, independent of the HSM.
-func unwrapPKCS8Scalar(t *testing.T, kek, wrapped []byte) []byte {
+func UnwrapPKCS8Scalar(t testing.TB, kek, wrapped []byte) []byte {
 	t.Helper()
 	plain := unwrapKWP(t, kek, wrapped)
 	var info struct {
@@ -45,7 +45,7 @@ func unwrapPKCS8Scalar(t *testing.T, kek, wrapped []byte) []byte {
 	return scalar
 }
 
-func unwrapKWP(t *testing.T, kek, c []byte) []byte {
+func unwrapKWP(t testing.TB, kek, c []byte) []byte {
 	t.Helper()
 	block, err := aes.NewCipher(kek)
 	if err != nil {
