@@ -17,6 +17,28 @@ import (
 // full stack with, and how test fixtures are made; production key
 // generations run one party per signer.
 func LocalKeygen(ctx context.Context, ids []party.ID, threshold int) (map[party.ID]*cmp.Config, error) {
+	var runner Runner
+	return runLocal(ctx, ids, func(ctx context.Context, sid []byte, id party.ID, tr Transport) (*cmp.Config, error) {
+		return runner.Keygen(ctx, sid, id, ids, threshold, tr)
+	})
+}
+
+// LocalSign runs a CMP signature by signers, all in this process over a
+// ChanNetwork, and returns the signature (the same at every party).
+func LocalSign(ctx context.Context, cfgs map[party.ID]*cmp.Config, signers []party.ID, digest []byte) (*ecdsa.Signature, error) {
+	var runner Runner
+	sigs, err := runLocal(ctx, signers, func(ctx context.Context, sid []byte, id party.ID, tr Transport) (*ecdsa.Signature, error) {
+		return runner.Sign(ctx, sid, cfgs[id], signers, digest, tr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs[signers[0]], nil
+}
+
+// runLocal runs one party per id concurrently over a fresh ChanNetwork with
+// a random session id, stopping them all at the first failure.
+func runLocal[T any](ctx context.Context, ids []party.ID, run func(context.Context, []byte, party.ID, Transport) (T, error)) (map[party.ID]T, error) {
 	network := NewChanNetwork(ids)
 	defer network.Close()
 	sid := make([]byte, 32)
@@ -24,17 +46,16 @@ func LocalKeygen(ctx context.Context, ids []party.ID, threshold int) (map[party.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		cfgs   = make(map[party.ID]*cmp.Config, len(ids))
-		errs   []error
-		runner Runner
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		out  = make(map[party.ID]T, len(ids))
+		errs []error
 	)
 	for _, id := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg, err := runner.Keygen(ctx, sid, id, ids, threshold, network.Transport(id))
+			v, err := run(ctx, sid, id, network.Transport(id))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -42,45 +63,7 @@ func LocalKeygen(ctx context.Context, ids []party.ID, threshold int) (map[party.
 				cancel()
 				return
 			}
-			cfgs[id] = cfg
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return cfgs, nil
-}
-
-// LocalSign runs a CMP signature by signers, all in this process over a
-// ChanNetwork, and returns the signature (the same at every party).
-func LocalSign(ctx context.Context, cfgs map[party.ID]*cmp.Config, signers []party.ID, digest []byte) (*ecdsa.Signature, error) {
-	network := NewChanNetwork(signers)
-	defer network.Close()
-	sid := make([]byte, 32)
-	_, _ = rand.Read(sid)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		out    *ecdsa.Signature
-		errs   []error
-		runner Runner
-	)
-	for _, id := range signers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sig, err := runner.Sign(ctx, sid, cfgs[id], signers, digest, network.Transport(id))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", id, err))
-				cancel()
-				return
-			}
-			out = sig
+			out[id] = v
 		}()
 	}
 	wg.Wait()
