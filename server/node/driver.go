@@ -22,7 +22,7 @@ import (
 // JobQueue is what DriverService needs of the job queue (jobs.Queue).
 type JobQueue interface {
 	Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error)
-	Renew(ctx context.Context, jobID, leaseID string) (time.Time, error)
+	Renew(ctx context.Context, jobID, leaseID, driver string) (time.Time, error)
 	Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error)
 	CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error
 	CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error
@@ -100,13 +100,16 @@ func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driver
 	return connect.NewResponse(&driverv1.ClaimJobResponse{Job: job}), nil
 }
 
-// RenewLease extends the caller's lease. The lease id is a 128-bit secret
-// only the holder was given, so it identifies the holder.
+// RenewLease extends the caller's lease. The lease is bound to the driver
+// certificate that claimed it: a lease id alone, leaked from a log or
+// another driver, renews nothing. A lease cannot be renewed beyond the
+// queue's maximum lease life.
 func (d *DriverServer) RenewLease(ctx context.Context, req *connect.Request[driverv1.RenewLeaseRequest]) (*connect.Response[driverv1.RenewLeaseResponse], error) {
-	if _, err := d.driver(ctx); err != nil {
+	driver, err := d.driver(ctx)
+	if err != nil {
 		return nil, err
 	}
-	exp, err := d.queue.Renew(ctx, req.Msg.GetJobId(), req.Msg.GetLeaseId())
+	exp, err := d.queue.Renew(ctx, req.Msg.GetJobId(), req.Msg.GetLeaseId(), driver)
 	if err != nil {
 		return nil, d.toConnect(ctx, err)
 	}
@@ -222,9 +225,11 @@ func (d *DriverServer) toConnect(ctx context.Context, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return ce
+	case errors.Is(err, store.ErrNotLeaseHolder):
+		return connect.NewError(connect.CodePermissionDenied, err)
 	case errors.Is(err, store.ErrStateConflict):
 		return connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("lease no longer current (it lapsed or another driver took the job over); drop the job: %w", err))
+			fmt.Errorf("lease no longer current; drop the job: %w", err))
 	case errors.Is(err, store.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, context.Canceled):

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,3 +328,81 @@ func TestDriverServiceLongPoll(t *testing.T) {
 }
 
 func errorsAs(err error, target **connect.Error) bool { return errors.As(err, target) }
+
+// clock is a settable clock for the queue.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestDriverServiceLeaseOwnership: a lease belongs to the driver
+// certificate that claimed it. Another driver that learned the job and
+// lease ids can neither renew, complete nor fail it (PermissionDenied), and
+// the holder itself cannot keep the job beyond the maximum lease life: the
+// renewal at the cap is refused (FailedPrecondition) and the job goes to
+// another driver. The queue's clock is injected; nothing sleeps.
+func TestDriverServiceLeaseOwnership(t *testing.T) {
+	// Ahead of the store's own clock, which stamps the job available.
+	clk := &clock{now: time.Now().Add(time.Second)}
+	f := start(t, jobs.Config{Lease: 10 * time.Second, MaxLease: 25 * time.Second, Recheck: time.Minute, Now: clk.Now})
+	ctx := t.Context()
+	x, y := f.client(t, "driver-x"), f.client(t, "driver-y")
+	w := f.hsmWallet(t)
+	job := claim(t, x, time.Second)
+	if job == nil {
+		t.Fatal("no job claimed")
+	}
+	renew := func(c driverv1connect.DriverServiceClient) (*driverv1.RenewLeaseResponse, error) {
+		resp, err := c.RenewLease(ctx, connect.NewRequest(&driverv1.RenewLeaseRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId()}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+
+	_, err := renew(y)
+	wantCode(t, err, connect.CodePermissionDenied)
+	if !strings.Contains(err.Error(), "driver-x") {
+		t.Errorf("refusal %q does not name the lease holder", err)
+	}
+	key, _ := secp256k1.GeneratePrivateKey()
+	wantCode(t, completeKeygen(y, ctx, job, key.PubKey().SerializeCompressed()), connect.CodePermissionDenied)
+	_, err = y.FailJob(ctx, connect.NewRequest(&driverv1.FailJobRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: "x"}))
+	wantCode(t, err, connect.CodePermissionDenied)
+	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletCreating {
+		t.Fatalf("driver-y's reports changed the wallet: %+v", got)
+	}
+
+	// x renews every 5 s: the lease may not outlive claim + 25 s, so the
+	// third renewal (+15 s) is clipped to the cap and the fourth refused.
+	capAt := clk.Now().Add(25 * time.Second)
+	for i := range 3 {
+		clk.Add(5 * time.Second)
+		resp, err := renew(x)
+		if err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+		if exp := resp.GetLeaseExpireTime().AsTime(); exp.After(capAt) {
+			t.Fatalf("renewal %d: lease until %s, beyond the cap %s", i, exp, capAt)
+		}
+	}
+	clk.Add(5 * time.Second) // +20 s
+	_, err = renew(x)
+	wantCode(t, err, connect.CodeFailedPrecondition)
+	if !strings.Contains(err.Error(), "maximum life") {
+		t.Errorf("refusal at the cap %q does not say why", err)
+	}
+	if got := claim(t, y, 0); got != nil {
+		t.Fatalf("driver-y claimed %s before the capped lease lapsed", got.GetId())
+	}
+	clk.Add(5 * time.Second) // +25 s: the cap
+	taken := claim(t, y, 0)
+	if taken == nil || taken.GetId() != job.GetId() || taken.GetAttempt() != 1 {
+		t.Fatalf("claim by driver-y at the cap = %v, want the job re-leased", taken)
+	}
+	wantCode(t, completeKeygen(x, ctx, job, key.PubKey().SerializeCompressed()), connect.CodeFailedPrecondition)
+}
