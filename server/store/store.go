@@ -25,6 +25,9 @@ var (
 	// ErrNotLeaseHolder: a job's lease is held by another driver than the
 	// caller.
 	ErrNotLeaseHolder = errors.New("lease held by another driver")
+	// ErrQuotaExceeded: a signer sent more to the relay than its ceremony
+	// needs (see QuotaError).
+	ErrQuotaExceeded = errors.New("relay quota exceeded")
 )
 
 // Backend is where a wallet's key lives.
