@@ -190,7 +190,9 @@ func testRelayQuota(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	_, c := openKeygen(t, s)
 	limit := store.RelayLimit{Messages: 3, Bytes: 10}
-	msg := func(b string) store.OutgoingMessage { return store.OutgoingMessage{Recipient: "signer-2", Sealed: []byte(b)} }
+	msg := func(b string) store.OutgoingMessage {
+		return store.OutgoingMessage{Recipient: "signer-2", Sealed: []byte(b)}
+	}
 	if err := s.AppendMessagesWithin(ctx, c.ID, "signer-1", []store.OutgoingMessage{msg("aaaa"), msg("bbbb")}, limit); err != nil {
 		t.Fatalf("within the quota: %v", err)
 	}
