@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -106,7 +107,9 @@ func (h *HSM) Attest(ctx context.Context, walletID string, publicKey []byte) (ke
 		}
 		if len(signature) != attest.SignatureSize ||
 			!ecdsa.Verify(pub, digest, new(big.Int).SetBytes(signature[:32]), new(big.Int).SetBytes(signature[32:])) {
-			return fmt.Errorf("%w: the attestation key's signature does not verify", ErrSignature)
+			// Not ErrSignature: that marks a wallet blob as bad for good,
+			// while a retry (SoftHSM issue 901) may well succeed here.
+			return errors.New("hsm: the attestation key's signature does not verify against its public key")
 		}
 		keyID = attest.KeyID(pub)
 		return nil

@@ -7,12 +7,14 @@ package server
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"connectrpc.com/connect"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
@@ -29,6 +32,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/jobs"
+	"github.com/sigil-wallet/sigil/server/node"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -40,6 +44,7 @@ type Server struct {
 	registry *prometheus.Registry
 	mpc      *ceremony.Orchestrator
 	queue    *jobs.Queue
+	attest   node.Attestation
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -71,7 +76,10 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := s.buildOrchestrator(); err != nil {
 		return nil, err
 	}
-	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	if s.attest, err = s.loadAttestation(); err != nil {
+		return nil, err
+	}
 	apiHandler, err := s.apiHandler()
 	if err != nil {
 		return nil, err
@@ -128,6 +136,38 @@ func (s *Server) buildOrchestrator() error {
 	})
 	return nil
 }
+
+// loadAttestation reads the pinned HSM attestation keys.
+func (s *Server) loadAttestation() (node.Attestation, error) {
+	a := node.Attestation{AllowUnattested: s.cfg.HSMAllowUnattested}
+	var keys []*ecdsa.PublicKey
+	for _, path := range s.cfg.HSMAttestationKeys {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key: %w", err)
+		}
+		k, err := attest.ParsePEM(data)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key %s: %w", path, err)
+		}
+		keys = append(keys, k...)
+	}
+	if len(keys) > 0 {
+		v, err := attest.NewVerifier(keys)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key: %w", err)
+		}
+		a.Verifier = v
+	}
+	if s.cfg.HSM && a.AllowUnattested {
+		s.logger.Warn("HSM keys without an attestation are accepted (--hsm-allow-unattested-keys): " +
+			"a stolen driver certificate can plant wallet keys; never run production like this")
+	}
+	return a, nil
+}
+
+// Attestation is the coordinator's HSM key attestation policy.
+func (s *Server) Attestation() node.Attestation { return s.attest }
 
 // OnlineSigners is how many MPC signers have a ceremony stream open.
 func (s *Server) OnlineSigners() int { return s.mpc.Online() }

@@ -3,6 +3,9 @@ package node_test
 import (
 	"bytes"
 	"context"
+	stdecdsa "crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"strings"
@@ -18,6 +21,7 @@ import (
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server"
@@ -78,10 +82,17 @@ func claim(t *testing.T, c driverv1connect.DriverServiceClient, wait time.Durati
 	return resp.Msg.GetJob()
 }
 
-func completeKeygen(c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte) error {
+// completeKeygen reports pub, attested by the coordinator's pinned
+// (software) attestation key as a driver's HSM would.
+func (f *fixture) completeKeygen(t *testing.T, c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte) error {
+	keyID, sig := f.env.Attest(t, job.GetWalletId(), pub)
+	return completeKeygenAttested(c, ctx, job, pub, &driverv1.KeyAttestation{KeyId: keyID, Signature: sig})
+}
+
+func completeKeygenAttested(c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte, a *driverv1.KeyAttestation) error {
 	_, err := c.CompleteJob(ctx, connect.NewRequest(&driverv1.CompleteJobRequest{
 		JobId: job.GetId(), LeaseId: job.GetLeaseId(),
-		Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}},
+		Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub, Attestation: a}},
 	}))
 	return err
 }
@@ -136,7 +147,7 @@ func TestDriverServiceLifecycle(t *testing.T) {
 			// failed attempt; the job goes back to the queue.
 			bad := bytes.Clone(pub)
 			bad[0] = 0x05
-			wantCode(t, completeKeygen(c, ctx, job, bad), connect.CodeInvalidArgument)
+			wantCode(t, f.completeKeygen(t, c, ctx, job, bad), connect.CodeInvalidArgument)
 			if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletCreating {
 				t.Fatalf("wallet after a bad key: %s", got.Status)
 			}
@@ -149,7 +160,7 @@ func TestDriverServiceLifecycle(t *testing.T) {
 			if job == nil || job.GetAttempt() != 1 {
 				t.Fatalf("re-claim after backoff: %v", job)
 			}
-			if err := completeKeygen(c, ctx, job, pub); err != nil {
+			if err := f.completeKeygen(t, c, ctx, job, pub); err != nil {
 				t.Fatal(err)
 			}
 			if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive || !bytes.Equal(got.PublicKey, pub) {
@@ -262,7 +273,7 @@ func TestDriverServiceLeases(t *testing.T) {
 		t.Fatalf("take-over claim = %v", taken)
 	}
 	key, _ := secp256k1.GeneratePrivateKey()
-	err := completeKeygen(x, ctx, job, key.PubKey().SerializeCompressed())
+	err := f.completeKeygen(t, x, ctx, job, key.PubKey().SerializeCompressed())
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	if ce := new(connect.Error); !errorsAs(err, &ce) || !bytes.Contains([]byte(ce.Message()), []byte("lease")) {
 		t.Fatalf("stale completion message %q does not mention the lease", err)
@@ -271,7 +282,7 @@ func TestDriverServiceLeases(t *testing.T) {
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	_, err = x.RenewLease(ctx, connect.NewRequest(&driverv1.RenewLeaseRequest{JobId: ids.New(ids.Job), LeaseId: job.GetLeaseId()}))
 	wantCode(t, err, connect.CodeNotFound)
-	if err := completeKeygen(y, ctx, taken, key.PubKey().SerializeCompressed()); err != nil {
+	if err := f.completeKeygen(t, y, ctx, taken, key.PubKey().SerializeCompressed()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive {
@@ -370,7 +381,7 @@ func TestDriverServiceLeaseOwnership(t *testing.T) {
 		t.Errorf("refusal %q does not name the lease holder", err)
 	}
 	key, _ := secp256k1.GeneratePrivateKey()
-	wantCode(t, completeKeygen(y, ctx, job, key.PubKey().SerializeCompressed()), connect.CodePermissionDenied)
+	wantCode(t, f.completeKeygen(t, y, ctx, job, key.PubKey().SerializeCompressed()), connect.CodePermissionDenied)
 	_, err = y.FailJob(ctx, connect.NewRequest(&driverv1.FailJobRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: "x"}))
 	wantCode(t, err, connect.CodePermissionDenied)
 	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletCreating {
@@ -404,5 +415,62 @@ func TestDriverServiceLeaseOwnership(t *testing.T) {
 	if taken == nil || taken.GetId() != job.GetId() || taken.GetAttempt() != 1 {
 		t.Fatalf("claim by driver-y at the cap = %v, want the job re-leased", taken)
 	}
-	wantCode(t, completeKeygen(x, ctx, job, key.PubKey().SerializeCompressed()), connect.CodeFailedPrecondition)
+	wantCode(t, f.completeKeygen(t, x, ctx, job, key.PubKey().SerializeCompressed()), connect.CodeFailedPrecondition)
+}
+
+// TestDriverServiceRefusesUnattestedKeys plays a client holding a driver
+// certificate but no HSM: it completes keygen jobs with a public key whose
+// private key it knows. Without an attestation, with one from an
+// attestation key the coordinator does not pin, or with a real attestation
+// of another wallet's key, the result is refused (PermissionDenied), the
+// job and wallet fail with the reason, and the wallet never becomes active.
+// The real-HSM side is TestKeyAttestation in hsm/driver, on SoftHSM2.
+func TestDriverServiceRefusesUnattestedKeys(t *testing.T) {
+	f := start(t, jobs.Config{Recheck: 20 * time.Millisecond})
+	ctx := t.Context()
+	x := f.client(t, "driver-x")
+	key, _ := secp256k1.GeneratePrivateKey()
+	pub := key.PubKey().SerializeCompressed()
+	stranger, _ := stdecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		name   string
+		attest func(walletID string) *driverv1.KeyAttestation
+		reason string
+	}{
+		{"none", func(string) *driverv1.KeyAttestation { return nil }, "not attested"},
+		{"unpinned key", func(w string) *driverv1.KeyAttestation {
+			r, s, _ := stdecdsa.Sign(rand.Reader, stranger, attest.Digest(w, pub))
+			return &driverv1.KeyAttestation{KeyId: attest.KeyID(&stranger.PublicKey), Signature: append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)}
+		}, "does not pin"},
+		{"another wallet", func(string) *driverv1.KeyAttestation {
+			id, sig := f.env.Attest(t, ids.New(ids.Wallet), pub)
+			return &driverv1.KeyAttestation{KeyId: id, Signature: sig}
+		}, "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.hsmWallet(t)
+			job := claim(t, x, 5*time.Second)
+			if job == nil || job.GetWalletId() != w.ID {
+				t.Fatalf("claimed %v, want the keygen job of %s", job, w.ID)
+			}
+			err := completeKeygenAttested(x, ctx, job, pub, tc.attest(w.ID))
+			wantCode(t, err, connect.CodePermissionDenied)
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("refusal %q does not say %q", err, tc.reason)
+			}
+			got, _ := f.st.GetWallet(ctx, w.ID)
+			if got.Status != store.WalletFailed || !strings.Contains(got.FailureReason, "attestation") || got.PublicKey != nil {
+				t.Fatalf("wallet after a refused key = %+v, want failed over the attestation, with no key", got)
+			}
+		})
+	}
+	// The same key, attested by the pinned key for its wallet, is accepted.
+	w := f.hsmWallet(t)
+	job := claim(t, x, 5*time.Second)
+	if err := f.completeKeygen(t, x, ctx, job, pub); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive || !bytes.Equal(got.PublicKey, pub) {
+		t.Fatalf("wallet with an attested key = %+v", got)
+	}
 }
