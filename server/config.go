@@ -27,6 +27,11 @@ type Config struct {
 	// port; NodeClientCA the CA that signer and driver certificates must
 	// chain to.
 	NodeTLSCert, NodeTLSKey, NodeClientCA string
+	// NodeDenyList is a file of node certificates to refuse (serial
+	// numbers or SHA-256 fingerprints, see pki.DenyList), re-read when it
+	// changes: a stolen signer or driver certificate is shut out without a
+	// new CA or a restart.
+	NodeDenyList string
 	// MetricsAddr serves Prometheus metrics; empty disables them.
 	MetricsAddr string
 	// DataDir holds the SQLite database when DatabaseURL is empty.

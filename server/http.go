@@ -114,5 +114,9 @@ func (s *Server) nodeHandler() (http.Handler, error) {
 		return nil, err
 	}
 	mux.Handle(driverv1connect.NewDriverServiceHandler(drivers, opts...))
-	return node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes)), nil
+	h := node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes))
+	if s.deny != nil {
+		h = s.deny.Middleware(h)
+	}
+	return h, nil
 }

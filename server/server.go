@@ -45,6 +45,7 @@ type Server struct {
 	mpc      *ceremony.Orchestrator
 	queue    *jobs.Queue
 	attest   node.Attestation
+	deny     *node.DenyGuard // nil without --node-deny-list
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -79,6 +80,14 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
 	if s.attest, err = s.loadAttestation(); err != nil {
 		return nil, err
+	}
+	if cfg.NodeDenyList != "" {
+		list, err := pki.OpenDenyList(cfg.NodeDenyList)
+		if err != nil {
+			return nil, fmt.Errorf("--node-deny-list: %w", err)
+		}
+		s.deny = node.NewDenyGuard(list, s.logger.With("component", "node-deny-list"))
+		s.logger.Info("node deny list loaded", "path", cfg.NodeDenyList, "entries", list.Len())
 	}
 	apiHandler, err := s.apiHandler()
 	if err != nil {
@@ -254,9 +263,21 @@ func (s *Server) apiTLS() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// nodeTLS requires a client certificate chaining to the node CA.
+// nodeTLS requires a client certificate chaining to the node CA, and not
+// on the deny list.
 func (s *Server) nodeTLS() (*tls.Config, error) {
-	return pki.ServerTLSConfig(s.cfg.NodeTLSCert, s.cfg.NodeTLSKey, s.cfg.NodeClientCA)
+	tc, err := pki.ServerTLSConfig(s.cfg.NodeTLSCert, s.cfg.NodeTLSKey, s.cfg.NodeClientCA)
+	if err != nil || s.deny == nil {
+		return tc, err
+	}
+	verify := tc.VerifyConnection
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verify(cs); err != nil {
+			return err
+		}
+		return s.deny.VerifyConnection(cs)
+	}
+	return tc, nil
 }
 
 // Addr returns the bound address of a port: "api", "node" or "metrics".
@@ -286,6 +307,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { errc <- s.mpc.Run(runCtx) }()
+	if s.deny != nil {
+		go s.deny.Run(runCtx)
+	}
 	for i, srv := range s.servers {
 		go func() {
 			err := srv.Serve(s.listeners[i])

@@ -17,6 +17,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate of the node port (\"sigil pki issue --role server\")")
 	fs.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key for --node-tls-cert")
 	fs.StringVar(&cfg.NodeClientCA, "node-client-ca", "", "PEM CA certificate that signer and driver certificates must chain to (\"sigil pki init\")")
+	fs.StringVar(&cfg.NodeDenyList, "node-deny-list", "", "file of signer/driver certificates to refuse, one per line: serial number (serial:HEX) or SHA-256 fingerprint (sha256:HEX); re-read on change, no restart, open streams of a newly denied certificate are cut off")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
 	fs.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir, "folder of the SQLite database (sigil.db), used when --database-url is empty")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db), for several coordinator replicas; empty uses SQLite in --data-dir")
