@@ -11,7 +11,7 @@ const (
 	DefaultMasterKeyLabel = "sigil-master-key"
 	// DefaultAttestationKeyLabel labels the attestation key pair.
 	DefaultAttestationKeyLabel = "sigil-attestation-key"
-	DefaultSessions       = 4
+	DefaultSessions            = 4
 )
 
 // Config says which module, token and master key a handle uses.
