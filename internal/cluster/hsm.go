@@ -165,7 +165,7 @@ func EnsureAttestationKeys(ctx context.Context, path string, tokens ...hsm.Confi
 		}
 		out = append(out, pemKey...)
 	}
-	return os.WriteFile(path, out, 0o644)
+	return os.WriteFile(path, out, 0o600)
 }
 
 func ensureAttestationKey(ctx context.Context, hc hsm.Config) ([]byte, error) {

@@ -131,7 +131,7 @@ func pinSoftwareAttester(t testing.TB, cfg *server.Config, dir string) *ecdsa.Pr
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "attestation-key.pem")
-	if err := os.WriteFile(path, pemKey, 0o644); err != nil {
+	if err := os.WriteFile(path, pemKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg.HSMAttestationKeys = []string{path}
