@@ -448,7 +448,10 @@ export const DriverService: GenService<{
     output: typeof ClaimJobResponseSchema;
   },
   /**
-   * RenewLease extends the caller's lease on a job it is working on.
+   * RenewLease extends the caller's lease on a job it is working on. Only
+   * the driver that claimed the job may renew, complete or fail it
+   * (PermissionDenied otherwise), and no lease outlives the coordinator's
+   * maximum lease life: then it lapses (FailedPrecondition on renewal).
    *
    * @generated from rpc sigil.driver.v1.DriverService.RenewLease
    */
