@@ -9,7 +9,9 @@ import (
 // Defaults applied by Config.withDefaults.
 const (
 	DefaultMasterKeyLabel = "sigil-master-key"
-	DefaultSessions       = 4
+	// DefaultAttestationKeyLabel labels the attestation key pair.
+	DefaultAttestationKeyLabel = "sigil-attestation-key"
+	DefaultSessions            = 4
 )
 
 // Config says which module, token and master key a handle uses.
@@ -26,6 +28,9 @@ type Config struct {
 	// MasterKeyLabel is the CKA_LABEL of the AES-256 master key.
 	// Default DefaultMasterKeyLabel.
 	MasterKeyLabel string
+	// AttestationKeyLabel is the CKA_LABEL of the ECDSA P-256 attestation
+	// key pair. Default DefaultAttestationKeyLabel.
+	AttestationKeyLabel string
 	// Sessions is the size of the session pool, i.e. how many operations run
 	// in the HSM at once. Default DefaultSessions.
 	Sessions int
@@ -40,6 +45,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.MasterKeyLabel == "" {
 		c.MasterKeyLabel = DefaultMasterKeyLabel
+	}
+	if c.AttestationKeyLabel == "" {
+		c.AttestationKeyLabel = DefaultAttestationKeyLabel
 	}
 	if c.Sessions == 0 {
 		c.Sessions = DefaultSessions

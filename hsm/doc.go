@@ -14,6 +14,11 @@
 // handles, for example one per token, can share it without one handle's
 // Close finalising the library under the others.
 //
+// Beside the master key each token holds an attestation key (attestation.go):
+// ECDSA P-256, generated on the token and never extractable, with which the
+// driver has the HSM vouch for each new wallet key so that the coordinator
+// can refuse keys no HSM made.
+//
 // Operations are safe for concurrent use: each borrows a logged-in session
 // from a fixed pool (see pool.go) and returns it, replacing sessions that the
 // module reports as closed or invalid.

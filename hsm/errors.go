@@ -25,6 +25,14 @@ var (
 	// ErrMasterKeyPolicy means a key with the master key label exists but its
 	// attributes make it unfit (extractable, not sensitive, not AES-256 ...).
 	ErrMasterKeyPolicy = errors.New("hsm: master key attributes are unsafe")
+	// ErrNoAttestationKey means the token holds no attestation key with the
+	// configured label.
+	ErrNoAttestationKey = errors.New("hsm: attestation key not found; run `sigil hsm init-attestation-key`")
+	// ErrAttestationKeyExists means the token already has an attestation key.
+	ErrAttestationKeyExists = errors.New("hsm: attestation key already exists")
+	// ErrAttestationKeyPolicy means a key with the attestation key label is
+	// unfit (extractable, imported, not one pair ...).
+	ErrAttestationKeyPolicy = errors.New("hsm: attestation key attributes are unsafe")
 	// ErrClosed is returned by operations on a closed handle.
 	ErrClosed = errors.New("hsm: handle closed")
 	// ErrInvalidInput reports a malformed argument (digest, public key, blob).

@@ -121,3 +121,24 @@ func (h *HSM) CreateUnsafeMasterKey(ctx context.Context) error {
 		return err
 	})
 }
+
+// PlantExtractableAttestationKey makes a P-256 pair under the attestation
+// label that may leave the token, as a careless operator might: the
+// handle must refuse to attest with it.
+func (h *HSM) PlantExtractableAttestationKey(ctx context.Context) error {
+	return h.withSession(ctx, func(s *session) error {
+		label := h.cfg.AttestationKeyLabel
+		_, _, err := h.mod.ctx.GenerateKeyPair(s.h,
+			[]*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+			[]*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+				pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, p256Params), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+			},
+			[]*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+				pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true), pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+				pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			})
+		return err
+	})
+}

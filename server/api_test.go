@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -375,6 +376,9 @@ func TestConfigValidate(t *testing.T) {
 		{"mysql url", func(c *server.Config) { c.DatabaseURL = "mysql://x" }, "--database-url"},
 		{"bad cors", func(c *server.Config) { c.CORSOrigins = []string{"example.com"} }, "--cors-origin"},
 		{"hsm default without hsm", func(c *server.Config) { c.DefaultBackend = "hsm" }, "--hsm"},
+		// Fail closed: HSM keys must be attested unless explicitly waived.
+		{"hsm without attestation keys", func(c *server.Config) { c.HSM = true }, "--hsm-attestation-key"},
+		{"max lease under lease", func(c *server.Config) { c.HSMLease, c.HSMMaxLease = time.Minute, time.Second }, "--hsm-max-lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
@@ -390,5 +394,9 @@ func TestConfigValidate(t *testing.T) {
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
+	}
+	c.HSM, c.HSMAllowUnattested = true, true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("--hsm with --hsm-allow-unattested-keys: %v", err)
 	}
 }

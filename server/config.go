@@ -27,6 +27,11 @@ type Config struct {
 	// port; NodeClientCA the CA that signer and driver certificates must
 	// chain to.
 	NodeTLSCert, NodeTLSKey, NodeClientCA string
+	// NodeDenyList is a file of node certificates to refuse (serial
+	// numbers or SHA-256 fingerprints, see pki.DenyList), re-read when it
+	// changes: a stolen signer or driver certificate is shut out without a
+	// new CA or a restart.
+	NodeDenyList string
 	// MetricsAddr serves Prometheus metrics; empty disables them.
 	MetricsAddr string
 	// DataDir holds the SQLite database when DatabaseURL is empty.
@@ -56,6 +61,17 @@ type Config struct {
 	HSMLease time.Duration
 	// HSMMaxAttempts bounds the attempts of a failing HSM job (default 5).
 	HSMMaxAttempts int
+	// HSMMaxLease caps the life of a driver's lease on a job, renewals
+	// included (default jobs.DefaultMaxLease).
+	HSMMaxLease time.Duration
+	// HSMAttestationKeys are PEM files of the HSM attestation public keys
+	// to pin (`sigil hsm attestation-key` prints one per HSM; a file may
+	// hold several). With --hsm, a key generation result must be attested
+	// by one of them.
+	HSMAttestationKeys []string
+	// HSMAllowUnattested accepts HSM keys without an attestation: for
+	// development only, since a stolen driver certificate then plants keys.
+	HSMAllowUnattested bool
 	// QuorumWait is how long a signature waits for t MPC signers to be
 	// online before it fails (default 10 s).
 	QuorumWait time.Duration
@@ -164,6 +180,14 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--default-backend %q: want mpc or hsm", c.DefaultBackend))
+	}
+	if c.HSM && len(c.HSMAttestationKeys) == 0 && !c.HSMAllowUnattested {
+		errs = append(errs, errors.New("--hsm needs --hsm-attestation-key: the PEM public key of each HSM's attestation key "+
+			"(`sigil hsm init-attestation-key`, then `sigil hsm attestation-key`), so that only keys an HSM made are accepted; "+
+			"--hsm-allow-unattested-keys turns the check off for development"))
+	}
+	if c.HSMMaxLease != 0 && c.HSMMaxLease < c.HSMLease {
+		errs = append(errs, fmt.Errorf("--hsm-max-lease %s: want at least --hsm-lease (%s)", c.HSMMaxLease, c.HSMLease))
 	}
 	if c.MaxRequestBytes < 1024 {
 		errs = append(errs, fmt.Errorf("--max-request-bytes %d: want at least 1024", c.MaxRequestBytes))

@@ -109,10 +109,14 @@ func (s *Server) nodeHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(s.mpc.CeremonyService(), opts...))
 	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(s.mpc.DeliveryService(), opts...))
-	drivers, err := node.NewDriverServer(s.queue, s.registry, s.logger.With("component", "jobs"))
+	drivers, err := node.NewDriverServer(s.queue, s.attest, s.registry, s.logger.With("component", "jobs"))
 	if err != nil {
 		return nil, err
 	}
 	mux.Handle(driverv1connect.NewDriverServiceHandler(drivers, opts...))
-	return node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes)), nil
+	h := node.RequireIdentity(limitBody(mux, nodeMaxRequestBytes))
+	if s.deny != nil {
+		h = s.deny.Middleware(h)
+	}
+	return h, nil
 }

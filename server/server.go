@@ -7,12 +7,14 @@ package server
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"connectrpc.com/connect"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
@@ -29,6 +32,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/jobs"
+	"github.com/sigil-wallet/sigil/server/node"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -40,6 +44,8 @@ type Server struct {
 	registry *prometheus.Registry
 	mpc      *ceremony.Orchestrator
 	queue    *jobs.Queue
+	attest   node.Attestation
+	deny     *node.DenyGuard // nil without --node-deny-list
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -71,7 +77,18 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := s.buildOrchestrator(); err != nil {
 		return nil, err
 	}
-	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	if s.attest, err = s.loadAttestation(); err != nil {
+		return nil, err
+	}
+	if cfg.NodeDenyList != "" {
+		list, err := pki.OpenDenyList(cfg.NodeDenyList)
+		if err != nil {
+			return nil, fmt.Errorf("--node-deny-list: %w", err)
+		}
+		s.deny = node.NewDenyGuard(list, s.logger.With("component", "node-deny-list"))
+		s.logger.Info("node deny list loaded", "path", cfg.NodeDenyList, "entries", list.Len())
+	}
 	apiHandler, err := s.apiHandler()
 	if err != nil {
 		return nil, err
@@ -128,6 +145,38 @@ func (s *Server) buildOrchestrator() error {
 	})
 	return nil
 }
+
+// loadAttestation reads the pinned HSM attestation keys.
+func (s *Server) loadAttestation() (node.Attestation, error) {
+	a := node.Attestation{AllowUnattested: s.cfg.HSMAllowUnattested}
+	var keys []*ecdsa.PublicKey
+	for _, path := range s.cfg.HSMAttestationKeys {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key: %w", err)
+		}
+		k, err := attest.ParsePEM(data)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key %s: %w", path, err)
+		}
+		keys = append(keys, k...)
+	}
+	if len(keys) > 0 {
+		v, err := attest.NewVerifier(keys)
+		if err != nil {
+			return a, fmt.Errorf("--hsm-attestation-key: %w", err)
+		}
+		a.Verifier = v
+	}
+	if s.cfg.HSM && a.AllowUnattested {
+		s.logger.Warn("HSM keys without an attestation are accepted (--hsm-allow-unattested-keys): " +
+			"a stolen driver certificate can plant wallet keys; never run production like this")
+	}
+	return a, nil
+}
+
+// Attestation is the coordinator's HSM key attestation policy.
+func (s *Server) Attestation() node.Attestation { return s.attest }
 
 // OnlineSigners is how many MPC signers have a ceremony stream open.
 func (s *Server) OnlineSigners() int { return s.mpc.Online() }
@@ -214,9 +263,21 @@ func (s *Server) apiTLS() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// nodeTLS requires a client certificate chaining to the node CA.
+// nodeTLS requires a client certificate chaining to the node CA, and not
+// on the deny list.
 func (s *Server) nodeTLS() (*tls.Config, error) {
-	return pki.ServerTLSConfig(s.cfg.NodeTLSCert, s.cfg.NodeTLSKey, s.cfg.NodeClientCA)
+	tc, err := pki.ServerTLSConfig(s.cfg.NodeTLSCert, s.cfg.NodeTLSKey, s.cfg.NodeClientCA)
+	if err != nil || s.deny == nil {
+		return tc, err
+	}
+	verify := tc.VerifyConnection
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verify(cs); err != nil {
+			return err
+		}
+		return s.deny.VerifyConnection(cs)
+	}
+	return tc, nil
 }
 
 // Addr returns the bound address of a port: "api", "node" or "metrics".
@@ -246,6 +307,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	go func() { errc <- s.mpc.Run(runCtx) }()
+	if s.deny != nil {
+		go s.deny.Run(runCtx)
+	}
 	for i, srv := range s.servers {
 		go func() {
 			err := srv.Serve(s.listeners[i])

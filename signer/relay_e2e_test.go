@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -102,6 +104,24 @@ func TestRelayIsBlindAndStrict(t *testing.T) {
 	_, err = pc.Send(ctx, connect.NewRequest(&deliveryv1.SendRequest{CeremonyId: c.ID, Messages: []*deliveryv1.OutgoingMessage{{To: a, Sealed: []byte("x")}}}))
 	if connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("party sending to itself: %v, want InvalidArgument", err)
+	}
+
+	// A party may not flood the relay: one message larger than the whole
+	// ceremony needs, or more messages than it needs, is ResourceExhausted
+	// and stored not at all (the ceremony below still completes).
+	quota := ceremony.RelayQuota(store.CeremonySign, len(c.Parties))
+	_, err = pc.Send(ctx, connect.NewRequest(&deliveryv1.SendRequest{CeremonyId: c.ID, Messages: []*deliveryv1.OutgoingMessage{
+		{To: b, Sealed: make([]byte, quota.Bytes+1)}}}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("party sending %d bytes: %v, want ResourceExhausted naming the quota", quota.Bytes+1, err)
+	}
+	flood := &deliveryv1.SendRequest{CeremonyId: c.ID}
+	for range quota.Messages + 1 {
+		flood.Messages = append(flood.Messages, &deliveryv1.OutgoingMessage{To: b, Sealed: []byte("x")})
+	}
+	_, err = pc.Send(ctx, connect.NewRequest(flood))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("party sending %d messages: %v, want ResourceExhausted", quota.Messages+1, err)
 	}
 
 	// The malicious relay: garbage in a's name, a copy of a real message

@@ -114,7 +114,11 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 	if err != nil {
 		return nil, fmt.Errorf("dev PKI: %w", err)
 	}
-	srv, stop, err := benchCoordinator(ctx, p, dbURL, filepath.Join(dir, "coordinator"), o.logger)
+	attestKeys := filepath.Join(dir, "hsm-attestation-keys.pem")
+	if err := cluster.EnsureAttestationKeys(ctx, attestKeys, tokens...); err != nil {
+		return nil, err
+	}
+	srv, stop, err := benchCoordinator(ctx, p, dbURL, filepath.Join(dir, "coordinator"), attestKeys, o.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -142,12 +146,12 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 }
 
 // benchCoordinator starts a coordinator with the HSM backend on loopback.
-func benchCoordinator(ctx context.Context, p *pki.DevPKI, databaseURL, dataDir string, logger *slog.Logger) (*server.Server, func(), error) {
+func benchCoordinator(ctx context.Context, p *pki.DevPKI, databaseURL, dataDir, attestKeys string, logger *slog.Logger) (*server.Server, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	srv, err := server.New(ctx, server.Config{
 		APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", DataDir: dataDir, DatabaseURL: databaseURL,
 		NodeTLSCert: p.ServerCert, NodeTLSKey: p.ServerKey, NodeClientCA: p.CAPath,
-		HSM: true, Logger: logger.With("component", "coordinator"),
+		HSM: true, HSMAttestationKeys: []string{attestKeys}, Logger: logger.With("component", "coordinator"),
 	})
 	if err != nil {
 		cancel()

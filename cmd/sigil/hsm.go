@@ -13,6 +13,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
+	"github.com/sigil-wallet/sigil/internal/attest"
 )
 
 // envHSMPIN carries the HSM user PIN when no --pin-file is given. There is
@@ -244,4 +245,80 @@ func printFingerprint(env *cliEnv, h *hsm.HSM, verb string) error {
 	}
 	fmt.Fprintf(env.stdout, "master key %s; fingerprint %s\n", verb, fp)
 	return nil
+}
+
+func hsmInitAttestationKeyCommand() *command {
+	return &command{
+		name:    "hsm init-attestation-key",
+		summary: "generate the HSM's attestation key (ECDSA P-256) and print its public key",
+		usage: `Generates the token's attestation key: an ECDSA P-256 pair made on the token,
+whose private key is sensitive, never extractable and may only sign. The driver
+has it sign, for every new wallet key, a statement binding the wallet id to the
+public key, so that the coordinator accepts only keys an HSM made; a stolen
+driver certificate alone can no longer plant keys.
+
+Each HSM has its own attestation key (it never leaves the token). Prints the
+public key as PEM on stdout: pin it on the coordinator with
+--hsm-attestation-key (one file may hold the keys of every HSM). Refuses if the
+token already has one; "sigil hsm attestation-key" prints it again.`,
+		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
+			var hf hsmFlags
+			hf.add(fs)
+			return func() error {
+				return withToken(env, &hf, func(h *hsm.HSM) error {
+					if err := h.InitAttestationKey(env.ctx); err != nil {
+						return err
+					}
+					return printAttestationKey(env, h)
+				})
+			}
+		},
+	}
+}
+
+func hsmAttestationKeyCommand() *command {
+	return &command{
+		name:    "hsm attestation-key",
+		summary: "print the HSM's attestation public key (PEM) for the coordinator's --hsm-attestation-key",
+		usage: `Prints the public key of the token's attestation key as PEM on stdout, for
+"sigil server --hsm-attestation-key FILE". Example, pinning two HSMs:
+
+  sigil hsm attestation-key --pkcs11-module ... --token-label hsm1 --pin-file pin1 >  attestation-keys.pem
+  sigil hsm attestation-key --pkcs11-module ... --token-label hsm2 --pin-file pin2 >> attestation-keys.pem`,
+		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
+			var hf hsmFlags
+			hf.add(fs)
+			return func() error {
+				return withToken(env, &hf, func(h *hsm.HSM) error { return printAttestationKey(env, h) })
+			}
+		},
+	}
+}
+
+// withToken opens the token the flags name (no master key needed) for fn.
+func withToken(env *cliEnv, hf *hsmFlags, fn func(h *hsm.HSM) error) error {
+	cfg, err := hf.config(env)
+	if err != nil {
+		return err
+	}
+	h, err := hsm.OpenToken(env.ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(h)
+}
+
+func printAttestationKey(env *cliEnv, h *hsm.HSM) error {
+	pub, err := h.AttestationKey(env.ctx)
+	if err != nil {
+		return err
+	}
+	pemKey, err := attest.EncodePEM(pub)
+	if err != nil {
+		return err
+	}
+	_, err = env.stdout.Write(pemKey)
+	fmt.Fprintf(env.stderr, "sigil: attestation key id %x\n", attest.KeyID(pub)[:8])
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
+	"github.com/sigil-wallet/sigil/internal/attest"
 )
 
 // runCommand runs one command as run does, without needing it listed in
@@ -98,5 +99,30 @@ func TestHSMMasterKeyCommands(t *testing.T) {
 	if _, err := runCommand(t, hsmDriverCommand(), []string{"--pkcs11-module", module, "--token-label", "cli-a"}, nil, noEnv); err == nil ||
 		!strings.Contains(err.Error(), envHSMPIN) {
 		t.Fatalf("driver without a PIN: %v", err)
+	}
+
+	// The attestation key: made once, printed as PEM by both commands,
+	// different on each HSM.
+	tokenA := []string{"--pkcs11-module", module, "--token-label", "cli-a", "--pin-file", pinFile}
+	if _, err := runCommand(t, hsmAttestationKeyCommand(), tokenA, nil, noEnv); err == nil || !strings.Contains(err.Error(), "init-attestation-key") {
+		t.Fatalf("attestation-key before init: %v", err)
+	}
+	made, err := runCommand(t, hsmInitAttestationKeyCommand(), tokenA, nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed, err := runCommand(t, hsmAttestationKeyCommand(), tokenA, nil, noEnv)
+	if err != nil || printed != made {
+		t.Fatalf("attestation-key printed %q (%v), init printed %q", printed, err, made)
+	}
+	if keys, err := attest.ParsePEM([]byte(printed)); err != nil || len(keys) != 1 {
+		t.Fatalf("printed attestation key does not parse: %v", err)
+	}
+	if _, err := runCommand(t, hsmInitAttestationKeyCommand(), tokenA, nil, noEnv); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Fatalf("init-attestation-key twice: %v", err)
+	}
+	other, err := runCommand(t, hsmInitAttestationKeyCommand(), []string{"--pkcs11-module", module, "--token-label", "cli-b"}, nil, envPIN(pinB))
+	if err != nil || other == made {
+		t.Fatalf("second HSM's attestation key: %q, %v", other, err)
 	}
 }

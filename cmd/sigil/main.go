@@ -45,6 +45,8 @@ func commands() []*command {
 		hsmInitMasterKeyCommand(),
 		hsmImportMasterKeyCommand(),
 		hsmGenerateMasterKeyCommand(),
+		hsmInitAttestationKeyCommand(),
+		hsmAttestationKeyCommand(),
 	}
 }
 

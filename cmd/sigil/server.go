@@ -5,10 +5,11 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/server"
+	"github.com/sigil-wallet/sigil/server/jobs"
 )
 
 // serverFlags declares the coordinator's flags on fs, filling cfg.
-func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFlag) {
+func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestKeys *listFlag) {
 	fs.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "address of the API port (WalletService over Connect, gRPC and gRPC-Web; reflection; health)")
 	fs.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate for TLS on the API port; without it the API port speaks h2c (plaintext HTTP/2 and HTTP/1.1)")
 	fs.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key for --api-tls-cert")
@@ -16,6 +17,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFla
 	fs.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate of the node port (\"sigil pki issue --role server\")")
 	fs.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key for --node-tls-cert")
 	fs.StringVar(&cfg.NodeClientCA, "node-client-ca", "", "PEM CA certificate that signer and driver certificates must chain to (\"sigil pki init\")")
+	fs.StringVar(&cfg.NodeDenyList, "node-deny-list", "", "file of signer/driver certificates to refuse, one per line: serial number (serial:HEX) or SHA-256 fingerprint (sha256:HEX); re-read on change, no restart, open streams of a newly denied certificate are cut off")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
 	fs.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir, "folder of the SQLite database (sigil.db), used when --database-url is empty")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://user@host:5432/db), for several coordinator replicas; empty uses SQLite in --data-dir")
@@ -29,6 +31,9 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFla
 	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
 	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
 	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
+	fs.DurationVar(&cfg.HSMMaxLease, "hsm-max-lease", jobs.DefaultMaxLease, "longest an HSM driver may hold one job, renewals included; then its lease lapses and the job returns to the queue")
+	fs.Var(attestKeys, "hsm-attestation-key", "PEM file of an HSM attestation public key to pin (\"sigil hsm attestation-key\"; repeat, or several keys in one file); required with --hsm: HSM key generations not attested by a pinned key are refused")
+	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
 }
@@ -43,15 +48,15 @@ dial the node port with mTLS certificates of the node CA ("sigil pki").
 Stops gracefully on SIGTERM or SIGINT.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg server.Config
-			var cors, signers listFlag
-			serverFlags(fs, &cfg, &cors, &signers)
+			var cors, signers, attestKeys listFlag
+			serverFlags(fs, &cfg, &cors, &signers, &attestKeys)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
 				if err != nil {
 					return err
 				}
-				cfg.CORSOrigins, cfg.MPCSigners, cfg.Logger = cors, signers, logger
+				cfg.CORSOrigins, cfg.MPCSigners, cfg.HSMAttestationKeys, cfg.Logger = cors, signers, attestKeys, logger
 				srv, err := server.New(env.ctx, cfg)
 				if err != nil {
 					return err

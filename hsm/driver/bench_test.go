@@ -24,7 +24,7 @@ func BenchmarkHSMThroughput(b *testing.B) {
 		cfgs[i].Sessions = workers
 	}
 	for b.Loop() {
-		d := deploy(b, db.Postgres, jobs.Config{}, "driver-a", "driver-b")
+		d := deploy(b, db.Postgres, jobs.Config{}, cfgs, "driver-a", "driver-b")
 		driverDB := dbtest.PostgresURL(b)
 		bench := driver.Bench{
 			Raw: cfgs[0], RawSignatures: 3000, StackRequests: 1000, API: d.api,

@@ -134,7 +134,7 @@ func TestActiveActive(t *testing.T) {
 		t.Skip("1,000 signatures on three drivers; skipped with -short")
 	}
 	cfgs, _ := tokens(t, "aa-1", "aa-2")
-	d := deploy(t, db.Postgres, jobs.Config{}, "driver-a", "driver-b", "driver-c")
+	d := deploy(t, db.Postgres, jobs.Config{}, cfgs, "driver-a", "driver-b", "driver-c")
 	driverDB := dbtest.PostgresURL(t)
 	done := newCompletions()
 	for i, name := range []string{"driver-a", "driver-b", "driver-c"} {
@@ -194,7 +194,7 @@ func TestDriverKilled(t *testing.T) {
 		t.Skip("runs a driver process and waits for leases to lapse; skipped with -short")
 	}
 	cfgs, _ := tokens(t, "kill-1", "kill-2")
-	d := deploy(t, db.SQLite, jobs.Config{Lease: 2 * time.Second}, "driver-child")
+	d := deploy(t, db.SQLite, jobs.Config{Lease: 2 * time.Second}, cfgs, "driver-child")
 	driverDB := dbtest.PostgresURL(t)
 
 	// The child signs slowly (300 ms a signature, 4 at once), so it always

@@ -33,6 +33,9 @@ import (
 // HSM is what the driver needs of its token (an *hsm.HSM).
 type HSM interface {
 	GenerateKey(ctx context.Context) (pub, wrapped []byte, err error)
+	// Attest signs, with the token's attestation key, the statement that
+	// binds walletID to pub (see internal/attest).
+	Attest(ctx context.Context, walletID string, pub []byte) (keyID, signature []byte, err error)
 	Sign(ctx context.Context, wrapped, pub, digest []byte) (ecsig.Signature, error)
 }
 
@@ -160,9 +163,12 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 	var err error
 	switch job.GetKind() {
 	case driverv1.JobKind_JOB_KIND_KEYGEN:
-		var pub []byte
-		if pub, err = d.keygen(jobCtx, logger, job); err == nil {
-			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}}}
+		var key *WrappedKey
+		if key, err = d.keygen(jobCtx, logger, job); err == nil {
+			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{
+				PublicKey:   key.PublicKey,
+				Attestation: &driverv1.KeyAttestation{KeyId: key.AttestationKeyID, Signature: key.Attestation},
+			}}}
 		}
 	case driverv1.JobKind_JOB_KIND_SIGN:
 		var sig ecsig.Signature
@@ -263,16 +269,17 @@ func (d *Driver) keepLease(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 }
 
-// keygen makes the wallet's key, or reuses the one an earlier attempt
-// stored, and returns its public key. The wrapped key is durable before
-// this returns: a wallet must never become active with a key nobody kept.
-func (d *Driver) keygen(ctx context.Context, logger *slog.Logger, job *driverv1.Job) ([]byte, error) {
+// keygen makes the wallet's key and the HSM's attestation of it, or reuses
+// the ones an earlier attempt stored, and returns them. The wrapped key is
+// durable before this returns: a wallet must never become active with a
+// key nobody kept.
+func (d *Driver) keygen(ctx context.Context, logger *slog.Logger, job *driverv1.Job) (*WrappedKey, error) {
 	walletID := job.GetWalletId()
 	existing, err := d.keys.Get(ctx, walletID)
 	switch {
 	case err == nil:
 		logger.InfoContext(ctx, "reusing the key an earlier attempt stored")
-		return existing.PublicKey, nil
+		return attested(existing)
 	case !errors.Is(err, ErrNoKey):
 		return nil, err
 	}
@@ -280,12 +287,27 @@ func (d *Driver) keygen(ctx context.Context, logger *slog.Logger, job *driverv1.
 	if err != nil {
 		return nil, classify(err)
 	}
-	stored, err := d.keys.Put(ctx, &WrappedKey{WalletID: walletID, PublicKey: pub, Wrapped: wrapped, MasterKeyFingerprint: d.fingerprint})
-	clear(wrapped)
+	defer clear(wrapped)
+	keyID, attestation, err := d.hsm.Attest(ctx, walletID, pub)
+	if err != nil {
+		return nil, classify(err)
+	}
+	stored, err := d.keys.Put(ctx, &WrappedKey{WalletID: walletID, PublicKey: pub, Wrapped: wrapped, MasterKeyFingerprint: d.fingerprint,
+		AttestationKeyID: keyID, Attestation: attestation})
 	if err != nil {
 		return nil, err
 	}
-	return stored.PublicKey, nil
+	return attested(stored)
+}
+
+// attested refuses a stored key without the attestation of the HSM that
+// made it: attesting it now would vouch for whatever the database holds.
+func attested(key *WrappedKey) (*WrappedKey, error) {
+	if len(key.Attestation) == 0 {
+		return nil, permanent(fmt.Errorf("the driver database holds a key for wallet %s without an HSM attestation "+
+			"(stored before attestation existed); it cannot be attested now", key.WalletID))
+	}
+	return key, nil
 }
 
 // sign has the HSM sign the job's digest with the wallet's wrapped key.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
 	"github.com/sigil-wallet/sigil/internal/db"
@@ -26,7 +28,7 @@ import (
 // implementations that share no code with the signing path.
 func TestEndToEnd(t *testing.T) {
 	cfgs, material := tokens(t, "e2e")
-	d := deploy(t, db.SQLite, jobs.Config{})
+	d := deploy(t, db.SQLite, jobs.Config{}, cfgs)
 	dataDir := t.TempDir()
 	p := d.startDriver(t, driverOpts{hsm: cfgs[0], dataDir: dataDir})
 
@@ -88,7 +90,7 @@ func checkOnlyWrappedKeys(t *testing.T, keys *driver.KeyStore, material []byte, 
 		t.Fatal(err)
 	}
 	cols, _ := rows.Columns()
-	if want := []string{"wallet_id", "public_key", "wrapped", "master_key_fingerprint", "created_at"}; !slices.Equal(cols, want) {
+	if want := []string{"wallet_id", "public_key", "wrapped", "master_key_fingerprint", "created_at", "attestation_key_id", "attestation"}; !slices.Equal(cols, want) {
 		t.Fatalf("wrapped_keys columns = %v, want %v", cols, want)
 	}
 	var scalars [][]byte
@@ -99,6 +101,8 @@ func checkOnlyWrappedKeys(t *testing.T, keys *driver.KeyStore, material []byte, 
 			Wrapped     []byte `db:"wrapped"`
 			Fingerprint string `db:"master_key_fingerprint"`
 			CreatedAt   int64  `db:"created_at"`
+			AttestKeyID []byte `db:"attestation_key_id"` // public: a hash of a public key
+			Attestation []byte `db:"attestation"`        // public: a signature
 		}
 		if err := rows.StructScan(&k); err != nil {
 			t.Fatal(err)
@@ -145,6 +149,13 @@ func checkOnlyWrappedKeys(t *testing.T, keys *driver.KeyStore, material []byte, 
 func TestStartupErrors(t *testing.T) {
 	cfgs, _ := tokens(t, "startup-ok")
 	module, _, pin := hsmtest.NewToken(t, "startup-nokey")
+	_, _, noAttestPIN := hsmtest.NewToken(t, "startup-noattest")
+	noAttest := hsm.Config{ModulePath: module, TokenLabel: "startup-noattest", PIN: noAttestPIN}
+	if h, err := hsm.OpenToken(context.Background(), noAttest); err != nil {
+		t.Fatal(err)
+	} else if err := errors.Join(h.InitMasterKey(context.Background()), h.Close()); err != nil {
+		t.Fatal(err)
+	}
 	ok := cfgs[0]
 	base := driver.Config{NodeURL: "https://127.0.0.1:1", TLSCert: "x", TLSKey: "x", NodeCA: "x", DataDir: t.TempDir()}
 	tests := []struct {
@@ -156,6 +167,7 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown token", func(c *driver.Config) { c.HSM = ok; c.HSM.TokenLabel = "no-such-token" }, []string{"token not found", "no-such-token"}},
 		{"wrong PIN", func(c *driver.Config) { c.HSM = ok; c.HSM.PIN = "wrong-pin-1234" }, []string{"wrong PIN", "SIGIL_HSM_PIN"}},
 		{"no master key", func(c *driver.Config) { c.HSM.ModulePath, c.HSM.TokenLabel, c.HSM.PIN = module, "startup-nokey", pin }, []string{"no master key", "init-master-key"}},
+		{"no attestation key", func(c *driver.Config) { c.HSM = noAttest }, []string{"no attestation key", "init-attestation-key", "--hsm-attestation-key"}},
 		{"no PIN", func(c *driver.Config) { c.HSM = ok; c.HSM.PIN = "" }, []string{"--pin-file", "SIGIL_HSM_PIN"}},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,7 @@ package driver_test
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
+	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
@@ -24,8 +26,9 @@ import (
 )
 
 // tokens makes one SoftHSM token per label, all holding the same imported
-// master key, and returns their configs and the key material. Every token
-// is made before any handle opens (SoftHSM lists tokens at C_Initialize).
+// master key and each its own attestation key, and returns their configs
+// and the master key material. Every token is made before any handle opens
+// (SoftHSM lists tokens at C_Initialize).
 func tokens(t testing.TB, labels ...string) ([]hsm.Config, []byte) {
 	t.Helper()
 	var cfgs []hsm.Config
@@ -48,6 +51,9 @@ func tokens(t testing.TB, labels ...string) ([]hsm.Config, []byte) {
 		if err := h.ImportMasterKey(ctx, bytes.Clone(material)); err != nil {
 			t.Fatal(err)
 		}
+		if err := h.InitAttestationKey(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, h := range handles {
 		if err := h.Close(); err != nil {
@@ -64,11 +70,19 @@ type deployment struct {
 	api  walletv1connect.WalletServiceClient
 }
 
-func deploy(t testing.TB, dialect db.Dialect, queue jobs.Config, drivers ...string) *deployment {
+// deploy starts a coordinator that pins the attestation keys of the pinned
+// tokens, as an operator does with --hsm-attestation-key.
+func deploy(t testing.TB, dialect db.Dialect, queue jobs.Config, pinned []hsm.Config, drivers ...string) *deployment {
 	t.Helper()
+	attestKeys := filepath.Join(t.TempDir(), "attestation-keys.pem")
+	if err := cluster.EnsureAttestationKeys(context.Background(), attestKeys, pinned...); err != nil {
+		t.Fatal(err)
+	}
 	env := servertest.Start(t, servertest.Options{
 		Dialect: dialect, Drivers: drivers,
-		Configure: func(c *server.Config) { c.HSM = true; c.DefaultBackend = "hsm" },
+		Configure: func(c *server.Config) {
+			c.HSM, c.DefaultBackend, c.HSMAttestationKeys = true, "hsm", []string{attestKeys}
+		},
 	})
 	if queue.Recheck == 0 {
 		// The API server does not notify this queue (see jobstest).

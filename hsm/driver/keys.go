@@ -28,7 +28,11 @@ type WrappedKey struct {
 	PublicKey            []byte // 33-byte compressed
 	Wrapped              []byte // CKM_AES_KEY_WRAP_PAD of the PKCS#8 private key
 	MasterKeyFingerprint string // hsm.MasterKeyFingerprint of the wrapping key
-	CreatedAt            time.Time
+	// AttestationKeyID and Attestation are the generating HSM's attestation
+	// of the key for this wallet (see internal/attest); empty for keys
+	// stored before attestation existed.
+	AttestationKeyID, Attestation []byte
+	CreatedAt                     time.Time
 }
 
 // KeyStore is the driver database: wrapped keys by wallet id. PostgreSQL
@@ -57,14 +61,16 @@ type keyRow struct {
 	PublicKey   []byte `db:"public_key"`
 	Wrapped     []byte `db:"wrapped"`
 	Fingerprint string `db:"master_key_fingerprint"`
+	AttestKeyID []byte `db:"attestation_key_id"`
+	Attestation []byte `db:"attestation"`
 	CreatedAt   int64  `db:"created_at"`
 }
 
 // Get returns a wallet's wrapped key, or ErrNoKey.
 func (k *KeyStore) Get(ctx context.Context, walletID string) (*WrappedKey, error) {
 	var r keyRow
-	err := k.db.GetContext(ctx, &r, k.db.Rebind(`SELECT wallet_id, public_key, wrapped, master_key_fingerprint, created_at
-		FROM wrapped_keys WHERE wallet_id = ?`), walletID)
+	err := k.db.GetContext(ctx, &r, k.db.Rebind(`SELECT wallet_id, public_key, wrapped, master_key_fingerprint,
+		attestation_key_id, attestation, created_at FROM wrapped_keys WHERE wallet_id = ?`), walletID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: wallet %s", ErrNoKey, walletID)
 	}
@@ -73,7 +79,7 @@ func (k *KeyStore) Get(ctx context.Context, walletID string) (*WrappedKey, error
 	}
 	return &WrappedKey{
 		WalletID: r.WalletID, PublicKey: r.PublicKey, Wrapped: r.Wrapped,
-		MasterKeyFingerprint: r.Fingerprint, CreatedAt: time.UnixMicro(r.CreatedAt).UTC(),
+		MasterKeyFingerprint: r.Fingerprint, AttestationKeyID: r.AttestKeyID, Attestation: r.Attestation, CreatedAt: time.UnixMicro(r.CreatedAt).UTC(),
 	}, nil
 }
 
@@ -102,8 +108,9 @@ func (k *KeyStore) Put(ctx context.Context, key *WrappedKey) (*WrappedKey, error
 		}
 	}
 	_, err = conn.ExecContext(ctx, k.db.Rebind(`INSERT INTO wrapped_keys
-		(wallet_id, public_key, wrapped, master_key_fingerprint, created_at) VALUES (?, ?, ?, ?, ?)`),
-		key.WalletID, key.PublicKey, key.Wrapped, key.MasterKeyFingerprint, key.CreatedAt.UnixMicro())
+		(wallet_id, public_key, wrapped, master_key_fingerprint, attestation_key_id, attestation, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		key.WalletID, key.PublicKey, key.Wrapped, key.MasterKeyFingerprint, key.AttestationKeyID, key.Attestation, key.CreatedAt.UnixMicro())
 	if err == nil {
 		return key, nil
 	}

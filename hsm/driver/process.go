@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
 	"github.com/sigil-wallet/sigil/hsm"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
@@ -87,6 +89,9 @@ type Process struct {
 	Keys        *KeyStore
 	Registry    *prometheus.Registry
 	Fingerprint string
+	// AttestationKey is the token's attestation public key, which the
+	// coordinator must pin (--hsm-attestation-key).
+	AttestationKey *ecdsa.PublicKey
 
 	logger  *slog.Logger
 	metrics net.Listener
@@ -126,6 +131,13 @@ func Open(ctx context.Context, cfg Config) (p *Process, err error) {
 	if p.Fingerprint, err = p.HSM.MasterKeyFingerprint(ctx); err != nil {
 		return p, fmt.Errorf("read the master key fingerprint: %w", err)
 	}
+	if p.AttestationKey, err = p.HSM.AttestationKey(ctx); err != nil {
+		if errors.Is(err, hsm.ErrNoAttestationKey) {
+			return p, fmt.Errorf("no attestation key on token %q: %w; then pin its public key (`sigil hsm attestation-key`) "+
+				"on the coordinator with --hsm-attestation-key", cfg.HSM.TokenLabel, err)
+		}
+		return p, fmt.Errorf("read the attestation key of token %q: %w", cfg.HSM.TokenLabel, err)
+	}
 
 	d, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, SQLitePath: filepath.Join(cfg.DataDir, "hsm-driver.db"), Logger: cfg.Logger})
 	if err != nil {
@@ -151,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (p *Process, err error) {
 		p.closers = append(p.closers, func() error { _ = p.metrics.Close(); return nil })
 	}
 	cfg.Logger.Info("HSM driver ready", "node", cfg.NodeURL, "token", cfg.HSM.TokenLabel,
-		"master_key", p.Fingerprint, "sessions", cfg.HSM.Sessions, "concurrency", cfg.Concurrency,
+		"master_key", p.Fingerprint, "attestation_key", fmt.Sprintf("%x", attest.KeyID(p.AttestationKey)[:8]), "sessions", cfg.HSM.Sessions, "concurrency", cfg.Concurrency,
 		"database", string(d.Dialect))
 	return p, nil
 }

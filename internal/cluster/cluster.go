@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server"
@@ -55,6 +56,7 @@ type Cluster struct {
 	mu        sync.Mutex
 	signers   map[string]*running
 	driver    *driver.Process
+	hsmConfig hsm.Config // the driver's token, once prepareHSM ran
 }
 
 type running struct {
@@ -98,6 +100,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		cfg.Logger = opts.Logger
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if opts.HSM != nil {
+		if err := c.prepareHSM(c.ctx, &cfg); err != nil {
+			c.cancel()
+			return nil, err
+		}
+	}
 	if err := c.startServer(cfg); err != nil {
 		c.cancel()
 		return nil, err

@@ -13,6 +13,8 @@ import (
 
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
+	"github.com/sigil-wallet/sigil/internal/attest"
+	"github.com/sigil-wallet/sigil/server"
 )
 
 // SoftHSMModule is where Debian's softhsm2 package installs the module.
@@ -39,9 +41,11 @@ func SoftHSMAvailable() bool {
 
 func isSoftHSM(module string) bool { return strings.Contains(filepath.Base(module), "softhsm") }
 
-// startDriver prepares the token (SoftHSM: created and given a master key
-// on first start) and runs one HSM driver against the coordinator.
-func (c *Cluster) startDriver(ctx context.Context) error {
+// prepareHSM readies the token before the coordinator starts (SoftHSM:
+// created on first start), gives it a master key and an attestation key,
+// and pins the attestation key in cfg, as an operator does with `sigil hsm
+// init-master-key`, `init-attestation-key` and --hsm-attestation-key.
+func (c *Cluster) prepareHSM(ctx context.Context, cfg *server.Config) error {
 	o := *c.opts.HSM
 	if isSoftHSM(o.ModulePath) && o.TokenLabel == "" {
 		label, pin, err := ensureSoftHSMToken(ctx, filepath.Join(c.opts.Dir, "softhsm"))
@@ -50,14 +54,25 @@ func (c *Cluster) startDriver(ctx context.Context) error {
 		}
 		o.TokenLabel, o.PIN = label, pin
 	}
-	hc := hsm.Config{ModulePath: o.ModulePath, TokenLabel: o.TokenLabel, PIN: o.PIN}
-	if err := ensureMasterKey(ctx, hc); err != nil {
+	c.hsmConfig = hsm.Config{ModulePath: o.ModulePath, TokenLabel: o.TokenLabel, PIN: o.PIN}
+	if err := ensureMasterKey(ctx, c.hsmConfig); err != nil {
 		return err
 	}
+	pemPath := filepath.Join(c.opts.Dir, "hsm-attestation-key.pem")
+	if err := EnsureAttestationKeys(ctx, pemPath, c.hsmConfig); err != nil {
+		return err
+	}
+	cfg.HSMAttestationKeys = append(cfg.HSMAttestationKeys, pemPath)
+	return nil
+}
+
+// startDriver runs one HSM driver on the prepared token against the
+// coordinator.
+func (c *Cluster) startDriver(ctx context.Context) error {
 	paths := c.PKI.Nodes["driver-1"]
 	p, err := driver.Open(ctx, driver.Config{
 		NodeURL: "https://" + c.Server.Addr("node"), TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: c.PKI.CAPath,
-		ServerName: "localhost", HSM: hc, DataDir: filepath.Join(c.opts.Dir, "hsm-driver"),
+		ServerName: "localhost", HSM: c.hsmConfig, DataDir: filepath.Join(c.opts.Dir, "hsm-driver"),
 		Logger: c.opts.Logger.With("component", "hsm-driver"),
 	})
 	if err != nil {
@@ -136,4 +151,37 @@ func ensureMasterKey(ctx context.Context, hc hsm.Config) error {
 		return nil
 	}
 	return h.InitMasterKey(ctx)
+}
+
+// EnsureAttestationKeys gives each token an attestation key (unless it has
+// one) and writes all their public keys to path as one PEM file, the
+// coordinator's --hsm-attestation-key.
+func EnsureAttestationKeys(ctx context.Context, path string, tokens ...hsm.Config) error {
+	var out []byte
+	for _, hc := range tokens {
+		pemKey, err := ensureAttestationKey(ctx, hc)
+		if err != nil {
+			return fmt.Errorf("attestation key of token %q: %w", hc.TokenLabel, err)
+		}
+		out = append(out, pemKey...)
+	}
+	return os.WriteFile(path, out, 0o600)
+}
+
+func ensureAttestationKey(ctx context.Context, hc hsm.Config) ([]byte, error) {
+	h, err := hsm.OpenToken(ctx, hc)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	pub, err := h.AttestationKey(ctx)
+	if errors.Is(err, hsm.ErrNoAttestationKey) {
+		if err = h.InitAttestationKey(ctx); err == nil {
+			pub, err = h.AttestationKey(ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return attest.EncodePEM(pub)
 }

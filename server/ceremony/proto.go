@@ -19,6 +19,8 @@ type metrics struct {
 	online   prometheus.Gauge
 	relayed  prometheus.Counter
 	bytes    prometheus.Counter
+	// quotaRefusals counts relay sends refused for passing RelayQuota.
+	quotaRefusals prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,8 +33,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		online:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_signers_online", Help: "MPC signers with a ceremony stream open."}),
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_messages_total", Help: "Sealed messages accepted by the relay."}),
 		bytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_bytes_total", Help: "Bytes of sealed messages accepted by the relay."}),
+		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_quota_refusals_total",
+			Help: "Relay sends refused because the sender passed its per-ceremony quota of messages or bytes."}),
 	}
-	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.online, m.relayed, m.bytes)
+	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.online, m.relayed, m.bytes, m.quotaRefusals)
 	return m
 }
 

@@ -50,7 +50,13 @@ func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRe
 		msgs = append(msgs, store.OutgoingMessage{Recipient: m.GetTo(), Sealed: m.GetSealed()})
 		size += len(m.GetSealed())
 	}
-	if err := o.store.AppendMessages(ctx, c.ID, who.Name, msgs); err != nil {
+	if err := o.store.AppendMessagesWithin(ctx, c.ID, who.Name, msgs, RelayQuota(c.Kind, len(c.Parties))); err != nil {
+		if qe := (*store.QuotaError)(nil); errors.As(err, &qe) {
+			o.metrics.quotaRefusals.Inc()
+			o.logger.WarnContext(ctx, "relay: quota exceeded", "ceremony", c.ID, "sender", who.Name, "error", err)
+			return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%s in %s ceremony %s of %d parties: %w; "+
+				"an honest signer never sends this much", who.Name, c.Kind, c.ID, len(c.Parties), qe))
+		}
 		o.logger.ErrorContext(ctx, "relay: store messages", "ceremony", c.ID, "error", err)
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("could not store the messages; send them again"))
 	}

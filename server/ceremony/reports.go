@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -96,23 +95,7 @@ func (o *Orchestrator) fail(ctx context.Context, c *store.Ceremony, signer, reas
 		return o.finishLocked(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed,
 			Reason: fmt.Sprintf("%s refused to sign: %s", signer, reason), SignatureStatus: store.SignatureRejected})
 	}
-	// Blame the culprits the protocol named among the parties; without
-	// any, blame the parties that are no longer online (a signer killed
-	// mid-ceremony makes its peers fail).
-	var faulty []string
-	for _, p := range culprits {
-		if slices.Contains(c.Parties, p) {
-			faulty = append(faulty, p)
-		}
-	}
-	if len(faulty) == 0 {
-		faulty = without(c.Parties, o.presence.online(c.Parties))
-	}
-	if len(faulty) == 0 {
-		// Nobody named and everyone still here: the failure is the
-		// reporter's own (no share, a local error).
-		faulty = []string{signer}
-	}
+	faulty := blame(c.Parties, signer, culprits, o.presence.online(c.Parties))
 	return o.failAttemptLocked(ctx, c, fmt.Sprintf("%s failed: %s", signer, reason), faulty)
 }
 

@@ -18,8 +18,12 @@ import (
 
 // Defaults.
 const (
-	DefaultLease   = 30 * time.Second
-	DefaultRecheck = 500 * time.Millisecond
+	DefaultLease = 30 * time.Second
+	// DefaultMaxLease caps a lease's whole life, renewals included. An HSM
+	// operation takes milliseconds; a driver still renewing after minutes
+	// is stuck or hostile, and must not hold a signature pending for ever.
+	DefaultMaxLease = 5 * time.Minute
+	DefaultRecheck  = 500 * time.Millisecond
 )
 
 // Config tunes a Queue. Zero fields take the defaults.
@@ -27,6 +31,11 @@ type Config struct {
 	// Lease is how long a claim or a renewal holds a job (default 30 s).
 	// A driver that dies is noticed within this time.
 	Lease time.Duration
+	// MaxLease is the longest a driver may hold a job from its claim,
+	// renewals included (default 5 min, and at least Lease). Renewals never
+	// extend a lease past it; the lease then lapses and the job is claimable
+	// again, as an attempt that counts towards Retry.MaxAttempts.
+	MaxLease time.Duration
 	// Retry bounds and spaces the attempts of a failing job.
 	Retry store.RetryPolicy
 	// Recheck is how often a waiting claim looks at the database without
@@ -40,6 +49,7 @@ type Config struct {
 type Queue struct {
 	store   store.JobQueue
 	lease   time.Duration
+	maxLife time.Duration
 	retry   store.RetryPolicy
 	recheck time.Duration
 	now     func() time.Time
@@ -55,6 +65,10 @@ func New(s store.JobQueue, cfg Config) *Queue {
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
+	if cfg.MaxLease <= 0 {
+		cfg.MaxLease = DefaultMaxLease
+	}
+	cfg.MaxLease = max(cfg.MaxLease, cfg.Lease)
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = DefaultRecheck
 	}
@@ -62,7 +76,7 @@ func New(s store.JobQueue, cfg Config) *Queue {
 		cfg.Now = time.Now
 	}
 	return &Queue{
-		store: s, lease: cfg.Lease, retry: cfg.Retry.WithDefaults(), recheck: cfg.Recheck, now: cfg.Now,
+		store: s, lease: cfg.Lease, maxLife: cfg.MaxLease, retry: cfg.Retry.WithDefaults(), recheck: cfg.Recheck, now: cfg.Now,
 		wake: make(chan struct{}), closed: make(chan struct{}),
 	}
 }
@@ -131,9 +145,14 @@ func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration) (*
 	}
 }
 
-// Renew extends a lease by the lease length.
-func (q *Queue) Renew(ctx context.Context, jobID, leaseID string) (time.Time, error) {
-	return q.store.RenewLease(ctx, jobID, leaseID, q.now(), q.lease)
+// MaxLease is the cap on a lease's life.
+func (q *Queue) MaxLease() time.Duration { return q.maxLife }
+
+// Renew extends driver's lease by the lease length, within the cap.
+func (q *Queue) Renew(ctx context.Context, jobID, leaseID, driver string) (time.Time, error) {
+	return q.store.RenewLease(ctx, store.Renewal{
+		JobID: jobID, LeaseID: leaseID, Driver: driver, Now: q.now(), LeaseFor: q.lease, MaxLife: q.maxLife,
+	})
 }
 
 // Leased returns a job under a current lease.

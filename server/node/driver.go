@@ -14,6 +14,7 @@ import (
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -22,7 +23,7 @@ import (
 // JobQueue is what DriverService needs of the job queue (jobs.Queue).
 type JobQueue interface {
 	Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error)
-	Renew(ctx context.Context, jobID, leaseID string) (time.Time, error)
+	Renew(ctx context.Context, jobID, leaseID, driver string) (time.Time, error)
 	Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error)
 	CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error
 	CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error
@@ -39,9 +40,20 @@ const DefaultClaimWait = 30 * time.Second
 // request's digest (with ecsig, independently of the driver and its HSM).
 // A result that fails the check counts as a failed attempt.
 type DriverServer struct {
-	queue   JobQueue
-	metrics *driverMetrics
-	logger  *slog.Logger
+	queue       JobQueue
+	attestation Attestation
+	metrics     *driverMetrics
+	logger      *slog.Logger
+}
+
+// Attestation is the coordinator's policy on HSM key attestation (see
+// internal/attest): keys must be attested by one of Verifier's pinned
+// attestation keys, unless AllowUnattested (development only) lets
+// unattested keys in; attested ones are checked all the same. The zero
+// value accepts no key.
+type Attestation struct {
+	Verifier        *attest.Verifier
+	AllowUnattested bool
 }
 
 var _ driverv1connect.DriverServiceHandler = (*DriverServer)(nil)
@@ -49,7 +61,7 @@ var _ driverv1connect.DriverServiceHandler = (*DriverServer)(nil)
 // NewDriverServer returns the DriverService handler. Its metrics (per
 // driver: jobs claimed, re-leased, completed, failed; the queue depth) are
 // registered on reg.
-func NewDriverServer(q JobQueue, reg prometheus.Registerer, logger *slog.Logger) (*DriverServer, error) {
+func NewDriverServer(q JobQueue, att Attestation, reg prometheus.Registerer, logger *slog.Logger) (*DriverServer, error) {
 	m, err := newDriverMetrics(reg, q)
 	if err != nil {
 		return nil, err
@@ -57,7 +69,7 @@ func NewDriverServer(q JobQueue, reg prometheus.Registerer, logger *slog.Logger)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &DriverServer{queue: q, metrics: m, logger: logger}, nil
+	return &DriverServer{queue: q, attestation: att, metrics: m, logger: logger}, nil
 }
 
 // ClaimJob leases the next job to the calling driver, waiting for one.
@@ -100,13 +112,16 @@ func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driver
 	return connect.NewResponse(&driverv1.ClaimJobResponse{Job: job}), nil
 }
 
-// RenewLease extends the caller's lease. The lease id is a 128-bit secret
-// only the holder was given, so it identifies the holder.
+// RenewLease extends the caller's lease. The lease is bound to the driver
+// certificate that claimed it: a lease id alone, leaked from a log or
+// another driver, renews nothing. A lease cannot be renewed beyond the
+// queue's maximum lease life.
 func (d *DriverServer) RenewLease(ctx context.Context, req *connect.Request[driverv1.RenewLeaseRequest]) (*connect.Response[driverv1.RenewLeaseResponse], error) {
-	if _, err := d.driver(ctx); err != nil {
+	driver, err := d.driver(ctx)
+	if err != nil {
 		return nil, err
 	}
-	exp, err := d.queue.Renew(ctx, req.Msg.GetJobId(), req.Msg.GetLeaseId())
+	exp, err := d.queue.Renew(ctx, req.Msg.GetJobId(), req.Msg.GetLeaseId(), driver)
 	if err != nil {
 		return nil, d.toConnect(ctx, err)
 	}
@@ -132,6 +147,9 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 		pub := res.Keygen.GetPublicKey()
 		if _, perr := secp256k1.ParsePubKey(pub); perr != nil || len(pub) != 33 {
 			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a public key that is not a compressed secp256k1 point", driver))
+		}
+		if aerr := d.checkAttestation(cj.WalletID, pub, res.Keygen.GetAttestation()); aerr != nil {
+			return nil, d.refuse(ctx, driver, cj, fmt.Sprintf("HSM key attestation failed for the key driver %s returned: %v", driver, aerr))
 		}
 		err = d.queue.CompleteKeygen(ctx, cj.ID, cj.LeaseID, pub)
 	case *driverv1.CompleteJobRequest_Sign:
@@ -171,6 +189,36 @@ func (d *DriverServer) reject(ctx context.Context, driver string, cj *store.Clai
 	}
 	d.metrics.failed.WithLabelValues(driver, string(cj.Kind), outcome(state)).Inc()
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s; the attempt was recorded as failed", reason))
+}
+
+// checkAttestation checks that an HSM the coordinator pins attested pub for
+// the wallet. Without it, a client holding only a driver certificate could
+// complete a keygen job with a key it knows and later sign for the wallet.
+func (d *DriverServer) checkAttestation(walletID string, pub []byte, a *driverv1.KeyAttestation) error {
+	if d.attestation.Verifier == nil {
+		if d.attestation.AllowUnattested {
+			return nil // development only
+		}
+		return errors.New("this coordinator pins no HSM attestation key (--hsm-attestation-key), so it accepts no HSM key")
+	}
+	err := d.attestation.Verifier.Verify(walletID, pub, a.GetKeyId(), a.GetSignature())
+	if errors.Is(err, attest.ErrMissing) && d.attestation.AllowUnattested {
+		return nil
+	}
+	return err
+}
+
+// refuse fails a job for good over a result no retry should be trusted
+// with (an unattested key): the wallet fails with the reason and never
+// becomes active.
+func (d *DriverServer) refuse(ctx context.Context, driver string, cj *store.ClaimedJob, reason string) error {
+	d.logger.WarnContext(ctx, "refused an HSM job result", "job", cj.ID, "wallet", cj.WalletID, "driver", driver, "reason", reason)
+	state, err := d.queue.Fail(ctx, cj.ID, cj.LeaseID, reason, false)
+	if err != nil {
+		return d.toConnect(ctx, err)
+	}
+	d.metrics.failed.WithLabelValues(driver, string(cj.Kind), outcome(state)).Inc()
+	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s; the job and its wallet failed", reason))
 }
 
 // FailJob records a failed attempt.
@@ -222,9 +270,11 @@ func (d *DriverServer) toConnect(ctx context.Context, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return ce
+	case errors.Is(err, store.ErrNotLeaseHolder):
+		return connect.NewError(connect.CodePermissionDenied, err)
 	case errors.Is(err, store.ErrStateConflict):
 		return connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("lease no longer current (it lapsed or another driver took the job over); drop the job: %w", err))
+			fmt.Errorf("lease no longer current; drop the job: %w", err))
 	case errors.Is(err, store.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, context.Canceled):

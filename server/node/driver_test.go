@@ -3,8 +3,13 @@ package node_test
 import (
 	"bytes"
 	"context"
+	stdecdsa "crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server"
@@ -76,10 +82,17 @@ func claim(t *testing.T, c driverv1connect.DriverServiceClient, wait time.Durati
 	return resp.Msg.GetJob()
 }
 
-func completeKeygen(c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte) error {
+// completeKeygen reports pub, attested by the coordinator's pinned
+// (software) attestation key as a driver's HSM would.
+func (f *fixture) completeKeygen(t *testing.T, c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte) error {
+	keyID, sig := f.env.Attest(t, job.GetWalletId(), pub)
+	return completeKeygenAttested(c, ctx, job, pub, &driverv1.KeyAttestation{KeyId: keyID, Signature: sig})
+}
+
+func completeKeygenAttested(c driverv1connect.DriverServiceClient, ctx context.Context, job *driverv1.Job, pub []byte, a *driverv1.KeyAttestation) error {
 	_, err := c.CompleteJob(ctx, connect.NewRequest(&driverv1.CompleteJobRequest{
 		JobId: job.GetId(), LeaseId: job.GetLeaseId(),
-		Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}},
+		Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub, Attestation: a}},
 	}))
 	return err
 }
@@ -134,7 +147,7 @@ func TestDriverServiceLifecycle(t *testing.T) {
 			// failed attempt; the job goes back to the queue.
 			bad := bytes.Clone(pub)
 			bad[0] = 0x05
-			wantCode(t, completeKeygen(c, ctx, job, bad), connect.CodeInvalidArgument)
+			wantCode(t, f.completeKeygen(t, c, ctx, job, bad), connect.CodeInvalidArgument)
 			if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletCreating {
 				t.Fatalf("wallet after a bad key: %s", got.Status)
 			}
@@ -147,7 +160,7 @@ func TestDriverServiceLifecycle(t *testing.T) {
 			if job == nil || job.GetAttempt() != 1 {
 				t.Fatalf("re-claim after backoff: %v", job)
 			}
-			if err := completeKeygen(c, ctx, job, pub); err != nil {
+			if err := f.completeKeygen(t, c, ctx, job, pub); err != nil {
 				t.Fatal(err)
 			}
 			if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive || !bytes.Equal(got.PublicKey, pub) {
@@ -260,7 +273,7 @@ func TestDriverServiceLeases(t *testing.T) {
 		t.Fatalf("take-over claim = %v", taken)
 	}
 	key, _ := secp256k1.GeneratePrivateKey()
-	err := completeKeygen(x, ctx, job, key.PubKey().SerializeCompressed())
+	err := f.completeKeygen(t, x, ctx, job, key.PubKey().SerializeCompressed())
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	if ce := new(connect.Error); !errorsAs(err, &ce) || !bytes.Contains([]byte(ce.Message()), []byte("lease")) {
 		t.Fatalf("stale completion message %q does not mention the lease", err)
@@ -269,7 +282,7 @@ func TestDriverServiceLeases(t *testing.T) {
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	_, err = x.RenewLease(ctx, connect.NewRequest(&driverv1.RenewLeaseRequest{JobId: ids.New(ids.Job), LeaseId: job.GetLeaseId()}))
 	wantCode(t, err, connect.CodeNotFound)
-	if err := completeKeygen(y, ctx, taken, key.PubKey().SerializeCompressed()); err != nil {
+	if err := f.completeKeygen(t, y, ctx, taken, key.PubKey().SerializeCompressed()); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive {
@@ -326,3 +339,138 @@ func TestDriverServiceLongPoll(t *testing.T) {
 }
 
 func errorsAs(err error, target **connect.Error) bool { return errors.As(err, target) }
+
+// clock is a settable clock for the queue.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestDriverServiceLeaseOwnership: a lease belongs to the driver
+// certificate that claimed it. Another driver that learned the job and
+// lease ids can neither renew, complete nor fail it (PermissionDenied), and
+// the holder itself cannot keep the job beyond the maximum lease life: the
+// renewal at the cap is refused (FailedPrecondition) and the job goes to
+// another driver. The queue's clock is injected; nothing sleeps.
+func TestDriverServiceLeaseOwnership(t *testing.T) {
+	// Ahead of the store's own clock, which stamps the job available.
+	clk := &clock{now: time.Now().Add(time.Second)}
+	f := start(t, jobs.Config{Lease: 10 * time.Second, MaxLease: 25 * time.Second, Recheck: time.Minute, Now: clk.Now})
+	ctx := t.Context()
+	x, y := f.client(t, "driver-x"), f.client(t, "driver-y")
+	w := f.hsmWallet(t)
+	job := claim(t, x, time.Second)
+	if job == nil {
+		t.Fatal("no job claimed")
+	}
+	renew := func(c driverv1connect.DriverServiceClient) (*driverv1.RenewLeaseResponse, error) {
+		resp, err := c.RenewLease(ctx, connect.NewRequest(&driverv1.RenewLeaseRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId()}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+
+	_, err := renew(y)
+	wantCode(t, err, connect.CodePermissionDenied)
+	if !strings.Contains(err.Error(), "driver-x") {
+		t.Errorf("refusal %q does not name the lease holder", err)
+	}
+	key, _ := secp256k1.GeneratePrivateKey()
+	wantCode(t, f.completeKeygen(t, y, ctx, job, key.PubKey().SerializeCompressed()), connect.CodePermissionDenied)
+	_, err = y.FailJob(ctx, connect.NewRequest(&driverv1.FailJobRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: "x"}))
+	wantCode(t, err, connect.CodePermissionDenied)
+	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletCreating {
+		t.Fatalf("driver-y's reports changed the wallet: %+v", got)
+	}
+
+	// x renews every 5 s: the lease may not outlive claim + 25 s, so the
+	// third renewal (+15 s) is clipped to the cap and the fourth refused.
+	capAt := clk.Now().Add(25 * time.Second)
+	for i := range 3 {
+		clk.Add(5 * time.Second)
+		resp, err := renew(x)
+		if err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+		if exp := resp.GetLeaseExpireTime().AsTime(); exp.After(capAt) {
+			t.Fatalf("renewal %d: lease until %s, beyond the cap %s", i, exp, capAt)
+		}
+	}
+	clk.Add(5 * time.Second) // +20 s
+	_, err = renew(x)
+	wantCode(t, err, connect.CodeFailedPrecondition)
+	if !strings.Contains(err.Error(), "maximum life") {
+		t.Errorf("refusal at the cap %q does not say why", err)
+	}
+	if got := claim(t, y, 0); got != nil {
+		t.Fatalf("driver-y claimed %s before the capped lease lapsed", got.GetId())
+	}
+	clk.Add(5 * time.Second) // +25 s: the cap
+	taken := claim(t, y, 0)
+	if taken == nil || taken.GetId() != job.GetId() || taken.GetAttempt() != 1 {
+		t.Fatalf("claim by driver-y at the cap = %v, want the job re-leased", taken)
+	}
+	wantCode(t, f.completeKeygen(t, x, ctx, job, key.PubKey().SerializeCompressed()), connect.CodeFailedPrecondition)
+}
+
+// TestDriverServiceRefusesUnattestedKeys plays a client holding a driver
+// certificate but no HSM: it completes keygen jobs with a public key whose
+// private key it knows. Without an attestation, with one from an
+// attestation key the coordinator does not pin, or with a real attestation
+// of another wallet's key, the result is refused (PermissionDenied), the
+// job and wallet fail with the reason, and the wallet never becomes active.
+// The real-HSM side is TestKeyAttestation in hsm/driver, on SoftHSM2.
+func TestDriverServiceRefusesUnattestedKeys(t *testing.T) {
+	f := start(t, jobs.Config{Recheck: 20 * time.Millisecond})
+	ctx := t.Context()
+	x := f.client(t, "driver-x")
+	key, _ := secp256k1.GeneratePrivateKey()
+	pub := key.PubKey().SerializeCompressed()
+	stranger, _ := stdecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		name   string
+		attest func(walletID string) *driverv1.KeyAttestation
+		reason string
+	}{
+		{"none", func(string) *driverv1.KeyAttestation { return nil }, "not attested"},
+		{"unpinned key", func(w string) *driverv1.KeyAttestation {
+			r, s, _ := stdecdsa.Sign(rand.Reader, stranger, attest.Digest(w, pub))
+			return &driverv1.KeyAttestation{KeyId: attest.KeyID(&stranger.PublicKey), Signature: append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)}
+		}, "does not pin"},
+		{"another wallet", func(string) *driverv1.KeyAttestation {
+			id, sig := f.env.Attest(t, ids.New(ids.Wallet), pub)
+			return &driverv1.KeyAttestation{KeyId: id, Signature: sig}
+		}, "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.hsmWallet(t)
+			job := claim(t, x, 5*time.Second)
+			if job == nil || job.GetWalletId() != w.ID {
+				t.Fatalf("claimed %v, want the keygen job of %s", job, w.ID)
+			}
+			err := completeKeygenAttested(x, ctx, job, pub, tc.attest(w.ID))
+			wantCode(t, err, connect.CodePermissionDenied)
+			if !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("refusal %q does not say %q", err, tc.reason)
+			}
+			got, _ := f.st.GetWallet(ctx, w.ID)
+			if got.Status != store.WalletFailed || !strings.Contains(got.FailureReason, "attestation") || got.PublicKey != nil {
+				t.Fatalf("wallet after a refused key = %+v, want failed over the attestation, with no key", got)
+			}
+		})
+	}
+	// The same key, attested by the pinned key for its wallet, is accepted.
+	w := f.hsmWallet(t)
+	job := claim(t, x, 5*time.Second)
+	if err := f.completeKeygen(t, x, ctx, job, pub); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive || !bytes.Equal(got.PublicKey, pub) {
+		t.Fatalf("wallet with an attested key = %+v", got)
+	}
+}

@@ -4,6 +4,9 @@ package servertest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/db/dbtest"
 	"github.com/sigil-wallet/sigil/internal/pki"
@@ -28,6 +32,27 @@ type Env struct {
 	NodeURL string
 	PKI     *pki.DevPKI
 	Dir     string
+	// Attester is a software stand-in for an HSM's attestation key, pinned
+	// when a test enables the HSM backend without pinning keys of its own:
+	// tests that play a driver attest keys with it (see Attest).
+	Attester *ecdsa.PrivateKey
+}
+
+// Attest signs the attestation statement for walletID and pub with the
+// Attester, as an HSM would, returning the key id and r || s.
+func (e *Env) Attest(t testing.TB, walletID string, pub []byte) (keyID, signature []byte) {
+	t.Helper()
+	if e.Attester == nil {
+		t.Fatal("servertest: no Attester (the test pinned its own attestation keys)")
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, e.Attester, attest.Digest(walletID, pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, attest.SignatureSize)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return attest.KeyID(&e.Attester.PublicKey), sig
 }
 
 // Options adjust the coordinator a test starts.
@@ -66,6 +91,10 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
+	var attester *ecdsa.PrivateKey
+	if cfg.HSM && len(cfg.HSMAttestationKeys) == 0 && !cfg.HSMAllowUnattested {
+		attester = pinSoftwareAttester(t, &cfg, dir)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
@@ -86,7 +115,27 @@ func Start(t testing.TB, opts Options) *Env {
 		}
 		_ = srv.Close()
 	})
-	return &Env{Server: srv, Config: cfg, APIURL: srv.APIURL(), NodeURL: "https://" + srv.Addr("node"), PKI: p, Dir: dir}
+	return &Env{Server: srv, Config: cfg, APIURL: srv.APIURL(), NodeURL: "https://" + srv.Addr("node"), PKI: p, Dir: dir, Attester: attester}
+}
+
+// pinSoftwareAttester makes a P-256 key, pins its public half in cfg and
+// returns it.
+func pinSoftwareAttester(t testing.TB, cfg *server.Config, dir string) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := attest.EncodePEM(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "attestation-key.pem")
+	if err := os.WriteFile(path, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.HSMAttestationKeys = []string{path}
+	return k
 }
 
 // Token mints an API token with the given scopes.

@@ -25,8 +25,12 @@ type JobQueue interface {
 	// whose available_at has come, or a leased job whose lease lapsed (a
 	// re-lease). It returns nil, nil when there is none.
 	ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error)
-	// RenewLease extends a current lease to now+leaseFor.
-	RenewLease(ctx context.Context, jobID, leaseID string, now time.Time, leaseFor time.Duration) (time.Time, error)
+	// RenewLease extends a current lease held by r.Driver to r.Now+r.LeaseFor,
+	// but never beyond the lease's grant time plus r.MaxLife: a lease
+	// renewed up to its cap then lapses, and the job is claimable again.
+	// A lease held by another driver is ErrNotLeaseHolder; a lease already
+	// at its cap is ErrStateConflict.
+	RenewLease(ctx context.Context, r Renewal) (time.Time, error)
 	// LeasedJob returns the job under a current lease, with what its
 	// result must be checked against.
 	LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error)
@@ -73,6 +77,15 @@ type Claim struct {
 	// driver dies on it) is leased: a lapsed job that reached it fails
 	// instead of being leased again. Zero means DefaultMaxAttempts.
 	MaxAttempts int
+}
+
+// Renewal asks to extend a lease.
+type Renewal struct {
+	JobID, LeaseID string
+	Driver         string        // the renewing driver's certificate name
+	Now            time.Time     // the time of the renewal
+	LeaseFor       time.Duration // the lease's length
+	MaxLife        time.Duration // the longest a lease may last from its grant, renewals included
 }
 
 // ClaimedJob is a leased job and what the driver needs to do it.
@@ -144,7 +157,7 @@ type JobCounts struct {
 }
 
 const jobColumns = `seq, id, kind, wallet_id, signature_id, state, attempts, lease_id, leased_by,
-	lease_expires_at, available_at, last_error, created_at, updated_at`
+	leased_at, lease_expires_at, available_at, last_error, created_at, updated_at`
 
 type jobRow struct {
 	Seq            int64          `db:"seq"`
@@ -156,6 +169,7 @@ type jobRow struct {
 	Attempts       int            `db:"attempts"`
 	LeaseID        string         `db:"lease_id"`
 	LeasedBy       string         `db:"leased_by"`
+	LeasedAt       int64          `db:"leased_at"`
 	LeaseExpiresAt int64          `db:"lease_expires_at"`
 	AvailableAt    int64          `db:"available_at"`
 	LastError      string         `db:"last_error"`
@@ -167,7 +181,7 @@ func (r *jobRow) job() Job {
 	return Job{
 		Seq: r.Seq, ID: r.ID, Kind: JobKind(r.Kind), WalletID: r.WalletID, SignatureID: r.SignatureID.String,
 		State: JobState(r.State), Attempts: r.Attempts, LeaseID: r.LeaseID, LeasedBy: r.LeasedBy,
-		LeaseExpiresAt: fromMicros(r.LeaseExpiresAt), AvailableAt: fromMicros(r.AvailableAt),
+		LeasedAt: fromMicros(r.LeasedAt), LeaseExpiresAt: fromMicros(r.LeaseExpiresAt), AvailableAt: fromMicros(r.AvailableAt),
 		LastError: r.LastError, CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 	}
 }
@@ -236,13 +250,13 @@ func (s *SQL) ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error) {
 			}
 			expires := c.Now.Add(c.LeaseFor)
 			_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
-				lease_id = ?, leased_by = ?, lease_expires_at = ?, updated_at = ? WHERE seq = ?`),
-				c.LeaseID, c.Driver, micros(expires), now, job.Seq)
+				lease_id = ?, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ? WHERE seq = ?`),
+				c.LeaseID, c.Driver, now, micros(expires), now, job.Seq)
 			if err != nil {
 				return fmt.Errorf("lease job %s: %w", job.ID, err)
 			}
 			cj.State, cj.Attempts, cj.LeaseID, cj.LeasedBy = JobLeased, job.Attempts+1, c.LeaseID, c.Driver
-			cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(micros(expires)), fromMicros(now)
+			cj.LeasedAt, cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(now), fromMicros(micros(expires)), fromMicros(now)
 			cj.Released = released
 			claimed = cj
 			return nil
@@ -321,16 +335,30 @@ func leaseCurrent(job *Job, leaseID string, now int64) error {
 }
 
 // RenewLease extends a current lease. See JobQueue.
-func (s *SQL) RenewLease(ctx context.Context, jobID, leaseID string, now time.Time, leaseFor time.Duration) (time.Time, error) {
-	expires := fromMicros(micros(now.Add(leaseFor)))
+func (s *SQL) RenewLease(ctx context.Context, r Renewal) (time.Time, error) {
+	if r.Driver == "" || r.LeaseFor <= 0 || r.MaxLife <= 0 {
+		return time.Time{}, errors.New("store: renewal needs a driver, a lease length and a maximum lease life")
+	}
+	now := micros(r.Now)
+	var expires time.Time
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now)); err != nil {
+		job, err := s.lockedLeasedJob(ctx, tx, r.JobID, r.LeaseID, now)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ?`),
-			micros(expires), micros(now), jobID)
+		if job.LeasedBy != r.Driver {
+			return fmt.Errorf("%w: job %s is leased to driver %s, not %s", ErrNotLeaseHolder, job.ID, job.LeasedBy, r.Driver)
+		}
+		limit := job.LeasedAt.Add(r.MaxLife)
+		if !r.Now.Before(limit) || micros(job.LeaseExpiresAt) >= micros(limit) {
+			return fmt.Errorf("%w: the lease on job %s reached its maximum life of %s (granted %s); it lapses at %s",
+				ErrStateConflict, job.ID, r.MaxLife, job.LeasedAt.Format(time.RFC3339), job.LeaseExpiresAt.Format(time.RFC3339Nano))
+		}
+		expires = fromMicros(min(micros(r.Now.Add(r.LeaseFor)), micros(limit)))
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ?`),
+			micros(expires), now, r.JobID)
 		if err != nil {
-			return fmt.Errorf("renew lease on job %s: %w", jobID, err)
+			return fmt.Errorf("renew lease on job %s: %w", r.JobID, err)
 		}
 		return nil
 	})

@@ -31,6 +31,10 @@ type OutgoingMessage struct {
 type Relay interface {
 	// AppendMessages stores messages from sender, all or none.
 	AppendMessages(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage) error
+	// AppendMessagesWithin is AppendMessages under a quota: it stores none
+	// and returns a *QuotaError when sender's messages in the ceremony,
+	// these included, would pass limit.
+	AppendMessagesWithin(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage, limit RelayLimit) error
 	// Mailbox returns up to limit messages for recipient after pos.
 	Mailbox(ctx context.Context, ceremonyID, recipient string, afterPos int64, limit int) ([]*RelayMessage, error)
 	// CountRelayMessages counts the messages stored for a ceremony (all
@@ -38,8 +42,39 @@ type Relay interface {
 	CountRelayMessages(ctx context.Context, ceremonyID string) (int, error)
 }
 
+// RelayLimit bounds what one sender may store in one ceremony. Zero
+// fields are unbounded.
+type RelayLimit struct {
+	Messages int
+	Bytes    int64
+}
+
+// QuotaError says a sender reached its RelayLimit. It wraps ErrQuotaExceeded.
+type QuotaError struct {
+	Limit        RelayLimit
+	UsedMessages int   // stored before this batch
+	UsedBytes    int64 // stored before this batch
+	Messages     int   // in this batch
+	Bytes        int64 // in this batch
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("relay quota exceeded: %d messages (%d bytes) stored plus %d (%d bytes) sent would pass the limit of %d messages and %d bytes per party",
+		e.UsedMessages, e.UsedBytes, e.Messages, e.Bytes, e.Limit.Messages, e.Limit.Bytes)
+}
+
+func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
+
 // AppendMessages stores a batch of sealed messages in one transaction.
 func (s *SQL) AppendMessages(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage) error {
+	return s.AppendMessagesWithin(ctx, ceremonyID, sender, msgs, RelayLimit{})
+}
+
+// AppendMessagesWithin stores a batch of sealed messages in one
+// transaction, unless it would take sender past limit. The count and the
+// insert share the transaction, which holds the ceremony's lock (PostgreSQL)
+// or the database's (SQLite), so concurrent sends cannot both squeeze in.
+func (s *SQL) AppendMessagesWithin(ctx context.Context, ceremonyID, sender string, msgs []OutgoingMessage, limit RelayLimit) error {
 	now := micros(s.now())
 	return s.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if s.db.Dialect == db.Postgres {
@@ -50,6 +85,9 @@ func (s *SQL) AppendMessages(ctx context.Context, ceremonyID, sender string, msg
 				return fmt.Errorf("lock ceremony %s: %w", ceremonyID, err)
 			}
 		}
+		if err := s.lockedCheckQuota(ctx, tx, ceremonyID, sender, msgs, limit); err != nil {
+			return err
+		}
 		q := tx.Rebind(`INSERT INTO relay_messages (ceremony_id, sender, recipient, sealed, created_at) VALUES (?, ?, ?, ?, ?)`)
 		for _, m := range msgs {
 			if _, err := tx.ExecContext(ctx, q, ceremonyID, sender, m.Recipient, m.Sealed, now); err != nil {
@@ -58,6 +96,32 @@ func (s *SQL) AppendMessages(ctx context.Context, ceremonyID, sender string, msg
 		}
 		return nil
 	})
+}
+
+// lockedCheckQuota returns a *QuotaError when msgs would take sender past
+// limit in the ceremony; the caller's transaction serialises the senders.
+func (s *SQL) lockedCheckQuota(ctx context.Context, tx *sqlx.Tx, ceremonyID, sender string, msgs []OutgoingMessage, limit RelayLimit) error {
+	if limit.Messages <= 0 && limit.Bytes <= 0 {
+		return nil
+	}
+	qe := &QuotaError{Limit: limit, Messages: len(msgs)}
+	for _, m := range msgs {
+		qe.Bytes += int64(len(m.Sealed))
+	}
+	var used struct {
+		N     int   `db:"n"`
+		Bytes int64 `db:"bytes"`
+	}
+	err := tx.GetContext(ctx, &used, tx.Rebind(`SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(sealed)), 0) AS bytes
+		FROM relay_messages WHERE ceremony_id = ? AND sender = ?`), ceremonyID, sender)
+	if err != nil {
+		return fmt.Errorf("count relayed messages of %s: %w", sender, err)
+	}
+	qe.UsedMessages, qe.UsedBytes = used.N, used.Bytes
+	if (limit.Messages > 0 && used.N+qe.Messages > limit.Messages) || (limit.Bytes > 0 && used.Bytes+qe.Bytes > limit.Bytes) {
+		return qe
+	}
+	return nil
 }
 
 // Mailbox returns messages for recipient after pos, in order.

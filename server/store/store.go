@@ -22,6 +22,12 @@ var (
 	// ErrStateConflict: the row is no longer in the state the change needs
 	// (a lapsed lease, a ceremony already ended, a result already recorded).
 	ErrStateConflict = errors.New("state conflict")
+	// ErrNotLeaseHolder: a job's lease is held by another driver than the
+	// caller.
+	ErrNotLeaseHolder = errors.New("lease held by another driver")
+	// ErrQuotaExceeded: a signer sent more to the relay than its ceremony
+	// needs (see QuotaError).
+	ErrQuotaExceeded = errors.New("relay quota exceeded")
 )
 
 // Backend is where a wallet's key lives.
@@ -184,6 +190,7 @@ type Job struct {
 	Attempts       int
 	LeaseID        string
 	LeasedBy       string
+	LeasedAt       time.Time // when the current lease was granted; renewals never outlive LeasedAt + the maximum lease life
 	LeaseExpiresAt time.Time
 	AvailableAt    time.Time
 	LastError      string

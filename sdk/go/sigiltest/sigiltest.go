@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
+	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/servertest"
@@ -56,7 +58,7 @@ func Start(t testing.TB, opts Options) *Env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = h.InitMasterKey(context.Background())
+		err = errors.Join(h.InitMasterKey(context.Background()), h.InitAttestationKey(context.Background()))
 		if cerr := h.Close(); err == nil {
 			err = cerr
 		}
@@ -64,8 +66,16 @@ func Start(t testing.TB, opts Options) *Env {
 			t.Fatal(err)
 		}
 	}
+	var attestKeys []string
+	if !opts.NoDriver {
+		// The coordinator pins the token's attestation key.
+		attestKeys = []string{filepath.Join(t.TempDir(), "attestation-key.pem")}
+		if err := cluster.EnsureAttestationKeys(context.Background(), attestKeys[0], hc); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := servertest.Start(t, servertest.Options{
-		Configure: func(c *server.Config) { c.HSM = true; c.DefaultBackend = "hsm" },
+		Configure: func(c *server.Config) { c.HSM, c.DefaultBackend, c.HSMAttestationKeys = true, "hsm", attestKeys },
 	})
 	e := &Env{Env: env, Token: env.Token(t, auth.ScopeAdmin)}
 	if !opts.NoDriver {

@@ -43,7 +43,7 @@ func Start(t testing.TB, env *servertest.Env, cfg jobs.Config) *Node {
 	q := jobs.New(env.Server.Store(), cfg)
 	reg := observe.NewRegistry()
 	logger := servertest.Logger(t)
-	ds, err := node.NewDriverServer(q, reg, logger)
+	ds, err := node.NewDriverServer(q, env.Server.Attestation(), reg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,3 +182,35 @@ func testRelayMailbox(t *testing.T, s store.Store) {
 		t.Fatalf("CountRelayMessages = %d, want 4", n)
 	}
 }
+
+// The relay quota counts each sender's messages and bytes in a ceremony,
+// refuses a whole batch that would pass either bound, and stores nothing of
+// it; other senders and ceremonies have their own budgets.
+func testRelayQuota(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, c := openKeygen(t, s)
+	limit := store.RelayLimit{Messages: 3, Bytes: 10}
+	msg := func(b string) store.OutgoingMessage {
+		return store.OutgoingMessage{Recipient: "signer-2", Sealed: []byte(b)}
+	}
+	if err := s.AppendMessagesWithin(ctx, c.ID, "signer-1", []store.OutgoingMessage{msg("aaaa"), msg("bbbb")}, limit); err != nil {
+		t.Fatalf("within the quota: %v", err)
+	}
+	var qe *store.QuotaError
+	err := s.AppendMessagesWithin(ctx, c.ID, "signer-1", []store.OutgoingMessage{msg("ccc")}, limit)
+	if !errors.As(err, &qe) || !errors.Is(err, store.ErrQuotaExceeded) || qe.UsedMessages != 2 || qe.UsedBytes != 8 || qe.Bytes != 3 {
+		t.Fatalf("past the byte bound: %v (%+v), want a QuotaError counting 2 messages and 8 bytes", err, qe)
+	}
+	if err := s.AppendMessagesWithin(ctx, c.ID, "signer-1", []store.OutgoingMessage{msg("c"), msg("d")}, limit); !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Fatalf("past the message bound: %v", err)
+	}
+	if n, _ := s.CountRelayMessages(ctx, c.ID); n != 2 {
+		t.Fatalf("refused batches left messages behind: %d stored, want 2", n)
+	}
+	if err := s.AppendMessagesWithin(ctx, c.ID, "signer-1", []store.OutgoingMessage{msg("cc")}, limit); err != nil {
+		t.Fatalf("up to the bounds exactly: %v", err)
+	}
+	if err := s.AppendMessagesWithin(ctx, c.ID, "signer-3", []store.OutgoingMessage{msg("0123456789")}, limit); err != nil {
+		t.Fatalf("another sender's budget: %v", err)
+	}
+}

@@ -21,6 +21,8 @@ var jobTests = []struct {
 	{"JobClaimOrder", testJobClaimOrder},
 	{"JobLeaseLapse", testJobLeaseLapse},
 	{"JobRenewLease", testJobRenewLease},
+	{"JobRenewByHolderOnly", testJobRenewByHolderOnly},
+	{"JobLeaseMaxLife", testJobLeaseMaxLife},
 	{"JobCompleteSign", testJobCompleteSign},
 	{"JobRetryBackoff", testJobRetryBackoff},
 	{"JobPermanentFailure", testJobPermanentFailure},
@@ -69,7 +71,11 @@ func asJobStore(t *testing.T, s store.Store) jobStore {
 	return js
 }
 
-const lease = 10 * time.Second
+// The lease length and maximum lease life of the suite.
+const (
+	lease   = 10 * time.Second
+	maxLife = 35 * time.Second
+)
 
 // hsmWallet creates a creating HSM wallet with its queued keygen job.
 func hsmWallet(t *testing.T, s store.Store) (*store.Wallet, *store.Job) {
@@ -103,6 +109,11 @@ func claim(t *testing.T, s jobStore, driver string, now time.Time) *store.Claime
 		t.Fatalf("ClaimJob: %v", err)
 	}
 	return cj
+}
+
+// renewal renews a lease for lease, under a maximum life of maxLife.
+func renewal(jobID, leaseID, driver string, now time.Time) store.Renewal {
+	return store.Renewal{JobID: jobID, LeaseID: leaseID, Driver: driver, Now: now, LeaseFor: lease, MaxLife: maxLife}
 }
 
 func wantJobState(t *testing.T, s jobStore, id string, want store.JobState) *store.Job {
@@ -179,7 +190,7 @@ func testJobLeaseLapse(t *testing.T, st store.Store) {
 	if err := s.CompleteKeygenJob(ctx, j.ID, a.LeaseID, later, PubKey); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("complete under a taken-over lease: %v, want ErrStateConflict", err)
 	}
-	if _, err := s.RenewLease(ctx, j.ID, a.LeaseID, later, lease); !errors.Is(err, store.ErrStateConflict) {
+	if _, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-a", later)); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("renew a taken-over lease: %v", err)
 	}
 	if _, err := s.FailJob(ctx, store.JobFailure{JobID: j.ID, LeaseID: a.LeaseID, Now: later, Reason: "x", Retryable: true}); !errors.Is(err, store.ErrStateConflict) {
@@ -214,21 +225,21 @@ func testJobRenewLease(t *testing.T, st store.Store) {
 	now := time.Now().Add(time.Second)
 	_, j := hsmWallet(t, s)
 	a := claim(t, s, "driver-a", now)
-	exp, err := s.RenewLease(ctx, j.ID, a.LeaseID, now.Add(8*time.Second), lease)
+	exp, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-a", now.Add(8*time.Second)))
 	if err != nil || !exp.Equal(now.Add(18*time.Second).Truncate(time.Microsecond)) {
 		t.Fatalf("RenewLease = %v, %v", exp, err)
 	}
 	if b := claim(t, s, "driver-b", now.Add(12*time.Second)); b != nil {
 		t.Fatalf("claimed %s under a renewed lease", b.ID)
 	}
-	if _, err := s.RenewLease(ctx, j.ID, ids.New(ids.Lease), now.Add(12*time.Second), lease); !errors.Is(err, store.ErrStateConflict) {
+	if _, err := s.RenewLease(ctx, renewal(j.ID, ids.New(ids.Lease), "driver-a", now.Add(12*time.Second))); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("renew with a wrong lease id: %v", err)
 	}
-	if _, err := s.RenewLease(ctx, ids.New(ids.Job), a.LeaseID, now, lease); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RenewLease(ctx, renewal(ids.New(ids.Job), a.LeaseID, "driver-a", now)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("renew an unknown job: %v", err)
 	}
 	// Once lapsed, the lease cannot be renewed, even before anyone took it.
-	if _, err := s.RenewLease(ctx, j.ID, a.LeaseID, now.Add(18*time.Second), lease); !errors.Is(err, store.ErrStateConflict) {
+	if _, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-a", now.Add(18*time.Second))); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("renew a lapsed lease: %v", err)
 	}
 	if err := s.CompleteKeygenJob(ctx, j.ID, a.LeaseID, now.Add(19*time.Second), PubKey); !errors.Is(err, store.ErrStateConflict) {
@@ -402,5 +413,65 @@ func testJobConcurrentClaims(t *testing.T, st store.Store) {
 		if n != 1 {
 			t.Fatalf("job %s claimed %d times", id, n)
 		}
+	}
+}
+
+// A lease is bound to the driver that claimed it: another driver holding
+// the lease id (leaked from a log, or guessed) cannot renew it.
+func testJobRenewByHolderOnly(t *testing.T, st store.Store) {
+	s := asJobStore(t, st)
+	ctx := context.Background()
+	now := time.Now().Add(time.Second)
+	_, j := hsmWallet(t, s)
+	a := claim(t, s, "driver-1", now)
+	if _, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-2", now.Add(lease/2))); !errors.Is(err, store.ErrNotLeaseHolder) {
+		t.Fatalf("driver-2 renewing driver-1's lease: %v, want ErrNotLeaseHolder", err)
+	}
+	if got := wantJobState(t, s, j.ID, store.JobLeased); !got.LeaseExpiresAt.Equal(a.LeaseExpiresAt) {
+		t.Fatalf("a refused renewal moved the lease to %s", got.LeaseExpiresAt)
+	}
+	if _, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-1", now.Add(lease/2))); err != nil {
+		t.Fatalf("driver-1 renewing its own lease: %v", err)
+	}
+}
+
+// A driver that keeps renewing holds the job no longer than the maximum
+// lease life: the renewal that reaches the cap is clipped to it, the next
+// is refused, and at the cap the job is claimable by another driver.
+func testJobLeaseMaxLife(t *testing.T, st store.Store) {
+	s := asJobStore(t, st)
+	ctx := context.Background()
+	now := time.Now().Add(time.Second)
+	_, j := hsmWallet(t, s)
+	a := claim(t, s, "driver-a", now)
+	capAt := now.Add(maxLife).Truncate(time.Microsecond)
+	at := now
+	var exp time.Time
+	for !exp.Equal(capAt) {
+		at = at.Add(lease / 2)
+		if at.After(capAt) {
+			t.Fatalf("renewed past the cap: lease now ends %s, cap %s", exp, capAt)
+		}
+		var err error
+		if exp, err = s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-a", at)); err != nil {
+			t.Fatalf("renewal at +%s: %v", at.Sub(now), err)
+		}
+		if exp.After(capAt) {
+			t.Fatalf("renewal at +%s gave %s, beyond the cap %s", at.Sub(now), exp, capAt)
+		}
+	}
+	if _, err := s.RenewLease(ctx, renewal(j.ID, a.LeaseID, "driver-a", at.Add(time.Millisecond))); !errors.Is(err, store.ErrStateConflict) ||
+		!strings.Contains(err.Error(), "maximum life") {
+		t.Fatalf("renewal at the cap: %v, want ErrStateConflict naming the maximum life", err)
+	}
+	if b := claim(t, s, "driver-b", capAt.Add(-time.Millisecond)); b != nil {
+		t.Fatalf("driver-b claimed %s before the cap", b.ID)
+	}
+	b := claim(t, s, "driver-b", capAt)
+	if b == nil || b.ID != j.ID || !b.Released || b.Attempts != 2 {
+		t.Fatalf("claim at the cap = %+v, want the job re-leased", b)
+	}
+	if !b.LeasedAt.Equal(capAt) {
+		t.Fatalf("the new lease was granted at %s, want %s", b.LeasedAt, capAt)
 	}
 }

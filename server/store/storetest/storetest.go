@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"CeremonySignRetryThenSucceed", testCeremonySignRetryThenSucceed},
 		{"CeremonySignRejected", testCeremonySignRejected},
 		{"RelayMailbox", testRelayMailbox},
+		{"RelayQuota", testRelayQuota},
 	}
 	tests = append(tests, jobTests...)
 	for _, tc := range tests {

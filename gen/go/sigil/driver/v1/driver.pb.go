@@ -395,7 +395,10 @@ func (x *RenewLeaseResponse) GetLeaseExpireTime() *timestamppb.Timestamp {
 type KeygenJobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new public key, SEC1 compressed (33 bytes).
-	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The HSM's attestation that it made this key for this wallet. A
+	// coordinator that pins attestation keys refuses a result without one.
+	Attestation   *KeyAttestation `protobuf:"bytes,2,opt,name=attestation,proto3" json:"attestation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +440,71 @@ func (x *KeygenJobResult) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *KeygenJobResult) GetAttestation() *KeyAttestation {
+	if x != nil {
+		return x.Attestation
+	}
+	return nil
+}
+
+// KeyAttestation is an HSM's signature, with its attestation key (ECDSA
+// P-256, generated on the token and never extractable), over the statement
+// "sigil/hsm-key-attestation/v1" || u16 len || wallet id || u16 len ||
+// public key (lengths big-endian).
+type KeyAttestation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the attestation key's DER SubjectPublicKeyInfo.
+	KeyId []byte `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The ECDSA signature r || s over SHA-256 of the statement.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyAttestation) Reset() {
+	*x = KeyAttestation{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyAttestation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyAttestation) ProtoMessage() {}
+
+func (x *KeyAttestation) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyAttestation.ProtoReflect.Descriptor instead.
+func (*KeyAttestation) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *KeyAttestation) GetKeyId() []byte {
+	if x != nil {
+		return x.KeyId
+	}
+	return nil
+}
+
+func (x *KeyAttestation) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // SignJobResult is the result of a JOB_KIND_SIGN job.
 type SignJobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -448,7 +516,7 @@ type SignJobResult struct {
 
 func (x *SignJobResult) Reset() {
 	*x = SignJobResult{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[6]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +528,7 @@ func (x *SignJobResult) String() string {
 func (*SignJobResult) ProtoMessage() {}
 
 func (x *SignJobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[6]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +541,7 @@ func (x *SignJobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignJobResult.ProtoReflect.Descriptor instead.
 func (*SignJobResult) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{6}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignJobResult) GetSignature() []byte {
@@ -503,7 +571,7 @@ type CompleteJobRequest struct {
 
 func (x *CompleteJobRequest) Reset() {
 	*x = CompleteJobRequest{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[7]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +583,7 @@ func (x *CompleteJobRequest) String() string {
 func (*CompleteJobRequest) ProtoMessage() {}
 
 func (x *CompleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[7]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +596,7 @@ func (x *CompleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteJobRequest.ProtoReflect.Descriptor instead.
 func (*CompleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{7}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompleteJobRequest) GetJobId() string {
@@ -597,7 +665,7 @@ type CompleteJobResponse struct {
 
 func (x *CompleteJobResponse) Reset() {
 	*x = CompleteJobResponse{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[8]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +677,7 @@ func (x *CompleteJobResponse) String() string {
 func (*CompleteJobResponse) ProtoMessage() {}
 
 func (x *CompleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[8]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +690,7 @@ func (x *CompleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteJobResponse.ProtoReflect.Descriptor instead.
 func (*CompleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{8}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{9}
 }
 
 // FailJobRequest reports that a job could not be done.
@@ -644,7 +712,7 @@ type FailJobRequest struct {
 
 func (x *FailJobRequest) Reset() {
 	*x = FailJobRequest{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +724,7 @@ func (x *FailJobRequest) String() string {
 func (*FailJobRequest) ProtoMessage() {}
 
 func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +737,7 @@ func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobRequest.ProtoReflect.Descriptor instead.
 func (*FailJobRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FailJobRequest) GetJobId() string {
@@ -709,7 +777,7 @@ type FailJobResponse struct {
 
 func (x *FailJobResponse) Reset() {
 	*x = FailJobResponse{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +789,7 @@ func (x *FailJobResponse) String() string {
 func (*FailJobResponse) ProtoMessage() {}
 
 func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +802,7 @@ func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobResponse.ProtoReflect.Descriptor instead.
 func (*FailJobResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{11}
 }
 
 var File_sigil_driver_v1_driver_proto protoreflect.FileDescriptor
@@ -761,10 +829,14 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\"\\\n" +
 	"\x12RenewLeaseResponse\x12F\n" +
-	"\x11lease_expire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\"9\n" +
+	"\x11lease_expire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\"|\n" +
 	"\x0fKeygenJobResult\x12&\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\tpublicKey\"6\n" +
+	"public_key\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\tpublicKey\x12A\n" +
+	"\vattestation\x18\x02 \x01(\v2\x1f.sigil.driver.v1.KeyAttestationR\vattestation\"W\n" +
+	"\x0eKeyAttestation\x12\x1e\n" +
+	"\x06key_id\x18\x01 \x01(\fB\a\xbaH\x04z\x02h R\x05keyId\x12%\n" +
+	"\tsignature\x18\x02 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"6\n" +
 	"\rSignJobResult\x12%\n" +
 	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"\x81\x02\n" +
 	"\x12CompleteJobRequest\x120\n" +
@@ -805,7 +877,7 @@ func file_sigil_driver_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_sigil_driver_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sigil_driver_v1_driver_proto_goTypes = []any{
 	(JobKind)(0),                  // 0: sigil.driver.v1.JobKind
 	(*Job)(nil),                   // 1: sigil.driver.v1.Job
@@ -814,35 +886,37 @@ var file_sigil_driver_v1_driver_proto_goTypes = []any{
 	(*RenewLeaseRequest)(nil),     // 4: sigil.driver.v1.RenewLeaseRequest
 	(*RenewLeaseResponse)(nil),    // 5: sigil.driver.v1.RenewLeaseResponse
 	(*KeygenJobResult)(nil),       // 6: sigil.driver.v1.KeygenJobResult
-	(*SignJobResult)(nil),         // 7: sigil.driver.v1.SignJobResult
-	(*CompleteJobRequest)(nil),    // 8: sigil.driver.v1.CompleteJobRequest
-	(*CompleteJobResponse)(nil),   // 9: sigil.driver.v1.CompleteJobResponse
-	(*FailJobRequest)(nil),        // 10: sigil.driver.v1.FailJobRequest
-	(*FailJobResponse)(nil),       // 11: sigil.driver.v1.FailJobResponse
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*KeyAttestation)(nil),        // 7: sigil.driver.v1.KeyAttestation
+	(*SignJobResult)(nil),         // 8: sigil.driver.v1.SignJobResult
+	(*CompleteJobRequest)(nil),    // 9: sigil.driver.v1.CompleteJobRequest
+	(*CompleteJobResponse)(nil),   // 10: sigil.driver.v1.CompleteJobResponse
+	(*FailJobRequest)(nil),        // 11: sigil.driver.v1.FailJobRequest
+	(*FailJobResponse)(nil),       // 12: sigil.driver.v1.FailJobResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_sigil_driver_v1_driver_proto_depIdxs = []int32{
 	0,  // 0: sigil.driver.v1.Job.kind:type_name -> sigil.driver.v1.JobKind
-	12, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
-	13, // 2: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	13, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
+	14, // 2: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	1,  // 3: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
-	12, // 4: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
-	7,  // 6: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
-	2,  // 7: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
-	4,  // 8: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
-	8,  // 9: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
-	10, // 10: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
-	3,  // 11: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
-	5,  // 12: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
-	9,  // 13: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
-	11, // 14: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 4: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: sigil.driver.v1.KeygenJobResult.attestation:type_name -> sigil.driver.v1.KeyAttestation
+	6,  // 6: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
+	8,  // 7: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
+	2,  // 8: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
+	4,  // 9: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
+	9,  // 10: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
+	11, // 11: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
+	3,  // 12: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
+	5,  // 13: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
+	10, // 14: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
+	12, // 15: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sigil_driver_v1_driver_proto_init() }
@@ -850,7 +924,7 @@ func file_sigil_driver_v1_driver_proto_init() {
 	if File_sigil_driver_v1_driver_proto != nil {
 		return
 	}
-	file_sigil_driver_v1_driver_proto_msgTypes[7].OneofWrappers = []any{
+	file_sigil_driver_v1_driver_proto_msgTypes[8].OneofWrappers = []any{
 		(*CompleteJobRequest_Keygen)(nil),
 		(*CompleteJobRequest_Sign)(nil),
 	}
@@ -860,7 +934,7 @@ func file_sigil_driver_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_driver_v1_driver_proto_rawDesc), len(file_sigil_driver_v1_driver_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

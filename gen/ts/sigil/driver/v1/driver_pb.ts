@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/driver/v1/driver.proto.
  */
 export const file_sigil_driver_v1_driver: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi4AEKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDSJICg9DbGFpbUpvYlJlcXVlc3QSNQoEd2FpdBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIMukgJqgEGIgIIPDIAIjUKEENsYWltSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuc2lnaWwuZHJpdmVyLnYxLkpvYiJtChFSZW5ld0xlYXNlUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JCJLChJSZW5ld0xlYXNlUmVzcG9uc2USNQoRbGVhc2VfZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi4KD0tleWdlbkpvYlJlc3VsdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIisKDVNpZ25Kb2JSZXN1bHQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIuMBChJDb21wbGV0ZUpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSMgoGa2V5Z2VuGAMgASgLMiAuc2lnaWwuZHJpdmVyLnYxLktleWdlbkpvYlJlc3VsdEgAEi4KBHNpZ24YBCABKAsyHi5zaWdpbC5kcml2ZXIudjEuU2lnbkpvYlJlc3VsdEgAQg8KBnJlc3VsdBIFukgCCAEiFQoTQ29tcGxldGVKb2JSZXNwb25zZSKYAQoORmFpbEpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSGQoFZXJyb3IYAyABKAlCCrpIB3IFEAEYgAgSEQoJcmV0cnlhYmxlGAQgASgIIhEKD0ZhaWxKb2JSZXNwb25zZSpLCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPSk9CX0tJTkRfS0VZR0VOEAESEQoNSk9CX0tJTkRfU0lHThACMt8CCg1Ecml2ZXJTZXJ2aWNlEk8KCENsYWltSm9iEiAuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVxdWVzdBohLnNpZ2lsLmRyaXZlci52MS5DbGFpbUpvYlJlc3BvbnNlElUKClJlbmV3TGVhc2USIi5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlcXVlc3QaIy5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlc3BvbnNlElgKC0NvbXBsZXRlSm9iEiMuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVxdWVzdBokLnNpZ2lsLmRyaXZlci52MS5Db21wbGV0ZUpvYlJlc3BvbnNlEkwKB0ZhaWxKb2ISHy5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlcXVlc3QaIC5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlc3BvbnNlQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9kcml2ZXIvdjE7ZHJpdmVydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi4AEKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDSJICg9DbGFpbUpvYlJlcXVlc3QSNQoEd2FpdBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIMukgJqgEGIgIIPDIAIjUKEENsYWltSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuc2lnaWwuZHJpdmVyLnYxLkpvYiJtChFSZW5ld0xlYXNlUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JCJLChJSZW5ld0xlYXNlUmVzcG9uc2USNQoRbGVhc2VfZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKD0tleWdlbkpvYlJlc3VsdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghEjQKC2F0dGVzdGF0aW9uGAIgASgLMh8uc2lnaWwuZHJpdmVyLnYxLktleUF0dGVzdGF0aW9uIkUKDktleUF0dGVzdGF0aW9uEhcKBmtleV9pZBgBIAEoDEIHukgEegJoIBIaCglzaWduYXR1cmUYAiABKAxCB7pIBHoCaEAiKwoNU2lnbkpvYlJlc3VsdBIaCglzaWduYXR1cmUYASABKAxCB7pIBHoCaEAi4wEKEkNvbXBsZXRlSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBIyCgZrZXlnZW4YAyABKAsyIC5zaWdpbC5kcml2ZXIudjEuS2V5Z2VuSm9iUmVzdWx0SAASLgoEc2lnbhgEIAEoCzIeLnNpZ2lsLmRyaXZlci52MS5TaWduSm9iUmVzdWx0SABCDwoGcmVzdWx0EgW6SAIIASIVChNDb21wbGV0ZUpvYlJlc3BvbnNlIpgBCg5GYWlsSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBIZCgVlcnJvchgDIAEoCUIKukgHcgUQARiACBIRCglyZXRyeWFibGUYBCABKAgiEQoPRmFpbEpvYlJlc3BvbnNlKksKB0pvYktpbmQSGAoUSk9CX0tJTkRfVU5TUEVDSUZJRUQQABITCg9KT0JfS0lORF9LRVlHRU4QARIRCg1KT0JfS0lORF9TSUdOEAIy3wIKDURyaXZlclNlcnZpY2USTwoIQ2xhaW1Kb2ISIC5zaWdpbC5kcml2ZXIudjEuQ2xhaW1Kb2JSZXF1ZXN0GiEuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVzcG9uc2USVQoKUmVuZXdMZWFzZRIiLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVxdWVzdBojLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVzcG9uc2USWAoLQ29tcGxldGVKb2ISIy5zaWdpbC5kcml2ZXIudjEuQ29tcGxldGVKb2JSZXF1ZXN0GiQuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVzcG9uc2USTAoHRmFpbEpvYhIfLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVxdWVzdBogLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVzcG9uc2VCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL2RyaXZlci92MTtkcml2ZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Job is one unit of HSM work, leased to one driver.
@@ -197,6 +197,14 @@ export type KeygenJobResult = Message<"sigil.driver.v1.KeygenJobResult"> & {
    * @generated from field: bytes public_key = 1;
    */
   publicKey: Uint8Array;
+
+  /**
+   * The HSM's attestation that it made this key for this wallet. A
+   * coordinator that pins attestation keys refuses a result without one.
+   *
+   * @generated from field: sigil.driver.v1.KeyAttestation attestation = 2;
+   */
+  attestation?: KeyAttestation | undefined;
 };
 
 /**
@@ -205,6 +213,37 @@ export type KeygenJobResult = Message<"sigil.driver.v1.KeygenJobResult"> & {
  */
 export const KeygenJobResultSchema: GenMessage<KeygenJobResult> = /*@__PURE__*/
   messageDesc(file_sigil_driver_v1_driver, 5);
+
+/**
+ * KeyAttestation is an HSM's signature, with its attestation key (ECDSA
+ * P-256, generated on the token and never extractable), over the statement
+ * "sigil/hsm-key-attestation/v1" || u16 len || wallet id || u16 len ||
+ * public key (lengths big-endian).
+ *
+ * @generated from message sigil.driver.v1.KeyAttestation
+ */
+export type KeyAttestation = Message<"sigil.driver.v1.KeyAttestation"> & {
+  /**
+   * SHA-256 of the attestation key's DER SubjectPublicKeyInfo.
+   *
+   * @generated from field: bytes key_id = 1;
+   */
+  keyId: Uint8Array;
+
+  /**
+   * The ECDSA signature r || s over SHA-256 of the statement.
+   *
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message sigil.driver.v1.KeyAttestation.
+ * Use `create(KeyAttestationSchema)` to create a new message.
+ */
+export const KeyAttestationSchema: GenMessage<KeyAttestation> = /*@__PURE__*/
+  messageDesc(file_sigil_driver_v1_driver, 6);
 
 /**
  * SignJobResult is the result of a JOB_KIND_SIGN job.
@@ -225,7 +264,7 @@ export type SignJobResult = Message<"sigil.driver.v1.SignJobResult"> & {
  * Use `create(SignJobResultSchema)` to create a new message.
  */
 export const SignJobResultSchema: GenMessage<SignJobResult> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 6);
+  messageDesc(file_sigil_driver_v1_driver, 7);
 
 /**
  * CompleteJobRequest reports a job's result.
@@ -276,7 +315,7 @@ export type CompleteJobRequest = Message<"sigil.driver.v1.CompleteJobRequest"> &
  * Use `create(CompleteJobRequestSchema)` to create a new message.
  */
 export const CompleteJobRequestSchema: GenMessage<CompleteJobRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 7);
+  messageDesc(file_sigil_driver_v1_driver, 8);
 
 /**
  * CompleteJobResponse acknowledges a result.
@@ -291,7 +330,7 @@ export type CompleteJobResponse = Message<"sigil.driver.v1.CompleteJobResponse">
  * Use `create(CompleteJobResponseSchema)` to create a new message.
  */
 export const CompleteJobResponseSchema: GenMessage<CompleteJobResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 8);
+  messageDesc(file_sigil_driver_v1_driver, 9);
 
 /**
  * FailJobRequest reports that a job could not be done.
@@ -335,7 +374,7 @@ export type FailJobRequest = Message<"sigil.driver.v1.FailJobRequest"> & {
  * Use `create(FailJobRequestSchema)` to create a new message.
  */
 export const FailJobRequestSchema: GenMessage<FailJobRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 9);
+  messageDesc(file_sigil_driver_v1_driver, 10);
 
 /**
  * FailJobResponse acknowledges a failure report.
@@ -350,7 +389,7 @@ export type FailJobResponse = Message<"sigil.driver.v1.FailJobResponse"> & {
  * Use `create(FailJobResponseSchema)` to create a new message.
  */
 export const FailJobResponseSchema: GenMessage<FailJobResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 10);
+  messageDesc(file_sigil_driver_v1_driver, 11);
 
 /**
  * JobKind says what a job asks of a driver.
@@ -409,7 +448,10 @@ export const DriverService: GenService<{
     output: typeof ClaimJobResponseSchema;
   },
   /**
-   * RenewLease extends the caller's lease on a job it is working on.
+   * RenewLease extends the caller's lease on a job it is working on. Only
+   * the driver that claimed the job may renew, complete or fail it
+   * (PermissionDenied otherwise), and no lease outlives the coordinator's
+   * maximum lease life: then it lapses (FailedPrecondition on renewal).
    *
    * @generated from rpc sigil.driver.v1.DriverService.RenewLease
    */

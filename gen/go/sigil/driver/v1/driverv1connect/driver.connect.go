@@ -51,7 +51,10 @@ type DriverServiceClient interface {
 	// ClaimJob waits up to `wait` for a job and leases it to the caller. The
 	// response has no job when none came in time; call again.
 	ClaimJob(context.Context, *connect.Request[v1.ClaimJobRequest]) (*connect.Response[v1.ClaimJobResponse], error)
-	// RenewLease extends the caller's lease on a job it is working on.
+	// RenewLease extends the caller's lease on a job it is working on. Only
+	// the driver that claimed the job may renew, complete or fail it
+	// (PermissionDenied otherwise), and no lease outlives the coordinator's
+	// maximum lease life: then it lapses (FailedPrecondition on renewal).
 	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 	// CompleteJob reports a job's result. For a key generation, the wrapped
 	// key must already be stored durably in the driver database.
@@ -134,7 +137,10 @@ type DriverServiceHandler interface {
 	// ClaimJob waits up to `wait` for a job and leases it to the caller. The
 	// response has no job when none came in time; call again.
 	ClaimJob(context.Context, *connect.Request[v1.ClaimJobRequest]) (*connect.Response[v1.ClaimJobResponse], error)
-	// RenewLease extends the caller's lease on a job it is working on.
+	// RenewLease extends the caller's lease on a job it is working on. Only
+	// the driver that claimed the job may renew, complete or fail it
+	// (PermissionDenied otherwise), and no lease outlives the coordinator's
+	// maximum lease life: then it lapses (FailedPrecondition on renewal).
 	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 	// CompleteJob reports a job's result. For a key generation, the wrapped
 	// key must already be stored durably in the driver database.
