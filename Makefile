@@ -28,9 +28,10 @@ test-short:
 gen: node_modules
 	npx buf generate
 
-node_modules: package-lock.json
-	npm ci --no-audit --no-fund
-	@touch node_modules
+# Installs the npm tools only when they are missing: node_modules may be a
+# symlink to a shared install, which `npm ci` would empty.
+node_modules:
+	@test -x node_modules/.bin/buf || npm ci --no-audit --no-fund
 
 ## checkgenerate: fail when regenerating changes anything.
 checkgenerate: gen
