@@ -18,7 +18,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
@@ -30,6 +29,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/jobs"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // Server is a running coordinator.
@@ -143,16 +143,14 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	if len(s.cfg.MPCSigners) > 0 {
 		b.MPC = &api.MPCGroup{Threshold: s.cfg.MPCThreshold, Signers: s.cfg.MPCSigners}
 	}
-	interceptors := connect.WithInterceptors(
+	opts := append(wire.HandlerOptions(s.logger,
 		observe.NewInterceptor(s.registry, "api", s.logger),
 		auth.NewInterceptor(s.store, api.Scopes, s.logger),
-		validateInterceptor(),
-	)
+	), connect.WithReadMaxBytes(s.cfg.MaxRequestBytes))
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
 		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
-		interceptors,
-		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
+		opts...,
 	))
 	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
@@ -321,7 +319,3 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 }
-
-// validateInterceptor enforces the protovalidate rules declared in the
-// contracts; a violation is InvalidArgument naming the field and the rule.
-func validateInterceptor() connect.Interceptor { return validate.NewInterceptor() }

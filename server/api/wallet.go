@@ -81,9 +81,6 @@ func (s *WalletServer) notify() {
 	}
 }
 
-// ErrBackendUnavailable reports that the requested backend is not configured here.
-var ErrBackendUnavailable = errors.New("backend unavailable")
-
 func (s *WalletServer) resolveBackend(b walletv1.Backend) (store.Backend, error) {
 	switch b {
 	case walletv1.Backend_BACKEND_UNSPECIFIED:
