@@ -74,18 +74,25 @@ func Hash(token string) []byte {
 // Mint makes a new token with the given scopes and stores its hash. The
 // returned token is the only copy of the secret.
 func Mint(ctx context.Context, tokens store.Tokens, scopes []Scope, description string) (string, error) {
+	token, _, err := MintWithID(ctx, tokens, scopes, description)
+	return token, err
+}
+
+// MintWithID is Mint that also returns the token's id, by which it is
+// listed and revoked.
+func MintWithID(ctx context.Context, tokens store.Tokens, scopes []Scope, description string) (token, id string, err error) {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
-	token := tokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(raw[:]))
+	token = tokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(raw[:]))
 	names := make([]string, len(scopes))
 	for i, s := range scopes {
 		names[i] = string(s)
 	}
-	err := tokens.CreateToken(ctx, &store.Token{ID: ids.New(ids.Token), Hash: Hash(token), Scopes: names, Description: description})
-	if err != nil {
-		return "", err
+	id = ids.New(ids.Token)
+	if err := tokens.CreateToken(ctx, &store.Token{ID: id, Hash: Hash(token), Scopes: names, Description: description}); err != nil {
+		return "", "", err
 	}
-	return token, nil
+	return token, id, nil
 }
 
 // Principal is the authenticated caller of an API request.

@@ -117,12 +117,7 @@ func (s *SQL) TokenByHash(ctx context.Context, hash []byte) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("select token: %w", err)
 	}
-	t := &Token{ID: r.ID, Hash: r.Hash, Scopes: strings.Fields(r.Scopes), Description: r.Description, CreatedAt: fromMicros(r.CreatedAt)}
-	if r.RevokedAt.Valid {
-		rt := fromMicros(r.RevokedAt.Int64)
-		t.RevokedAt = &rt
-	}
-	return t, nil
+	return r.token(), nil
 }
 
 // ---- wallets ----

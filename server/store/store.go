@@ -253,6 +253,7 @@ type WalletOutcomes interface {
 // Store is every interface of the coordinator's state.
 type Store interface {
 	Tokens
+	TokenAdmin
 	Wallets
 	Signatures
 	WalletOutcomes
