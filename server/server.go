@@ -53,47 +53,58 @@ type Server struct {
 }
 
 // New opens storage, builds the handlers and binds the ports. Nothing is
-// served until Serve.
-func New(ctx context.Context, cfg Config) (s *Server, err error) {
+// served until Serve. On error, whatever was opened is closed again.
+func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
-	defer func() {
-		if err != nil {
-			_ = s.Close()
+	s := &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
+	if err := s.build(ctx); err != nil {
+		if cerr := s.Close(); cerr != nil {
+			s.logger.Warn("closing after a failed start", "error", cerr)
 		}
-	}()
-	if err := s.openStore(ctx); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// build opens and binds everything, in the order Close undoes.
+func (s *Server) build(ctx context.Context) error {
+	cfg := s.cfg
+	if err := s.openStore(ctx); err != nil {
+		return err
+	}
 	if err := s.buildOrchestrator(); err != nil {
-		return nil, err
+		return err
 	}
 	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
 	apiHandler, err := s.apiHandler()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.listen("api", cfg.APIAddr, apiHandler, s.apiTLS); err != nil {
-		return nil, err
+		return err
+	}
+	if cfg.APITLSCert == "" && !isLoopback(cfg.APIAddr) {
+		s.logger.Warn("the API port serves plaintext HTTP beyond loopback: API tokens and requests cross the network in the clear; "+
+			"give --api-tls-cert and --api-tls-key, or bind --api-addr to 127.0.0.1 behind a TLS proxy", "addr", cfg.APIAddr)
 	}
 	nodeHandler, err := s.nodeHandler()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.listen("node", cfg.NodeAddr, nodeHandler, s.nodeTLS); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", observe.MetricsHandler(s.registry))
 		if err := s.listen("metrics", cfg.MetricsAddr, mux, nil); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
