@@ -54,12 +54,18 @@ Example:
   TOKEN=$(sigil token create --scope wallets:read --scope signatures:write)`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var scopes listFlag
-			var description string
+			var description, tenant string
 			var where tokenDB
 			fs.Var(&scopes, "scope", "scope to grant (repeat or comma-separate): wallets:read, wallets:write, signatures:write, admin")
 			fs.StringVar(&description, "description", "", "what the token is for, kept with it and shown by \"sigil token list\"")
+			fs.StringVar(&tenant, "tenant", "", "tenant the token belongs to: tokens of one tenant share the external ids they create (a rotated token keeps replaying its predecessor's); empty: the token's external ids are its own")
 			where.add(fs)
 			return func() error {
+				if tenant != "" {
+					if err := auth.ValidateTenant(tenant); err != nil {
+						return fmt.Errorf("%w: --tenant: %w", errUsage, err)
+					}
+				}
 				parsed, err := auth.ParseScopes(scopes)
 				if err != nil {
 					return fmt.Errorf("%w: --scope: %w", errUsage, err)
@@ -69,7 +75,7 @@ Example:
 					return err
 				}
 				defer closeDB()
-				token, id, err := auth.MintWithID(env.ctx, st, parsed, description)
+				token, id, err := auth.MintWithID(env.ctx, st, auth.MintOptions{Scopes: parsed, Description: description, Tenant: tenant})
 				if err != nil {
 					return err
 				}
@@ -84,7 +90,7 @@ Example:
 func tokenListCommand() *command {
 	return &command{
 		name:    "token list",
-		summary: "list API tokens: id, scopes, creation, revocation, description",
+		summary: "list API tokens: id, scopes, tenant, creation, revocation, description",
 		usage: `Lists the API tokens in the coordinator's database, oldest first, revoked
 ones included. Tokens themselves are never stored, so they cannot be shown:
 each is listed by its id.`,
@@ -102,13 +108,13 @@ each is listed by its id.`,
 					return err
 				}
 				tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSCOPES\tCREATED\tREVOKED\tDESCRIPTION")
+				fmt.Fprintln(tw, "ID\tSCOPES\tTENANT\tCREATED\tREVOKED\tDESCRIPTION")
 				for _, t := range tokens {
 					revoked := "-"
 					if t.RevokedAt != nil {
 						revoked = t.RevokedAt.Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, joinOr(t.Scopes, "-"), t.CreatedAt.Format(time.RFC3339), revoked, t.Description)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, joinOr(t.Scopes, "-"), or(t.Tenant, "-"), t.CreatedAt.Format(time.RFC3339), revoked, t.Description)
 				}
 				return tw.Flush()
 			}
@@ -147,6 +153,13 @@ on every replica, without a restart. Revoking is final.`,
 			}
 		},
 	}
+}
+
+func or(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return s
 }
 
 func joinOr(s []string, empty string) string {

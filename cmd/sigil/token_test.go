@@ -69,7 +69,7 @@ func TestTokenListRevoke(t *testing.T) {
 	if r, ok := wire.ReasonOf(err); !ok || r != walletv1.ErrorReason_ERROR_REASON_TOKEN_REVOKED {
 		t.Fatalf("revoked token reason: %v %v", r, ok)
 	}
-	if code := sigil("token", "list"); code != 0 || !regexp.MustCompile(id+`\s+wallets:read\s+\S+\s+\d{4}-`).MatchString(out.String()) {
+	if code := sigil("token", "list"); code != 0 || !regexp.MustCompile(id+`\s+wallets:read\s+-\s+\S+\s+\d{4}-`).MatchString(out.String()) {
 		t.Fatalf("list after revoke:\n%s", out.String())
 	}
 	if code := sigil("token", "revoke", "--id", "tok_aaaaaaaaaaaaaaaaaaaaaaaaaa"); code != 1 || !strings.Contains(errOut.String(), "not found") {

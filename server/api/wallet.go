@@ -112,6 +112,7 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	}
 	w := &store.Wallet{
 		ID:         ids.New(ids.Wallet),
+		Owner:      owner(ctx),
 		ExternalID: m.GetExternalId(),
 		Name:       m.GetName(),
 		Backend:    backend,
@@ -137,6 +138,8 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	if created {
 		s.notify()
 		s.logger.InfoContext(ctx, "wallet created", "wallet", got.ID, "backend", got.Backend)
+	} else if err := checkReplay(ctx, "wallet", got.ID, got.ExternalID); err != nil {
+		return nil, err
 	}
 	pw, err := walletToProto(got)
 	if err != nil {
@@ -189,6 +192,7 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	m := req.Msg
 	sg := &store.Signature{
 		ID:         ids.New(ids.Signature),
+		Owner:      owner(ctx),
 		ExternalID: m.GetExternalId(),
 		WalletID:   m.GetWalletId(),
 		Status:     store.SignaturePending,
@@ -228,6 +232,8 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	if created {
 		s.notify()
 		s.logger.InfoContext(ctx, "signature requested", "signature", got.ID, "wallet", got.WalletID, "kind", got.Kind)
+	} else if err := checkReplay(ctx, "signature", got.ID, got.ExternalID); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&walletv1.CreateSignatureResponse{Signature: signatureToProto(got)}), nil
 }

@@ -84,7 +84,7 @@ func (i *Interceptor) authenticate(ctx context.Context, procedure, header string
 	if subtle.ConstantTimeCompare(t.Hash, Hash(token)) != 1 {
 		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid API token"))
 	}
-	p := &Principal{TokenID: t.ID}
+	p := &Principal{TokenID: t.ID, Tenant: t.Tenant}
 	for _, s := range t.Scopes {
 		p.Scopes = append(p.Scopes, Scope(s))
 	}

@@ -22,7 +22,7 @@ type TokenAdmin interface {
 func (s *SQL) ListTokens(ctx context.Context) ([]*Token, error) {
 	var rows []tokenRow
 	err := s.db.SelectContext(ctx, &rows,
-		`SELECT id, hash, scopes, description, created_at, revoked_at FROM api_tokens ORDER BY created_at, id`)
+		`SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("select tokens: %w", err)
 	}
@@ -42,7 +42,7 @@ func (s *SQL) RevokeToken(ctx context.Context, id string) (*Token, error) {
 	}
 	var r tokenRow
 	err = s.db.GetContext(ctx, &r, s.db.Rebind(
-		`SELECT id, hash, scopes, description, created_at, revoked_at FROM api_tokens WHERE id = ?`), id)
+		`SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
@@ -52,8 +52,11 @@ func (s *SQL) RevokeToken(ctx context.Context, id string) (*Token, error) {
 	return r.token(), nil
 }
 
+const tokenColumns = `id, hash, scopes, description, tenant, created_at, revoked_at`
+
 func (r *tokenRow) token() *Token {
-	t := &Token{ID: r.ID, Hash: r.Hash, Scopes: strings.Fields(r.Scopes), Description: r.Description, CreatedAt: fromMicros(r.CreatedAt)}
+	t := &Token{ID: r.ID, Hash: r.Hash, Scopes: strings.Fields(r.Scopes), Description: r.Description, Tenant: r.Tenant,
+		CreatedAt: fromMicros(r.CreatedAt)}
 	if r.RevokedAt.Valid {
 		rt := fromMicros(r.RevokedAt.Int64)
 		t.RevokedAt = &rt

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"WalletCreateGet", testWalletCreateGet},
 		{"WalletIdempotency", testWalletIdempotency},
 		{"WalletIdempotencyConcurrent", testWalletIdempotencyConcurrent},
+		{"ExternalIDsPerOwner", testExternalIDsPerOwner},
 		{"WalletListPages", testWalletListPages},
 		{"WalletOutcomes", testWalletOutcomes},
 		{"SignatureNeedsActiveWallet", testSignatureNeedsActiveWallet},
