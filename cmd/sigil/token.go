@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -60,7 +61,7 @@ Example:
 			fs.StringVar(&description, "description", "", "what the token is for, kept with it and shown by \"sigil token list\"")
 			fs.StringVar(&tenant, "tenant", "", "tenant the token belongs to: tokens of one tenant share the external ids they create (a rotated token keeps replaying its predecessor's); empty: the token's external ids are its own")
 			where.add(fs)
-			return func() error {
+			return func() (err error) {
 				if tenant != "" {
 					if err := auth.ValidateTenant(tenant); err != nil {
 						return fmt.Errorf("%w: --tenant: %w", errUsage, err)
@@ -74,7 +75,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				defer closeDB()
+				defer func() { err = errors.Join(err, closeDB()) }()
 				token, id, err := auth.MintWithID(env.ctx, st, auth.MintOptions{Scopes: parsed, Description: description, Tenant: tenant})
 				if err != nil {
 					return err
@@ -97,12 +98,12 @@ each is listed by its id.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var where tokenDB
 			where.add(fs)
-			return func() error {
+			return func() (err error) {
 				st, closeDB, err := where.open(env.ctx)
 				if err != nil {
 					return err
 				}
-				defer closeDB()
+				defer func() { err = errors.Join(err, closeDB()) }()
 				tokens, err := st.ListTokens(env.ctx)
 				if err != nil {
 					return err
@@ -135,7 +136,7 @@ on every replica, without a restart. Revoking is final.`,
 			var where tokenDB
 			fs.StringVar(&id, "id", "", "the token's id (tok_...), as \"sigil token list\" shows it")
 			where.add(fs)
-			return func() error {
+			return func() (err error) {
 				if !ids.Valid(ids.Token, id) {
 					return fmt.Errorf("%w: --id %q: want a token id like tok_... (see \"sigil token list\")", errUsage, id)
 				}
@@ -143,7 +144,7 @@ on every replica, without a restart. Revoking is final.`,
 				if err != nil {
 					return err
 				}
-				defer closeDB()
+				defer func() { err = errors.Join(err, closeDB()) }()
 				t, err := st.RevokeToken(env.ctx, id)
 				if err != nil {
 					return err

@@ -52,7 +52,7 @@ func (s *SQL) RevokeToken(ctx context.Context, id string) (*Token, error) {
 	return r.token(), nil
 }
 
-const tokenColumns = `id, hash, scopes, description, tenant, created_at, revoked_at`
+const tokenColumns = `id, hash, scopes, description, tenant, created_at, revoked_at` //nolint:gosec // G101: column names, not a credential
 
 func (r *tokenRow) token() *Token {
 	t := &Token{ID: r.ID, Hash: r.Hash, Scopes: strings.Fields(r.Scopes), Description: r.Description, Tenant: r.Tenant,
