@@ -74,6 +74,19 @@ func TestStrictJSON(t *testing.T) {
 		t.Fatalf("BACKEND_HSM: %d %s %s", status, code, msg)
 	}
 
+	// The node port decodes JSON the same way.
+	req, _ := http.NewRequest(http.MethodPost, env.NodeURL+driverv1connect.DriverServiceClaimJobProcedure, strings.NewReader(`{"wait": "1s", "colour": 1}`))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := env.NodeClient(t, "driver-x").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `unknown field \"colour\"`) {
+		t.Fatalf("node port, unknown field: %d %s", res.StatusCode, body)
+	}
+
 	sign := env.APIURL + walletv1connect.WalletServiceCreateSignatureProcedure
 	hexHash := strings.Repeat("ab", 32)
 	for _, tc := range []struct{ name, hash string }{
