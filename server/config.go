@@ -214,3 +214,18 @@ func (c *Config) sqlitePath() string { return filepath.Join(c.DataDir, "sigil.db
 func (c *Config) corsAllows(origin string) bool {
 	return slices.Contains(c.CORSOrigins, "*") || slices.Contains(c.CORSOrigins, origin)
 }
+
+// isLoopback reports whether addr (host:port) is reachable from this
+// machine only: a loopback IP or "localhost". An empty host, 0.0.0.0 and
+// any other name listen beyond it.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

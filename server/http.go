@@ -10,8 +10,10 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1/ceremonyv1connect"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/server/node"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // CORS headers Connect, gRPC-Web and browsers need.
@@ -65,7 +67,8 @@ func (s *Server) cors(next http.Handler) http.Handler {
 func limitBody(next http.Handler, max int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > max {
-			err := connect.NewError(connect.CodeResourceExhausted, errTooLarge(max))
+			err := wire.WithReason(connect.NewError(connect.CodeResourceExhausted, errTooLarge(max)),
+				walletv1.ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE)
 			if ew := connect.NewErrorWriter(); ew.IsSupported(r) {
 				_ = ew.Write(w, r, err)
 				return
@@ -98,14 +101,10 @@ func formatBytes(n int64) string {
 // nodeHandler serves the signer and driver services behind mTLS identity
 // and role checks.
 func (s *Server) nodeHandler() (http.Handler, error) {
-	opts := []connect.HandlerOption{
-		connect.WithInterceptors(
-			observe.NewInterceptor(s.registry, "node", s.logger),
-			node.RoleInterceptor{},
-			validateInterceptor(),
-		),
-		connect.WithReadMaxBytes(nodeMaxRequestBytes),
-	}
+	opts := append(wire.HandlerOptions(s.logger,
+		observe.NewInterceptor(s.registry, "node", s.logger),
+		node.RoleInterceptor{},
+	), connect.WithReadMaxBytes(nodeMaxRequestBytes))
 	mux := http.NewServeMux()
 	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(s.mpc.CeremonyService(), opts...))
 	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(s.mpc.DeliveryService(), opts...))

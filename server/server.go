@@ -20,7 +20,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
@@ -34,6 +33,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/jobs"
 	"github.com/sigil-wallet/sigil/server/node"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // Server is a running coordinator.
@@ -59,58 +59,70 @@ type Server struct {
 }
 
 // New opens storage, builds the handlers and binds the ports. Nothing is
-// served until Serve.
-func New(ctx context.Context, cfg Config) (s *Server, err error) {
+// served until Serve. On error, whatever was opened is closed again.
+func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
-	defer func() {
-		if err != nil {
-			_ = s.Close()
+	s := &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
+	if err := s.build(ctx); err != nil {
+		if cerr := s.Close(); cerr != nil {
+			s.logger.Warn("closing after a failed start", "error", cerr)
 		}
-	}()
-	if err := s.openStore(ctx); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// build opens and binds everything, in the order Close undoes.
+func (s *Server) build(ctx context.Context) error {
+	cfg := s.cfg
+	if err := s.openStore(ctx); err != nil {
+		return err
 	}
 	if err := s.buildOrchestrator(); err != nil {
-		return nil, err
+		return err
 	}
 	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	var err error
 	if s.attest, err = s.loadAttestation(); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.NodeDenyList != "" {
 		list, err := pki.OpenDenyList(cfg.NodeDenyList)
 		if err != nil {
-			return nil, fmt.Errorf("--node-deny-list: %w", err)
+			return fmt.Errorf("--node-deny-list: %w", err)
 		}
 		s.deny = node.NewDenyGuard(list, s.logger.With("component", "node-deny-list"))
 		s.logger.Info("node deny list loaded", "path", cfg.NodeDenyList, "entries", list.Len())
 	}
 	apiHandler, err := s.apiHandler()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.listen("api", cfg.APIAddr, apiHandler, s.apiTLS); err != nil {
-		return nil, err
+		return err
+	}
+	if cfg.APITLSCert == "" && !isLoopback(cfg.APIAddr) {
+		s.logger.Warn("the API port serves plaintext HTTP beyond loopback: API tokens and requests cross the network in the clear; "+
+			"give --api-tls-cert and --api-tls-key, or bind --api-addr to 127.0.0.1 behind a TLS proxy", "addr", cfg.APIAddr)
 	}
 	nodeHandler, err := s.nodeHandler()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.listen("node", cfg.NodeAddr, nodeHandler, s.nodeTLS); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", observe.MetricsHandler(s.registry))
 		if err := s.listen("metrics", cfg.MetricsAddr, mux, nil); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Server) openStore(ctx context.Context) error {
@@ -192,16 +204,14 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	if len(s.cfg.MPCSigners) > 0 {
 		b.MPC = &api.MPCGroup{Threshold: s.cfg.MPCThreshold, Signers: s.cfg.MPCSigners}
 	}
-	interceptors := connect.WithInterceptors(
+	opts := append(wire.HandlerOptions(s.logger,
 		observe.NewInterceptor(s.registry, "api", s.logger),
 		auth.NewInterceptor(s.store, api.Scopes, s.logger),
-		validateInterceptor(),
-	)
+	), connect.WithReadMaxBytes(s.cfg.MaxRequestBytes))
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
 		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
-		interceptors,
-		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
+		opts...,
 	))
 	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
@@ -385,7 +395,3 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 }
-
-// validateInterceptor enforces the protovalidate rules declared in the
-// contracts; a violation is InvalidArgument naming the field and the rule.
-func validateInterceptor() connect.Interceptor { return validate.NewInterceptor() }

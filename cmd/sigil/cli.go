@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -80,6 +81,7 @@ func parse(fs *flag.FlagSet, args []string, env *cliEnv) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	warnSecretsOnCommandLine(fs, set, env.stderr)
 	if !set["config"] {
 		configPath = env.getenv("SIGIL_CONFIG")
 	}
@@ -117,6 +119,23 @@ func parse(fs *flag.FlagSet, args []string, env *cliEnv) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// warnSecretsOnCommandLine warns when a flag given on the command line
+// carries a password: any local user can read command lines with ps.
+func warnSecretsOnCommandLine(fs *flag.FlagSet, set map[string]bool, w io.Writer) {
+	f := fs.Lookup("database-url")
+	if f == nil || !set[f.Name] {
+		return
+	}
+	u, err := url.Parse(f.Value.String())
+	if err != nil || u.User == nil {
+		return
+	}
+	if _, has := u.User.Password(); has {
+		fmt.Fprintln(w, "sigil: warning: --database-url on the command line holds a password, which any local user can read with ps; "+
+			"set SIGIL_DATABASE_URL, put database-url in a --config file (mode 0600), or use a PostgreSQL password file (PGPASSFILE, ~/.pgpass) instead")
+	}
 }
 
 func setFromFile(f *flag.Flag, v any) error {

@@ -48,20 +48,42 @@ func (h *hsmFlags) config(env *cliEnv) (hsm.Config, error) {
 
 func readPIN(pinFile string, env *cliEnv) (string, error) {
 	if pinFile != "" {
-		b, err := os.ReadFile(pinFile)
-		if err != nil {
-			return "", fmt.Errorf("--pin-file: %w", err)
-		}
-		pin := strings.TrimRight(string(b), "\r\n")
-		if pin == "" {
-			return "", fmt.Errorf("--pin-file %s is empty", pinFile)
-		}
-		return pin, nil
+		return readPINFile(pinFile)
 	}
 	if pin := env.getenv(envHSMPIN); pin != "" {
 		return pin, nil
 	}
 	return "", fmt.Errorf("%w: no HSM PIN: give --pin-file or set %s", errUsage, envHSMPIN)
+}
+
+// readPINFile reads a PIN file, refusing one that group or others may
+// read, as the signer refuses such a KEK file. The mode is checked on the
+// open descriptor, so the file checked is the file read.
+func readPINFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--pin-file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("--pin-file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("--pin-file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("--pin-file %s has mode %04o: group and others must not have access to a PIN; run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("--pin-file: %w", err)
+	}
+	pin := strings.TrimRight(string(b), "\r\n")
+	if pin == "" {
+		return "", fmt.Errorf("--pin-file %s is empty", path)
+	}
+	return pin, nil
 }
 
 func hsmDriverCommand() *command {

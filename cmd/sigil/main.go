@@ -38,6 +38,8 @@ func commands() []*command {
 		signerCommand(),
 		signerInitCommand(),
 		tokenCreateCommand(),
+		tokenListCommand(),
+		tokenRevokeCommand(),
 		pkiInitCommand(),
 		pkiIssueCommand(),
 		versionCommand(),

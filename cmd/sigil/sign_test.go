@@ -11,8 +11,8 @@ import (
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
 	"github.com/sigil-wallet/sigil/internal/ethtest"
+	"github.com/sigil-wallet/sigil/internal/sigiltest"
 	sigil "github.com/sigil-wallet/sigil/sdk/go"
-	"github.com/sigil-wallet/sigil/sdk/go/sigiltest"
 )
 
 func TestSignCommand(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/hsm/hsmtest"
-	"github.com/sigil-wallet/sigil/sdk/go/sigiltest"
+	"github.com/sigil-wallet/sigil/internal/sigiltest"
 	"github.com/sigil-wallet/sigil/server/auth"
 )
 

@@ -57,6 +57,9 @@ type Cluster struct {
 	signers   map[string]*running
 	driver    *driver.Process
 	hsmConfig hsm.Config // the driver's token, once prepareHSM ran
+	// stopDriver cancels the driver's context; Close waits for it on
+	// serveWG.
+	stopDriver context.CancelFunc
 }
 
 type running struct {
@@ -234,17 +237,22 @@ func (c *Cluster) Signer(name string) *signer.Signer {
 	return nil
 }
 
-// Close stops every signer, then the coordinator.
+// Close stops the HSM driver and every signer, then the coordinator: the
+// nodes go before the node port they dial, so they do not keep retrying a
+// coordinator that is gone.
 func (c *Cluster) Close() error {
+	if c.stopDriver != nil {
+		c.stopDriver()
+	}
+	c.serveWG.Wait()
+	if c.driver != nil {
+		_ = c.driver.Close()
+	}
 	for _, name := range c.Names {
 		c.StopSigner(name)
 	}
 	err := c.stopServer()
 	c.cancel()
-	c.serveWG.Wait()
-	if c.driver != nil {
-		_ = c.driver.Close()
-	}
 	return err
 }
 

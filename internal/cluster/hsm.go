@@ -79,10 +79,12 @@ func (c *Cluster) startDriver(ctx context.Context) error {
 		return fmt.Errorf("HSM driver: %w", err)
 	}
 	c.driver = p
+	driverCtx, stop := context.WithCancel(c.ctx)
+	c.stopDriver = stop
 	c.serveWG.Add(1)
 	go func() {
 		defer c.serveWG.Done()
-		if err := p.Run(c.ctx); err != nil && c.ctx.Err() == nil {
+		if err := p.Run(driverCtx); err != nil && driverCtx.Err() == nil {
 			c.opts.Logger.Error("HSM driver stopped", "error", err)
 		}
 	}()

@@ -21,7 +21,10 @@
 //
 // Every error from the server is a *connect.Error carrying the code and
 // message the server sent; IsNotFound, IsPermissionDenied and the other Is
-// functions test the code. A wallet whose key generation failed gives a
+// functions test the code, and Reason returns the machine-readable reason
+// the server attached (walletv1.ErrorReason_ERROR_REASON_WALLET_NOT_ACTIVE,
+// ..._IDEMPOTENCY_CONFLICT, ...), for code that must tell apart errors that
+// share a code. A wallet whose key generation failed gives a
 // *WalletFailedError, a signature that was refused or failed a
 // *SignatureFailedError.
 //

@@ -1,12 +1,34 @@
 package sigil
 
 import (
+	"errors"
 	"fmt"
 
 	"connectrpc.com/connect"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 )
+
+// Reason returns the machine-readable reason the server attached to err
+// (a sigil.wallet.v1.ErrorDetail in the error details), such as
+// ERROR_REASON_WALLET_NOT_ACTIVE or ERROR_REASON_IDEMPOTENCY_CONFLICT. It
+// returns ERROR_REASON_UNSPECIFIED when err carries none: errors made by
+// the client itself (a timeout, an unreachable server), or a server older
+// than reasons. Compare the result with the walletv1.ErrorReason constants;
+// a reason this SDK does not know yet comes back as its number.
+func Reason(err error) walletv1.ErrorReason {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return walletv1.ErrorReason_ERROR_REASON_UNSPECIFIED
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if detail, ok := v.(*walletv1.ErrorDetail); derr == nil && ok {
+			return detail.GetReason()
+		}
+	}
+	return walletv1.ErrorReason_ERROR_REASON_UNSPECIFIED
+}
 
 func hasCode(err error, code connect.Code) bool {
 	return err != nil && connect.CodeOf(err) == code

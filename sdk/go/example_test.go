@@ -153,3 +153,18 @@ func ExampleParseBackend() {
 	// BACKEND_HSM <nil>
 	// sigil: unknown backend "tpm": want mpc or hsm
 }
+
+func ExampleReason() {
+	ctx := context.Background()
+	client, err := sigil.New("http://127.0.0.1:8080", sigil.WithToken(os.Getenv("SIGIL_TOKEN")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.CreateSignature(ctx, sigil.CreateSignatureOptions{WalletID: "wal_...", Message: "hello"})
+	switch sigil.Reason(err) {
+	case walletv1.ErrorReason_ERROR_REASON_WALLET_NOT_ACTIVE:
+		log.Print("the wallet's key is not ready yet: wait for it with WaitWallet")
+	case walletv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_CONFLICT:
+		log.Print("this external ID was used for another request")
+	}
+}

@@ -2,44 +2,20 @@ package api
 
 import (
 	"context"
-	"errors"
 
 	"connectrpc.com/connect"
 
-	"github.com/sigil-wallet/sigil/server/store"
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
-// toConnect is the one place domain errors become Connect errors. Errors it
-// does not know become Internal with a safe message; the cause is logged,
-// never sent to the client.
-func (s *WalletServer) toConnect(ctx context.Context, err error) error {
-	return ToConnect(ctx, s.logger, err)
-}
+// ErrBackendUnavailable reports that the requested backend is not
+// configured here.
+var ErrBackendUnavailable = wire.NewSentinel(connect.CodeFailedPrecondition, walletv1.ErrorReason_ERROR_REASON_BACKEND_UNAVAILABLE, "backend unavailable")
 
-// ToConnect maps a domain error to a Connect error. See toConnect.
-func ToConnect(ctx context.Context, logger interface {
-	ErrorContext(ctx context.Context, msg string, args ...any)
-}, err error) error {
-	var ce *connect.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ce):
-		return ce
-	case errors.Is(err, store.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, err)
-	case errors.Is(err, store.ErrIdempotencyConflict):
-		return connect.NewError(connect.CodeAlreadyExists, err)
-	case errors.Is(err, store.ErrWalletNotActive), errors.Is(err, ErrBackendUnavailable), errors.Is(err, store.ErrStateConflict):
-		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, ErrBadPageToken):
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
-	default:
-		logger.ErrorContext(ctx, "internal error", "error", err)
-		return connect.NewError(connect.CodeInternal, errors.New("internal error; the server log has the details"))
-	}
+// toConnect maps a domain error with the one mapper both ports share
+// (wire.ToConnect): errors it does not know become Internal with a safe
+// message; the cause is logged, never sent to the client.
+func (s *WalletServer) toConnect(ctx context.Context, err error) error {
+	return wire.ToConnect(ctx, s.logger, err)
 }

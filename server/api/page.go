@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"connectrpc.com/connect"
+
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 const (
@@ -19,7 +22,8 @@ const (
 
 // ErrBadPageToken reports a page token that this server did not issue for this
 // list and filter.
-var ErrBadPageToken = errors.New("page_token is not a token this server issued for this list and filter; start again with an empty page_token")
+var ErrBadPageToken = wire.NewSentinel(connect.CodeInvalidArgument, walletv1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT,
+	"page_token is not a token this server issued for this list and filter; start again with an empty page_token")
 
 // encodePage makes the opaque token of the page after seq. It binds the
 // list and its filter, so a token cannot be replayed against another query.

@@ -81,9 +81,6 @@ func (s *WalletServer) notify() {
 	}
 }
 
-// ErrBackendUnavailable reports that the requested backend is not configured here.
-var ErrBackendUnavailable = errors.New("backend unavailable")
-
 func (s *WalletServer) resolveBackend(b walletv1.Backend) (store.Backend, error) {
 	switch b {
 	case walletv1.Backend_BACKEND_UNSPECIFIED:
@@ -115,6 +112,7 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	}
 	w := &store.Wallet{
 		ID:         ids.New(ids.Wallet),
+		Owner:      owner(ctx),
 		ExternalID: m.GetExternalId(),
 		Name:       m.GetName(),
 		Backend:    backend,
@@ -140,6 +138,8 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	if created {
 		s.notify()
 		s.logger.InfoContext(ctx, "wallet created", "wallet", got.ID, "backend", got.Backend)
+	} else if err := checkReplay(ctx, "wallet", got.ID, got.ExternalID); err != nil {
+		return nil, err
 	}
 	pw, err := walletToProto(got)
 	if err != nil {
@@ -192,6 +192,7 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	m := req.Msg
 	sg := &store.Signature{
 		ID:         ids.New(ids.Signature),
+		Owner:      owner(ctx),
 		ExternalID: m.GetExternalId(),
 		WalletID:   m.GetWalletId(),
 		Status:     store.SignaturePending,
@@ -231,6 +232,8 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	if created {
 		s.notify()
 		s.logger.InfoContext(ctx, "signature requested", "signature", got.ID, "wallet", got.WalletID, "kind", got.Kind)
+	} else if err := checkReplay(ctx, "signature", got.ID, got.ExternalID); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&walletv1.CreateSignatureResponse{Signature: signatureToProto(got)}), nil
 }

@@ -74,24 +74,66 @@ func Hash(token string) []byte {
 // Mint makes a new token with the given scopes and stores its hash. The
 // returned token is the only copy of the secret.
 func Mint(ctx context.Context, tokens store.Tokens, scopes []Scope, description string) (string, error) {
+	token, _, err := MintWithID(ctx, tokens, MintOptions{Scopes: scopes, Description: description})
+	return token, err
+}
+
+// MintOptions describe a new token.
+type MintOptions struct {
+	Scopes      []Scope
+	Description string
+	// Tenant, when set, makes the token share external ids with the other
+	// tokens of the tenant (see Principal.Owner).
+	Tenant string
+}
+
+// MintWithID is Mint with every option, and also returns the token's id,
+// by which it is listed and revoked.
+func MintWithID(ctx context.Context, tokens store.Tokens, o MintOptions) (token, id string, err error) {
+	if o.Tenant != "" {
+		if err := ValidateTenant(o.Tenant); err != nil {
+			return "", "", err
+		}
+	}
+	scopes, description := o.Scopes, o.Description
 	var raw [32]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
-	token := tokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(raw[:]))
+	token = tokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(raw[:]))
 	names := make([]string, len(scopes))
 	for i, s := range scopes {
 		names[i] = string(s)
 	}
-	err := tokens.CreateToken(ctx, &store.Token{ID: ids.New(ids.Token), Hash: Hash(token), Scopes: names, Description: description})
-	if err != nil {
-		return "", err
+	id = ids.New(ids.Token)
+	if err := tokens.CreateToken(ctx, &store.Token{ID: id, Hash: Hash(token), Scopes: names, Description: description, Tenant: o.Tenant}); err != nil {
+		return "", "", err
 	}
-	return token, nil
+	return token, id, nil
 }
 
 // Principal is the authenticated caller of an API request.
 type Principal struct {
 	TokenID string
 	Scopes  []Scope
+	// Tenant is the token's tenant, or "".
+	Tenant string
+}
+
+// Owner is who owns the external ids the principal gives: its tenant when
+// the token has one (tokens of a tenant share them, so a rotated token
+// keeps its predecessor's), else the token itself.
+func (p *Principal) Owner() string {
+	if p.Tenant != "" {
+		return "tenant:" + p.Tenant
+	}
+	return p.TokenID
+}
+
+// ValidateTenant checks a tenant name: 1 to 64 of a-z, 0-9, "-", "_", ".".
+func ValidateTenant(name string) error {
+	if name == "" || len(name) > 64 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
+		return fmt.Errorf("tenant %q: want 1 to 64 of a-z, 0-9, '-', '_', '.'", name)
+	}
+	return nil
 }
 
 // Has reports whether the principal holds scope s (admin holds all).

@@ -10,7 +10,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // Interceptor checks the bearer token of every call to a procedure listed in
@@ -75,14 +77,14 @@ func (i *Interceptor) authenticate(ctx context.Context, procedure, header string
 		i.logger.ErrorContext(ctx, "token lookup failed", "procedure", procedure, "error", err)
 		return ctx, connect.NewError(connect.CodeUnavailable, errors.New("could not check the API token; try again"))
 	case t.RevokedAt != nil:
-		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("API token revoked"))
+		return ctx, wire.Errorf(connect.CodeUnauthenticated, walletv1.ErrorReason_ERROR_REASON_TOKEN_REVOKED, "API token revoked")
 	}
 	// The lookup is by hash; this comparison only guards against a store
 	// that matched loosely.
 	if subtle.ConstantTimeCompare(t.Hash, Hash(token)) != 1 {
 		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid API token"))
 	}
-	p := &Principal{TokenID: t.ID}
+	p := &Principal{TokenID: t.ID, Tenant: t.Tenant}
 	for _, s := range t.Scopes {
 		p.Scopes = append(p.Scopes, Scope(s))
 	}

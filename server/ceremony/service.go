@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/server/node"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // CeremonyService returns the CeremonyService handler of o.
@@ -45,11 +46,8 @@ func (o *Orchestrator) caller(ctx context.Context) (pki.Identity, error) {
 func (o *Orchestrator) partyCeremony(ctx context.Context, id string, who pki.Identity) (*store.Ceremony, error) {
 	c, err := o.store.GetCeremony(ctx, id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("ceremony %s not found", id))
 	case err != nil:
-		o.logger.ErrorContext(ctx, "load ceremony", "ceremony", id, "error", err)
-		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		return nil, wire.ToConnect(ctx, o.logger, fmt.Errorf("ceremony %s: %w", id, err))
 	case !slices.Contains(c.Parties, who.Name) && !slices.Contains(c.GroupSigners, who.Name):
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, id))
 	}
@@ -223,9 +221,5 @@ func (o *Orchestrator) stateOf(ctx context.Context, id string) ceremonyv1.Ceremo
 }
 
 func (o *Orchestrator) reportError(ctx context.Context, err error) error {
-	if errors.Is(err, store.ErrStateConflict) {
-		return connect.NewError(connect.CodeFailedPrecondition, err)
-	}
-	o.logger.ErrorContext(ctx, "ceremony report", "error", err)
-	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	return wire.ToConnect(ctx, o.logger, fmt.Errorf("ceremony report: %w", err))
 }

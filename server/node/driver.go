@@ -14,10 +14,12 @@ import (
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 // JobQueue is what DriverService needs of the job queue (jobs.Queue).
@@ -263,28 +265,14 @@ func (d *DriverServer) leasedBy(ctx context.Context, driver, jobID, leaseID stri
 	return cj, nil
 }
 
-// toConnect maps queue errors to Connect codes; anything unknown is
-// Internal with a safe message, and logged.
+// toConnect maps queue errors with the mapper both ports share; a lease
+// that is no longer current says so, with its own reason.
 func (d *DriverServer) toConnect(ctx context.Context, err error) error {
-	var ce *connect.Error
-	switch {
-	case errors.As(err, &ce):
-		return ce
-	case errors.Is(err, store.ErrNotLeaseHolder):
-		return connect.NewError(connect.CodePermissionDenied, err)
-	case errors.Is(err, store.ErrStateConflict):
-		return connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("lease no longer current; drop the job: %w", err))
-	case errors.Is(err, store.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, err)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
-	default:
-		d.logger.ErrorContext(ctx, "internal error", "error", err)
-		return connect.NewError(connect.CodeInternal, errors.New("internal error; the server log has the details"))
+	if errors.Is(err, store.ErrStateConflict) {
+		return wire.Errorf(connect.CodeFailedPrecondition, walletv1.ErrorReason_ERROR_REASON_LEASE_LOST,
+			"lease no longer current (it lapsed or another driver took the job over); drop the job: %v", err)
 	}
+	return wire.ToConnect(ctx, d.logger, err)
 }
 
 func outcome(s store.JobState) string {

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/wire"
 )
 
 type identityKey struct{}
@@ -59,7 +60,7 @@ func RequireIdentity(next http.Handler) http.Handler {
 func writeError(w http.ResponseWriter, r *http.Request, err *connect.Error) {
 	ew := connect.NewErrorWriter()
 	if ew.IsSupported(r) {
-		_ = ew.Write(w, r, err)
+		_ = ew.Write(w, r, wire.ToConnect(r.Context(), nil, err))
 		return
 	}
 	http.Error(w, err.Message(), http.StatusUnauthorized)

@@ -88,6 +88,7 @@ type tokenRow struct {
 	Hash        []byte        `db:"hash"`
 	Scopes      string        `db:"scopes"`
 	Description string        `db:"description"`
+	Tenant      string        `db:"tenant"`
 	CreatedAt   int64         `db:"created_at"`
 	RevokedAt   sql.NullInt64 `db:"revoked_at"`
 }
@@ -98,8 +99,8 @@ func (s *SQL) CreateToken(ctx context.Context, t *Token) error {
 		t.CreatedAt = s.now().UTC()
 	}
 	_, err := s.db.ExecContext(ctx, s.db.Rebind(
-		`INSERT INTO api_tokens (id, hash, scopes, description, created_at) VALUES (?, ?, ?, ?, ?)`),
-		t.ID, t.Hash, strings.Join(t.Scopes, " "), t.Description, micros(t.CreatedAt))
+		`INSERT INTO api_tokens (id, hash, scopes, description, tenant, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		t.ID, t.Hash, strings.Join(t.Scopes, " "), t.Description, t.Tenant, micros(t.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert token: %w", err)
 	}
@@ -110,29 +111,25 @@ func (s *SQL) CreateToken(ctx context.Context, t *Token) error {
 func (s *SQL) TokenByHash(ctx context.Context, hash []byte) (*Token, error) {
 	var r tokenRow
 	err := s.db.GetContext(ctx, &r, s.db.Rebind(
-		`SELECT id, hash, scopes, description, created_at, revoked_at FROM api_tokens WHERE hash = ?`), hash)
+		`SELECT `+tokenColumns+` FROM api_tokens WHERE hash = ?`), hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("select token: %w", err)
 	}
-	t := &Token{ID: r.ID, Hash: r.Hash, Scopes: strings.Fields(r.Scopes), Description: r.Description, CreatedAt: fromMicros(r.CreatedAt)}
-	if r.RevokedAt.Valid {
-		rt := fromMicros(r.RevokedAt.Int64)
-		t.RevokedAt = &rt
-	}
-	return t, nil
+	return r.token(), nil
 }
 
 // ---- wallets ----
 
-const walletColumns = `seq, id, external_id, request_hash, name, backend, key_scheme, status, failure_reason,
+const walletColumns = `seq, id, owner, external_id, request_hash, name, backend, key_scheme, status, failure_reason,
 	public_key, mpc_threshold, mpc_signers, created_at, updated_at`
 
 type walletRow struct {
 	Seq           int64          `db:"seq"`
 	ID            string         `db:"id"`
+	Owner         string         `db:"owner"`
 	ExternalID    sql.NullString `db:"external_id"`
 	RequestHash   []byte         `db:"request_hash"`
 	Name          string         `db:"name"`
@@ -149,7 +146,7 @@ type walletRow struct {
 
 func (r *walletRow) wallet() *Wallet {
 	return &Wallet{
-		Seq: r.Seq, ID: r.ID, ExternalID: r.ExternalID.String, RequestHash: r.RequestHash, Name: r.Name,
+		Seq: r.Seq, ID: r.ID, Owner: r.Owner, ExternalID: unscopedExternalID(r.Owner, r.ExternalID.String), RequestHash: r.RequestHash, Name: r.Name,
 		Backend: Backend(r.Backend), KeyScheme: r.KeyScheme, Status: WalletStatus(r.Status),
 		FailureReason: r.FailureReason, PublicKey: r.PublicKey, Threshold: r.Threshold,
 		Signers: splitNames(r.Signers), CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
@@ -163,7 +160,7 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 	var existing *Wallet
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if w.ExternalID != "" {
-			got, err := s.walletByExternalID(ctx, tx, w.ExternalID)
+			got, err := s.walletByExternalID(ctx, tx, w.Owner, w.ExternalID)
 			if err == nil {
 				existing = got
 				return nil
@@ -173,10 +170,10 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 			}
 		}
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO wallets
-			(id, external_id, request_hash, name, backend, key_scheme, status, failure_reason, public_key,
+			(id, owner, external_id, request_hash, name, backend, key_scheme, status, failure_reason, public_key,
 			 mpc_threshold, mpc_signers, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			w.ID, nullString(w.ExternalID), w.RequestHash, w.Name, string(w.Backend), w.KeyScheme,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			w.ID, w.Owner, nullString(scopedExternalID(w.Owner, w.ExternalID)), w.RequestHash, w.Name, string(w.Backend), w.KeyScheme,
 			string(w.Status), w.FailureReason, w.PublicKey, w.Threshold, joinNames(w.Signers),
 			micros(now), micros(now))
 		if err != nil {
@@ -186,7 +183,7 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 	})
 	if err != nil && w.ExternalID != "" && db.IsUniqueViolation(err) {
 		// A concurrent request with the same external id won the race.
-		existing, err = s.walletByExternalID(ctx, s.db, w.ExternalID)
+		existing, err = s.walletByExternalID(ctx, s.db, w.Owner, w.ExternalID)
 	}
 	if err != nil {
 		return nil, false, err
@@ -200,9 +197,10 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 	return w, true, nil
 }
 
-func (s *SQL) walletByExternalID(ctx context.Context, q sqlx.QueryerContext, externalID string) (*Wallet, error) {
+func (s *SQL) walletByExternalID(ctx context.Context, q sqlx.QueryerContext, owner, externalID string) (*Wallet, error) {
 	var r walletRow
-	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE external_id = ?`), externalID)
+	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE external_id = ?`),
+		scopedExternalID(owner, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -252,12 +250,13 @@ func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Walle
 
 // ---- signatures ----
 
-const signatureColumns = `seq, id, external_id, request_hash, wallet_id, kind, hash, message, digest, status,
+const signatureColumns = `seq, id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status,
 	failure_reason, sig_r, sig_s, recovery_id, created_at, updated_at`
 
 type signatureRow struct {
 	Seq           int64          `db:"seq"`
 	ID            string         `db:"id"`
+	Owner         string         `db:"owner"`
 	ExternalID    sql.NullString `db:"external_id"`
 	RequestHash   []byte         `db:"request_hash"`
 	WalletID      string         `db:"wallet_id"`
@@ -276,7 +275,7 @@ type signatureRow struct {
 
 func (r *signatureRow) signature() *Signature {
 	return &Signature{
-		Seq: r.Seq, ID: r.ID, ExternalID: r.ExternalID.String, RequestHash: r.RequestHash, WalletID: r.WalletID,
+		Seq: r.Seq, ID: r.ID, Owner: r.Owner, ExternalID: unscopedExternalID(r.Owner, r.ExternalID.String), RequestHash: r.RequestHash, WalletID: r.WalletID,
 		Kind: SignatureKind(r.Kind), Hash: r.Hash, Message: r.Message, Digest: r.Digest,
 		Status: SignatureStatus(r.Status), FailureReason: r.FailureReason, R: r.R, S: r.S,
 		RecoveryID: r.RecoveryID, CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
@@ -290,7 +289,7 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 	var existing *Signature
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if sg.ExternalID != "" {
-			got, err := s.signatureByExternalID(ctx, tx, sg.ExternalID)
+			got, err := s.signatureByExternalID(ctx, tx, sg.Owner, sg.ExternalID)
 			if err == nil {
 				existing = got
 				return nil
@@ -307,9 +306,9 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 			return fmt.Errorf("%w: wallet %s is %s", ErrWalletNotActive, w.ID, w.Status)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO signatures
-			(id, external_id, request_hash, wallet_id, kind, hash, message, digest, status, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			sg.ID, nullString(sg.ExternalID), sg.RequestHash, sg.WalletID, string(sg.Kind), sg.Hash, sg.Message,
+			(id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			sg.ID, sg.Owner, nullString(scopedExternalID(sg.Owner, sg.ExternalID)), sg.RequestHash, sg.WalletID, string(sg.Kind), sg.Hash, sg.Message,
 			sg.Digest, string(sg.Status), micros(now), micros(now))
 		if err != nil {
 			return fmt.Errorf("insert signature: %w", err)
@@ -317,7 +316,7 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 		return s.insertWork(ctx, tx, work, now)
 	})
 	if err != nil && sg.ExternalID != "" && db.IsUniqueViolation(err) {
-		existing, err = s.signatureByExternalID(ctx, s.db, sg.ExternalID)
+		existing, err = s.signatureByExternalID(ctx, s.db, sg.Owner, sg.ExternalID)
 	}
 	if err != nil {
 		return nil, false, err
@@ -331,9 +330,10 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 	return sg, true, nil
 }
 
-func (s *SQL) signatureByExternalID(ctx context.Context, q sqlx.QueryerContext, externalID string) (*Signature, error) {
+func (s *SQL) signatureByExternalID(ctx context.Context, q sqlx.QueryerContext, owner, externalID string) (*Signature, error) {
 	var r signatureRow
-	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+signatureColumns+` FROM signatures WHERE external_id = ?`), externalID)
+	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+signatureColumns+` FROM signatures WHERE external_id = ?`),
+		scopedExternalID(owner, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

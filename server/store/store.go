@@ -54,8 +54,12 @@ const (
 
 // Wallet is one key.
 type Wallet struct {
-	Seq           int64
-	ID            string
+	Seq int64
+	ID  string
+	// Owner made the wallet and owns its ExternalID: an API token id, or
+	// "tenant:<name>" (see auth.Principal.Owner). Empty for wallets made
+	// before owners were recorded.
+	Owner         string
 	ExternalID    string
 	RequestHash   []byte // fingerprint of the creating request, for idempotency
 	Name          string
@@ -92,8 +96,10 @@ const (
 
 // Signature is one signature request and its result.
 type Signature struct {
-	Seq           int64
-	ID            string
+	Seq int64
+	ID  string
+	// Owner made the request and owns its ExternalID, as for wallets.
+	Owner         string
 	ExternalID    string
 	RequestHash   []byte
 	WalletID      string
@@ -115,8 +121,10 @@ type Token struct {
 	Hash        []byte
 	Scopes      []string
 	Description string
-	CreatedAt   time.Time
-	RevokedAt   *time.Time
+	// Tenant groups tokens that share external ids; empty: none.
+	Tenant    string
+	CreatedAt time.Time
+	RevokedAt *time.Time
 }
 
 // CeremonyKind is the protocol a ceremony runs.
@@ -230,8 +238,10 @@ type Tokens interface {
 // Wallets is what the wallet API needs of wallets.
 type Wallets interface {
 	// CreateWallet inserts w and its work in one transaction. With an
-	// external id already taken it returns the existing wallet and false when
-	// the request hashes match, ErrIdempotencyConflict otherwise.
+	// external id w.Owner already used it returns the existing wallet and
+	// false when the request hashes match, ErrIdempotencyConflict otherwise.
+	// External ids are scoped to their owner: another owner's same external
+	// id is a different wallet.
 	CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*Wallet, error)
 	ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Wallet, error)
@@ -260,6 +270,7 @@ type WalletOutcomes interface {
 // Store is every interface of the coordinator's state.
 type Store interface {
 	Tokens
+	TokenAdmin
 	Wallets
 	Signatures
 	WalletOutcomes

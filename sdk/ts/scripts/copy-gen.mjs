@@ -11,7 +11,7 @@ const genRoot = join(here, "..", "..", "..", "gen", "ts");
 const outRoot = join(here, "..", "src", "gen");
 // wallet.proto imports buf/validate/validate.proto, whose descriptor its
 // generated file needs at run time.
-const files = ["sigil/wallet/v1/wallet_pb.ts", "buf/validate/validate_pb.ts"];
+const files = ["sigil/wallet/v1/wallet_pb.ts", "sigil/wallet/v1/errors_pb.ts", "buf/validate/validate_pb.ts"];
 
 for (const f of files) {
   if (!existsSync(join(genRoot, f))) {

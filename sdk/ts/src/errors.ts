@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Signature, Wallet } from "./gen/sigil/wallet/v1/wallet_pb.js";
 import { SignatureStatus } from "./gen/sigil/wallet/v1/wallet_pb.js";
+import { ErrorDetailSchema, ErrorReason } from "./gen/sigil/wallet/v1/errors_pb.js";
 
 /**
  * Returns the Connect code of any thrown value: the code the server sent for
@@ -17,6 +18,28 @@ export function errorCode(err: unknown): Code {
   // one bundle) fails instanceof but still carries a numeric code.
   if (isConnectErrorLike(err)) return err.code;
   return Code.Unknown;
+}
+
+/**
+ * Returns the machine-readable reason the server attached to an error (a
+ * `sigil.wallet.v1.ErrorDetail` in the Connect error details), such as
+ * `ErrorReason.WALLET_NOT_ACTIVE` or `ErrorReason.IDEMPOTENCY_CONFLICT`, to
+ * tell apart errors that share a code. Returns `ErrorReason.UNSPECIFIED` for
+ * errors without one: raised by the SDK itself (a bad argument, a timeout, an
+ * unreachable server), or from a server older than reasons. A reason newer
+ * than this SDK comes back as its number.
+ *
+ * @example
+ * ```ts
+ * try { await sigil.signMessage(walletId, "hi") } catch (err) {
+ *   if (errorReason(err) === ErrorReason.WALLET_NOT_ACTIVE) await sigil.waitForWallet(walletId)
+ * }
+ * ```
+ */
+export function errorReason(err: unknown): ErrorReason {
+  if (!(err instanceof ConnectError)) return ErrorReason.UNSPECIFIED;
+  const [detail] = err.findDetails(ErrorDetailSchema);
+  return detail?.reason ?? ErrorReason.UNSPECIFIED;
 }
 
 function isConnectErrorLike(err: unknown): err is { code: Code; name: string } {

@@ -31,6 +31,7 @@ export { DEFAULT_TIMEOUT_MS, type TokenSource } from "./transport.js";
 export { ethereumSignature, fromHex, hashBytes, toHex } from "./bytes.js";
 export {
   errorCode,
+  errorReason,
   isAlreadyExists,
   isCanceled,
   isDeadlineExceeded,
@@ -51,3 +52,5 @@ export {
 export { Code, ConnectError } from "@connectrpc/connect";
 // The generated API: services, messages and enums (their TSDoc comes from wallet.proto).
 export * from "./gen/sigil/wallet/v1/wallet_pb.js";
+// ErrorReason and ErrorDetail: the reasons errorReason returns.
+export * from "./gen/sigil/wallet/v1/errors_pb.js";

@@ -6,6 +6,8 @@ import {
   ConnectError,
   createSigilClient,
   errorCode,
+  errorReason,
+  ErrorReason,
   isAlreadyExists,
   isCanceled,
   isDeadlineExceeded,
@@ -127,6 +129,19 @@ describe("server error codes", () => {
     assert.ok(isNotFound(await rejectsWithin(() => sigil.signHash(missingWallet, randomBytes(32)), 10_000)));
   });
 
+  test("errors carry the server's machine-readable reason", async () => {
+    const missing = await rejectsWithin(() => sigil.getWallet(missingWallet), 10_000);
+    assert.equal(errorReason(missing), ErrorReason.NOT_FOUND, missing.message);
+    const malformed = await rejectsWithin(() => sigil.getWallet("not-a-wallet-id"), 10_000);
+    assert.equal(errorReason(malformed), ErrorReason.INVALID_ARGUMENT, malformed.message);
+    const unknownToken = await rejectsWithin(() => client("sgl_notarealtoken").getWallet(missingWallet), 10_000);
+    assert.equal(errorReason(unknownToken), ErrorReason.UNAUTHENTICATED, unknownToken.message);
+    // Errors the SDK raises itself carry none.
+    const local = await rejectsWithin(() => sigil.signHash(missingWallet, randomBytes(31)), 1_000);
+    assert.equal(errorReason(local), ErrorReason.UNSPECIFIED);
+    assert.equal(errorReason(new Error("plain")), ErrorReason.UNSPECIFIED);
+  });
+
   test("malformed requests give InvalidArgument with the server's message", async () => {
     const err = await rejectsWithin(() => sigil.getWallet("not-a-wallet-id"), 10_000);
     assert.ok(isInvalidArgument(err));
@@ -163,12 +178,14 @@ describe("server error codes", () => {
     assert.equal(again.id, first.id);
     const conflict = await rejectsWithin(() => sigil.createWallet({ externalId, name: "another body", backend: "mpc" }), 10_000);
     assert.ok(isAlreadyExists(conflict), conflict.message);
+    assert.equal(errorReason(conflict), ErrorReason.IDEMPOTENCY_CONFLICT);
 
     const now = await sigil.getWallet(first.id);
     if (now.status === WalletStatus.CREATING) {
       const err = await rejectsWithin(() => sigil.signMessage(first.id, "too early"), 10_000);
       assert.ok(isFailedPrecondition(err), err.message);
       assert.match(err.rawMessage, /not active/);
+      assert.equal(errorReason(err), ErrorReason.WALLET_NOT_ACTIVE);
     }
   });
 });

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -24,9 +25,11 @@ func Run(t *testing.T, newStore NewFunc) {
 		fn   func(t *testing.T, s store.Store)
 	}{
 		{"TokenRoundTrip", testTokenRoundTrip},
+		{"TokenListRevoke", testTokenListRevoke},
 		{"WalletCreateGet", testWalletCreateGet},
 		{"WalletIdempotency", testWalletIdempotency},
 		{"WalletIdempotencyConcurrent", testWalletIdempotencyConcurrent},
+		{"ExternalIDsPerOwner", testExternalIDsPerOwner},
 		{"WalletListPages", testWalletListPages},
 		{"WalletOutcomes", testWalletOutcomes},
 		{"SignatureNeedsActiveWallet", testSignatureNeedsActiveWallet},
@@ -116,6 +119,38 @@ func testTokenRoundTrip(t *testing.T, s store.Store) {
 	dup := &store.Token{ID: ids.New(ids.Token), Hash: tok.Hash, Scopes: []string{"admin"}}
 	if err := s.CreateToken(ctx, dup); err == nil {
 		t.Fatal("second token with the same hash was accepted")
+	}
+}
+
+func testTokenListRevoke(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := &store.Token{ID: ids.New(ids.Token), Hash: bytes.Repeat([]byte{1}, 32), Scopes: []string{"wallets:read"}, Description: "a"}
+	b := &store.Token{ID: ids.New(ids.Token), Hash: bytes.Repeat([]byte{2}, 32), Scopes: []string{"admin"}, Description: "b",
+		CreatedAt: time.Now().Add(time.Second)}
+	for _, tok := range []*store.Token{a, b} {
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoked, err := s.RevokeToken(ctx, a.ID)
+	if err != nil || revoked.RevokedAt == nil || revoked.ID != a.ID {
+		t.Fatalf("revoke: %+v %v", revoked, err)
+	}
+	again, err := s.RevokeToken(ctx, a.ID)
+	if err != nil || !again.RevokedAt.Equal(*revoked.RevokedAt) {
+		t.Fatalf("revoking twice changed the time: %+v %v", again, err)
+	}
+	if _, err := s.RevokeToken(ctx, ids.New(ids.Token)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown token: %v, want ErrNotFound", err)
+	}
+	got, err := s.TokenByHash(ctx, a.Hash)
+	if err != nil || got.RevokedAt == nil {
+		t.Fatalf("revoked token read back: %+v %v", got, err)
+	}
+	list, err := s.ListTokens(ctx)
+	if err != nil || len(list) != 2 || list[0].ID != a.ID || list[0].RevokedAt == nil || list[1].ID != b.ID || list[1].RevokedAt != nil ||
+		list[1].Description != "b" || list[1].Scopes[0] != "admin" {
+		t.Fatalf("list: %+v %v", list, err)
 	}
 }
 

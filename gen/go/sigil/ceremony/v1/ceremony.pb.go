@@ -942,7 +942,8 @@ type FailCeremonyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The ceremony.
 	CeremonyId string `protobuf:"bytes,1,opt,name=ceremony_id,json=ceremonyId,proto3" json:"ceremony_id,omitempty"`
-	// What went wrong, for operators (at most 1024 characters; never secret).
+	// What went wrong, for operators (at most 1024 characters, no NUL bytes;
+	// never secret).
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Signers the protocol blamed for an abort, if any.
 	Culprits []string `protobuf:"bytes,3,rep,name=culprits,proto3" json:"culprits,omitempty"`
@@ -1112,14 +1113,14 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\x04sign\x18\x03 \x01(\v2\x1d.sigil.ceremony.v1.SignOutputH\x00R\x04signB\x0f\n" +
 	"\x06output\x12\x05\xbaH\x02\b\x01\"R\n" +
 	"\x18CompleteCeremonyResponse\x126\n" +
-	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"\xbf\x01\n" +
+	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"\x9c\x02\n" +
 	"\x13FailCeremonyRequest\x12:\n" +
 	"\vceremony_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^cer_[0-9a-z]{26}$R\n" +
-	"ceremonyId\x12\"\n" +
-	"\x06reason\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x06reason\x12,\n" +
-	"\bculprits\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n" +
-	"\x10@\"\x06r\x04\x10\x01\x18@R\bculprits\x12\x1a\n" +
+	"ceremonyId\x12s\n" +
+	"\x06reason\x18\x02 \x01(\tB[\xbaHX\xba\x01N\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x05\x10\x01\x18\x80\bR\x06reason\x128\n" +
+	"\bculprits\x18\x03 \x03(\tB\x1c\xbaH\x19\x92\x01\x16\x10@\"\x12r\x10\x10\x01\x18@2\n" +
+	"^[^\\x00]*$R\bculprits\x12\x1a\n" +
 	"\brejected\x18\x04 \x01(\bR\brejected\"N\n" +
 	"\x14FailCeremonyResponse\x126\n" +
 	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state*_\n" +

@@ -700,8 +700,8 @@ type FailJobRequest struct {
 	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// The lease, as given by ClaimJob.
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// What went wrong (at most 1024 characters), shown to the application if
-	// the job fails for good.
+	// What went wrong (at most 1024 characters, no NUL bytes), shown to the
+	// application if the job fails for good.
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// True when trying again may succeed (the HSM was busy or unreachable);
 	// false when it cannot (the wrapped key is missing or corrupt).
@@ -845,12 +845,12 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x06keygen\x18\x03 \x01(\v2 .sigil.driver.v1.KeygenJobResultH\x00R\x06keygen\x124\n" +
 	"\x04sign\x18\x04 \x01(\v2\x1e.sigil.driver.v1.SignJobResultH\x00R\x04signB\x0f\n" +
 	"\x06result\x12\x05\xbaH\x02\b\x01\"\x15\n" +
-	"\x13CompleteJobResponse\"\xba\x01\n" +
+	"\x13CompleteJobResponse\"\x8b\x02\n" +
 	"\x0eFailJobRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
-	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12 \n" +
-	"\x05error\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x05error\x12\x1c\n" +
+	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12q\n" +
+	"\x05error\x18\x03 \x01(\tB[\xbaHX\xba\x01N\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x05\x10\x01\x18\x80\bR\x05error\x12\x1c\n" +
 	"\tretryable\x18\x04 \x01(\bR\tretryable\"\x11\n" +
 	"\x0fFailJobResponse*K\n" +
 	"\aJobKind\x12\x18\n" +

@@ -565,7 +565,7 @@ type CreateWalletRequest struct {
 	// Optional idempotency key chosen by the caller: up to 128 characters of
 	// letters, digits and `._:-`.
 	ExternalId string `protobuf:"bytes,1,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
-	// Optional free-form label, up to 200 characters.
+	// Optional free-form label, up to 200 characters, without NUL bytes.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Where the key should live; unspecified means the server's default.
 	Backend Backend `protobuf:"varint,3,opt,name=backend,proto3,enum=sigil.wallet.v1.Backend" json:"backend,omitempty"`
@@ -1217,8 +1217,8 @@ type CreateSignatureRequest_Hash struct {
 }
 
 type CreateSignatureRequest_Message struct {
-	// A message (1 to 65536 bytes of UTF-8) signed as an EIP-191 personal
-	// message.
+	// A message (1 to 65536 bytes of UTF-8, without NUL bytes) signed as an
+	// EIP-191 personal message.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3,oneof"`
 }
 
@@ -1513,11 +1513,12 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x0ebitcoin_p2wpkh\x18\x02 \x01(\tR\rbitcoinP2wpkh\"B\n" +
 	"\bMpcGroup\x12\x1c\n" +
 	"\tthreshold\x18\x01 \x01(\rR\tthreshold\x12\x18\n" +
-	"\asigners\x18\x02 \x03(\tR\asigners\"\xf5\x01\n" +
+	"\asigners\x18\x02 \x03(\tR\asigners\"\xc6\x02\n" +
 	"\x13CreateWalletRequest\x12=\n" +
 	"\vexternal_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x012\x12^[A-Za-z0-9._:-]*$R\n" +
-	"externalId\x12\x1c\n" +
-	"\x04name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12<\n" +
+	"externalId\x12m\n" +
+	"\x04name\x18\x02 \x01(\tBY\xbaHV\xba\x01N\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x03\x18\xc8\x01R\x04name\x12<\n" +
 	"\abackend\x18\x03 \x01(\x0e2\x18.sigil.wallet.v1.BackendB\b\xbaH\x05\x82\x01\x02\x10\x01R\abackend\x12C\n" +
 	"\n" +
 	"key_scheme\x18\x04 \x01(\x0e2\x1a.sigil.wallet.v1.KeySchemeB\b\xbaH\x05\x82\x01\x02\x10\x01R\tkeyScheme\"G\n" +
@@ -1559,13 +1560,14 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\vrecovery_id\x18\x03 \x01(\rR\n" +
 	"recoveryId\x12\x10\n" +
 	"\x03der\x18\x04 \x01(\fR\x03der\x12\x1a\n" +
-	"\bethereum\x18\x05 \x01(\fR\bethereum\"\xe9\x01\n" +
+	"\bethereum\x18\x05 \x01(\fR\bethereum\"\xba\x02\n" +
 	"\x16CreateSignatureRequest\x126\n" +
 	"\twallet_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\bwalletId\x12=\n" +
 	"\vexternal_id\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x012\x12^[A-Za-z0-9._:-]*$R\n" +
 	"externalId\x12\x1d\n" +
-	"\x04hash\x18\x03 \x01(\fB\a\xbaH\x04z\x02h H\x00R\x04hash\x12'\n" +
-	"\amessage\x18\x04 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04H\x00R\amessageB\x10\n" +
+	"\x04hash\x18\x03 \x01(\fB\a\xbaH\x04z\x02h H\x00R\x04hash\x12x\n" +
+	"\amessage\x18\x04 \x01(\tB\\\xbaHY\xba\x01N\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x06 \x01(\x80\x80\x04H\x00R\amessageB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x17CreateSignatureResponse\x128\n" +
 	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"@\n" +

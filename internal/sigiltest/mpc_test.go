@@ -1,4 +1,4 @@
-package sigil_test
+package sigiltest_test
 
 import (
 	"context"
