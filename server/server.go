@@ -148,9 +148,13 @@ func (s *Server) apiHandler() (http.Handler, error) {
 		auth.NewInterceptor(s.store, api.Scopes, s.logger),
 		validateInterceptor(),
 	)
+	requests, err := s.cfg.requestPolicy()
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
+		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger).WithRequestPolicy(requests),
 		interceptors,
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 	))

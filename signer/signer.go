@@ -23,6 +23,7 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1/ceremonyv1connect"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
 	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/signer/kek"
@@ -48,6 +49,9 @@ type Config struct {
 	// ServerName overrides the name checked in the coordinator's
 	// certificate (default: the URL's host).
 	ServerName string
+	// Policy is the signer's signing policy: trusted request keys,
+	// validation gate.
+	Policy     guard.Settings
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -66,6 +70,7 @@ type Signer struct {
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
 	metrics   *metrics
+	guard     *guard.Guard
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -138,8 +143,14 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}}
 	logger := cfg.Logger.With("signer", id.Name)
+	g, _, err := guard.Open(ctx, cfg.Policy, id.Name, d, logger)
+	if err != nil {
+		k.Destroy()
+		_ = d.Close()
+		return nil, err
+	}
 	return &Signer{
-		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares,
+		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g,
 		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
 		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
 		runner:   &mpc.Runner{Logger: logger},

@@ -90,6 +90,7 @@ The PIN comes from --pin-file or the SIGIL_HSM_PIN environment variable.`,
 			fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs run at once (default: --sessions)")
 			fs.DurationVar(&cfg.ClaimWait, "claim-wait", driver.DefaultClaimWait, "how long each poll waits for a job on the coordinator (at most 60s)")
 			fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9465", "address serving Prometheus metrics at /metrics; empty disables")
+			policyFlags(fs, &cfg.Policy, "this driver")
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

@@ -38,6 +38,7 @@ ciphertext only.`,
 			fs.StringVar(&dataDir, "data-dir", "./sigil-signer", "folder of the share database (shares.db) and, by default, the KEK")
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL share database (postgres://...); empty uses SQLite in --data-dir")
 			fs.StringVar(&metricsAddr, "metrics-addr", "", "address serving Prometheus metrics at /metrics; empty disables")
+			policyFlags(fs, &cfg.Policy, "this signer")
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

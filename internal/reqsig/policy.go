@@ -37,8 +37,9 @@ type Policy struct {
 	// Trusted are the keys this node trusts. When it has any, every
 	// request must be signed by one of them.
 	Trusted *Trusted
-	// Require refuses unsigned requests even without trusted keys (then
-	// nothing is accepted: configure Trusted too).
+	// Require refuses unsigned requests even without trusted keys; then
+	// any key with a valid signature is accepted (the coordinator's early
+	// check). Signers and drivers must configure Trusted with it.
 	Require bool
 	// MaxAge bounds a request's age (default DefaultMaxAge).
 	MaxAge time.Duration
@@ -77,7 +78,7 @@ func (p Policy) Verify(envelope []byte, want Expected, now time.Time) (*Verified
 	switch {
 	case trusted:
 		v.KeyName = name
-	case p.Trusted.Len() > 0 || p.Require:
+	case p.Trusted.Len() > 0:
 		v.KeyName = Fingerprint(r.Algorithm, r.PublicKey)
 		return v, fmt.Errorf("%w (%s)", ErrUntrusted, v.KeyName)
 	default:
@@ -111,4 +112,26 @@ func (p Policy) checkFields(r *Request, want Expected, now time.Time) error {
 		return fmt.Errorf("%w: its create time is %s in the future", ErrExpired, r.Created.Sub(now).Round(time.Second))
 	}
 	return nil
+}
+
+// NodePolicy is the policy of a signer or HSM driver from its flags. A
+// node that requires signed requests must name the keys it trusts: the
+// coordinator's word for a key counts for nothing at a signer.
+func NodePolicy(trustedFile string, require bool, maxAge time.Duration) (Policy, error) {
+	p := Policy{Require: require, MaxAge: maxAge}
+	if trustedFile == "" {
+		if require {
+			return p, errors.New("--require-signed-requests needs --trusted-request-keys: this node must know which request keys it trusts")
+		}
+		return p, nil
+	}
+	t, err := LoadTrusted(trustedFile)
+	if err != nil {
+		return p, fmt.Errorf("--trusted-request-keys: %w", err)
+	}
+	if t.Len() == 0 {
+		return p, fmt.Errorf("--trusted-request-keys %s: no keys in it", trustedFile)
+	}
+	p.Trusted = t
+	return p, nil
 }

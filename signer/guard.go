@@ -1,0 +1,26 @@
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+	"github.com/sigil-wallet/sigil/internal/guard"
+)
+
+// authorize decides, once per signing ceremony and before the share is
+// even loaded, whether this signer takes part; the decision is journaled
+// durably first. A refusal rejects the request (no other quorum is tried).
+func (s *Signer) authorize(ctx context.Context, c *ceremonyv1.Ceremony) error {
+	err := s.guard.Authorize(ctx, &guard.Request{
+		WorkID: c.GetId(), SignatureID: c.GetSignatureId(), WalletID: c.GetWalletId(), PublicKey: c.GetPublicKey(),
+		Kind: c.GetSignatureKind(), Payload: c.GetPayload(), Digest: c.GetDigest(), ExternalID: c.GetExternalId(),
+		SignedRequest: c.GetSignedRequest(),
+	})
+	var refusal *guard.Refusal
+	if errors.As(err, &refusal) {
+		return fmt.Errorf("%w: %s", errRejected, refusal.Reason)
+	}
+	return err
+}
