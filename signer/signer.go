@@ -24,6 +24,7 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/guard"
+	"github.com/sigil-wallet/sigil/internal/journal"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/signer/kek"
@@ -71,6 +72,7 @@ type Signer struct {
 	runner    *mpc.Runner
 	metrics   *metrics
 	guard     *guard.Guard
+	journal   *journal.Journal
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -143,14 +145,14 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}}
 	logger := cfg.Logger.With("signer", id.Name)
-	g, _, err := guard.Open(ctx, cfg.Policy, id.Name, d, logger)
+	g, j, err := guard.Open(ctx, cfg.Policy, id.Name, d, logger)
 	if err != nil {
 		k.Destroy()
 		_ = d.Close()
 		return nil, err
 	}
 	return &Signer{
-		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g,
+		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g, journal: j,
 		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
 		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
 		runner:   &mpc.Runner{Logger: logger},
@@ -159,6 +161,9 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		finished: map[string]time.Time{},
 	}, nil
 }
+
+// Journal is the signer's decision journal.
+func (s *Signer) Journal() *journal.Journal { return s.journal }
 
 // Name is the signer's name (its certificate's common name).
 func (s *Signer) Name() string { return s.name }
