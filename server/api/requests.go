@@ -64,4 +64,3 @@ func canonicalKind(k store.SignatureKind) string {
 	}
 	return reqsig.KindHash
 }
-
