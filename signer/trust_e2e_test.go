@@ -416,4 +416,3 @@ func (s *trustSetup) run(t *testing.T, backend string) {
 		}
 	})
 }
-

@@ -61,7 +61,7 @@ copy of the database or while the ` + r.node + ` runs; it only reads.`,
 				if err != nil {
 					return err
 				}
-				defer closeDB()
+				defer func() { _ = closeDB() }()
 				entries, err := j.List(env.ctx)
 				if err != nil {
 					return err
@@ -94,7 +94,7 @@ func journalListCommand(r journalRole) *command {
 				if err != nil {
 					return err
 				}
-				defer closeDB()
+				defer func() { _ = closeDB() }()
 				entries, err := j.List(env.ctx)
 				if err != nil {
 					return err
