@@ -24,7 +24,13 @@ coordinator's --mpc-signers), only ever dialing out, and runs the key generation
 and signing ceremonies the coordinator hands it. Its key shares live in its own
 database, each encrypted with its KEK (--kek-file, made by "sigil signer init").
 Messages to other signers are sealed end to end: the coordinator relays
-ciphertext only.`,
+ciphertext only.
+
+The signer decides what it signs: with --trusted-request-keys it signs only
+requests signed end to end by one of those request keys (and refuses expired,
+mismatched and replayed ones); with --validation-gate-url it asks the operator's
+gate first. Every decision goes into its hash-chained journal, durably before it
+signs ("sigil signer journal verify|list").`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg signer.Config
 			var dataDir, metricsAddr string
