@@ -3,7 +3,6 @@ package signer
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 	"github.com/sigil-wallet/sigil/internal/guard"
@@ -20,7 +19,14 @@ func (s *Signer) authorize(ctx context.Context, c *ceremonyv1.Ceremony) error {
 	})
 	var refusal *guard.Refusal
 	if errors.As(err, &refusal) {
-		return fmt.Errorf("%w: %s", errRejected, refusal.Reason)
+		return rejection(refusal.Reason)
 	}
 	return err
 }
+
+// rejection is a refusal whose text (the guard's reason) goes to the
+// coordinator as is; it is an errRejected, so the request is rejected.
+type rejection string
+
+func (r rejection) Error() string { return string(r) }
+func (r rejection) Unwrap() error { return errRejected }
