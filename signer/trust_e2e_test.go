@@ -250,6 +250,7 @@ func (s *trustSetup) wantRefused(t *testing.T, backend string, sg *walletv1.Sign
 	if backend == "hsm" {
 		who = "driver-1"
 	}
+	t.Logf("failure_reason: %s", sg.GetFailureReason())
 	if !strings.Contains(sg.GetFailureReason(), who) || !strings.Contains(sg.GetFailureReason(), why) {
 		t.Fatalf("failure_reason %q: want it to name %s and say %q", sg.GetFailureReason(), who, why)
 	}
@@ -333,6 +334,7 @@ func (s *trustSetup) run(t *testing.T, backend string) {
 			if sg.GetStatus() != walletv1.SignatureStatus_SIGNATURE_STATUS_FAILED || sg.GetResult() != nil {
 				t.Fatalf("signature %v: %s", sg.GetStatus(), sg.GetFailureReason())
 			}
+			t.Logf("failure_reason: %s", sg.GetFailureReason())
 			if !strings.Contains(sg.GetFailureReason(), "validation gate") {
 				t.Errorf("failure_reason %q does not say the gate failed", sg.GetFailureReason())
 			}

@@ -2,6 +2,8 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 	"github.com/sigil-wallet/sigil/internal/guard"
@@ -20,6 +22,10 @@ func (d *Driver) authorize(ctx context.Context, job *driverv1.Job) error {
 		Kind: job.GetSignatureKind(), Payload: job.GetPayload(), Digest: job.GetDigest(), ExternalID: job.GetExternalId(),
 		SignedRequest: job.GetSignedRequest(),
 	})
+	if errors.Is(err, guard.ErrGateFailed) {
+		// The coordinator shows this reason as is: say whose gate failed.
+		err = fmt.Errorf("%s: %w", d.guard.Node(), err)
+	}
 	if err != nil {
 		return permanent(err)
 	}

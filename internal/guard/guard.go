@@ -43,6 +43,9 @@ type Config struct {
 // Guard decides.
 type Guard struct{ cfg Config }
 
+// Node is the name of the node the guard decides for.
+func (g *Guard) Node() string { return g.cfg.Node }
+
 // New returns a guard.
 func New(cfg Config) *Guard {
 	if cfg.Now == nil {
