@@ -28,7 +28,7 @@ func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest,
 	if rs == nil {
 		if s.requests.Required() {
 			return connect.NewError(connect.CodePermissionDenied, errors.New(
-				"request_signature: this server requires signed requests: sign CreateSignature with a request key (SDK option RequestKey, `sigil sign --request-key`)"))
+				"request_signature: this server requires signed requests: sign CreateSignature with a request key (Go SDK WithRequestKey, TypeScript SDK requestKey, `sigil sign --request-key`)"))
 		}
 		return nil
 	}
