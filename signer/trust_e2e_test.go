@@ -193,6 +193,20 @@ func (s *trustSetup) inject(t *testing.T, backend string, sg *store.Signature) *
 	return s.tc.waitSignature(t, sg.ID, 2*time.Minute)
 }
 
+// injectExcluding injects an MPC request whose ceremony leaves one signer
+// out, so the quorum is the other two.
+func (s *trustSetup) injectExcluding(t *testing.T, sg *store.Signature, left string) *walletv1.Signature {
+	t.Helper()
+	w := s.wallets["mpc"]
+	sg.ID, sg.WalletID, sg.Status, sg.RequestHash, sg.Kind, sg.Digest = ids.New(ids.Signature), w.GetId(), store.SignaturePending, []byte{1}, store.KindHash, sg.Hash
+	work := store.Work{Ceremony: &store.Ceremony{ID: ids.New(ids.Ceremony), Kind: store.CeremonySign, WalletID: w.GetId(), SignatureID: sg.ID,
+		State: store.CeremonyWaiting, Threshold: 2, GroupSigners: s.tc.Names, Excluded: []string{left}}}
+	if _, _, err := s.tc.Server.Store().CreateSignature(context.Background(), sg, work); err != nil {
+		t.Fatal(err)
+	}
+	return s.tc.waitSignature(t, sg.ID, 2*time.Minute)
+}
+
 // envelope is a signed request as the app key signs it.
 func (s *trustSetup) envelope(t *testing.T, r *reqsig.Request) []byte {
 	t.Helper()
@@ -378,6 +392,35 @@ func (s *trustSetup) run(t *testing.T, backend string) {
 			t.Run(c.name, func(t *testing.T) {
 				sg := s.inject(t, backend, c.sg)
 				s.wantRefused(t, backend, sg, journal.RefusedSignature, c.why)
+			})
+		}
+		if backend == "mpc" {
+			t.Run("unsigned, refused by every signer", func(t *testing.T) {
+				// The attacker also picks the quorum: three forged
+				// requests, each leaving out another signer, reach every
+				// signer twice; every one of them refuses and journals it.
+				refusals := map[string]int{}
+				for _, left := range s.tc.Names {
+					sg := s.injectExcluding(t, &store.Signature{Hash: hash("forged without " + left)}, left)
+					s.wantRefused(t, backend, sg, journal.RefusedSignature, "not signed")
+					for _, name := range s.tc.Names {
+						entries, err := s.tc.Signer(name).Journal().List(context.Background())
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, e := range entries {
+							if e.SignatureID == sg.GetId() && e.Decision == journal.RefusedSignature {
+								refusals[name]++
+							}
+						}
+					}
+				}
+				for _, name := range s.tc.Names {
+					if refusals[name] == 0 {
+						t.Errorf("%s never journaled a refusal: %v", name, refusals)
+					}
+				}
+				t.Logf("refusals journaled per signer: %v", refusals)
 			})
 		}
 		t.Run("replayed", func(t *testing.T) {
