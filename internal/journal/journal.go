@@ -147,7 +147,7 @@ func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
 	for try := 0; ; try++ {
 		out, err := j.append(ctx, e)
 		if err != nil && db.IsUniqueViolation(err) && try < 10 {
-			continue // another append took this sequence number: chain onto it
+			continue // another append took this sequence number (not expected under the lock): chain onto it
 		}
 		return out, err
 	}
@@ -155,6 +155,14 @@ func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
 
 func (j *Journal) append(ctx context.Context, e Entry) (Entry, error) {
 	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if j.db.Dialect == db.Postgres {
+			// One appender at a time (several drivers may share the
+			// database): a mode that conflicts with itself but not with
+			// readers. SQLite's BEGIN IMMEDIATE already serialises writers.
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+				return fmt.Errorf("lock the journal: %w", err)
+			}
+		}
 		var last row
 		err := tx.GetContext(ctx, &last, `SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1`)
 		switch {

@@ -26,8 +26,8 @@ func TestJournal(t *testing.T) {
 		})
 		t.Run("concurrent appends chain", func(t *testing.T) {
 			var wg sync.WaitGroup
-			errs := make(chan error, 20)
-			for i := range 20 {
+			errs := make(chan error, 40)
+			for i := range 40 {
 				wg.Go(func() {
 					_, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, Reason: fmt.Sprint("no ", i),
 						WalletID: "wal_a", SignatureID: fmt.Sprint("sig_", i), Digest: "00"})
@@ -41,7 +41,7 @@ func TestJournal(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if n, b, err := j.Verify(ctx); err != nil || b != nil || n != 20 {
+			if n, b, err := j.Verify(ctx); err != nil || b != nil || n != 40 {
 				t.Fatalf("%d %v %v", n, b, err)
 			}
 		})
