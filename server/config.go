@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/internal/reqsig"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -77,6 +78,16 @@ type Config struct {
 	QuorumWait time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration
+	// TrustedRequestKeysFile lists the request keys the coordinator
+	// accepts (--trusted-request-keys): a signed request by another key is
+	// refused early. Signers and drivers check with their own lists.
+	TrustedRequestKeysFile string
+	// RequireSignedRequests refuses unsigned CreateSignature requests at
+	// the API (--require-signed-requests).
+	RequireSignedRequests bool
+	// RequestMaxAge bounds the age of a signed request (default
+	// reqsig.DefaultMaxAge).
+	RequestMaxAge time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -119,6 +130,22 @@ func (c *Config) SetDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.RequestMaxAge == 0 {
+		c.RequestMaxAge = reqsig.DefaultMaxAge
+	}
+}
+
+// requestPolicy loads the coordinator's rule for signed requests.
+func (c *Config) requestPolicy() (reqsig.Policy, error) {
+	p := reqsig.Policy{Require: c.RequireSignedRequests, MaxAge: c.RequestMaxAge}
+	if c.TrustedRequestKeysFile != "" {
+		t, err := reqsig.LoadTrusted(c.TrustedRequestKeysFile)
+		if err != nil {
+			return p, fmt.Errorf("--trusted-request-keys: %w", err)
+		}
+		p.Trusted = t
+	}
+	return p, nil
 }
 
 // Validate checks the configuration and names the flag at fault.

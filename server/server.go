@@ -208,9 +208,13 @@ func (s *Server) apiHandler() (http.Handler, error) {
 		observe.NewInterceptor(s.registry, "api", s.logger),
 		auth.NewInterceptor(s.store, api.Scopes, s.logger),
 	), connect.WithReadMaxBytes(s.cfg.MaxRequestBytes))
+	requests, err := s.cfg.requestPolicy()
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
+		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger).WithRequestPolicy(requests),
 		opts...,
 	))
 	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName,

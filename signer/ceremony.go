@@ -17,6 +17,7 @@ import (
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/internal/address"
+	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
@@ -128,7 +129,7 @@ func failureReason(err error) string {
 		return "timed out waiting for the other signers"
 	case errors.Is(err, ErrNoShare):
 		return "this signer holds no share of the wallet"
-	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers):
+	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers), errors.Is(err, guard.ErrGateFailed):
 		return truncate(err.Error(), 1024)
 	default:
 		return "local error at the signer (see its log)"
@@ -243,6 +244,9 @@ func (s *Signer) keygen(ctx context.Context, c *ceremonyv1.Ceremony, parties []p
 }
 
 func (s *Signer) sign(ctx context.Context, c *ceremonyv1.Ceremony, parties []party.ID, tr *relayTransport) (*ceremonyv1.CompleteCeremonyRequest, error) {
+	if err := s.authorize(ctx, c); err != nil {
+		return nil, err
+	}
 	if err := checkDigest(c); err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1/ceremonyv1connect"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/delivery/v1/deliveryv1connect"
 	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/guard"
+	"github.com/sigil-wallet/sigil/internal/journal"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/seal"
 	"github.com/sigil-wallet/sigil/signer/kek"
@@ -48,6 +50,9 @@ type Config struct {
 	// ServerName overrides the name checked in the coordinator's
 	// certificate (default: the URL's host).
 	ServerName string
+	// Policy is the signer's signing policy: trusted request keys,
+	// validation gate.
+	Policy     guard.Settings
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -66,6 +71,8 @@ type Signer struct {
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
 	metrics   *metrics
+	guard     *guard.Guard
+	journal   *journal.Journal
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -138,8 +145,14 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}}
 	logger := cfg.Logger.With("signer", id.Name)
+	g, j, err := guard.Open(ctx, cfg.Policy, id.Name, d, logger)
+	if err != nil {
+		k.Destroy()
+		_ = d.Close()
+		return nil, err
+	}
 	return &Signer{
-		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares,
+		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g, journal: j,
 		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
 		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
 		runner:   &mpc.Runner{Logger: logger},
@@ -148,6 +161,9 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		finished: map[string]time.Time{},
 	}, nil
 }
+
+// Journal is the signer's decision journal.
+func (s *Signer) Journal() *journal.Journal { return s.journal }
 
 // Name is the signer's name (its certificate's common name).
 func (s *Signer) Name() string { return s.name }

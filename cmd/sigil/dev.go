@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/internal/cluster"
+	"github.com/sigil-wallet/sigil/internal/guard"
+	"github.com/sigil-wallet/sigil/internal/reqsig"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -21,6 +23,8 @@ import (
 type devInfo struct {
 	APIURL string `json:"api_url"`
 	Token  string `json:"token"`
+	// RequestKeyFile is the dev request key, with --require-signed-requests.
+	RequestKeyFile string `json:"request_key_file,omitempty"`
 }
 
 func devCommand() *command {
@@ -35,12 +39,21 @@ They talk over real mTLS on loopback with a dev PKI made on first start.
 Restarting on the same --data-dir keeps every wallet.
 
 When ready it prints the API URL, an admin token and commands to paste, and
-writes <data-dir>/dev.json with "api_url" and "token".`,
+writes <data-dir>/dev.json with "api_url" and "token".
+
+With --require-signed-requests, signature requests must be signed end to end:
+it makes a dev request key (<data-dir>/request-key.pem, ECDSA P-256), which
+the coordinator, the signers and the driver trust, and adds its path to
+dev.json as "request_key_file" (sign with "sigil sign --request-key FILE" or
+the SDKs' request key option). Without it, unsigned requests are accepted, so
+grpcurl works as shown. --validation-gate-url puts a validation gate in front
+of every signer and the driver.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg server.Config
 			var cors listFlag
 			var n, t int
 			var pkcs11Module string
+			var policy guard.Settings
 			fs.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "address of the API port")
 			fs.StringVar(&cfg.NodeAddr, "node-addr", server.DefaultNodeAddr, "address of the node port (mTLS, for the signers and the driver)")
 			fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
@@ -51,6 +64,9 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 			fs.StringVar(&pkcs11Module, "pkcs11-module", "", `PKCS#11 module for the HSM driver (default: SoftHSM2 when installed; "none" disables the HSM backend)`)
 			fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take")
 			fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take")
+			fs.BoolVar(&policy.RequireSignedRequests, "require-signed-requests", false, "require signature requests signed with the dev request key (made in --data-dir)")
+			fs.DurationVar(&policy.RequestMaxAge, "request-max-age", reqsig.DefaultMaxAge, "how old a signed request may be")
+			gateFlags(fs, &policy.Gate)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
@@ -61,7 +77,18 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 					return fmt.Errorf("%w: --signers %d --threshold %d: want 2 <= threshold <= signers", errUsage, n, t)
 				}
 				cfg.CORSOrigins, cfg.Logger = cors, logger
-				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Logger: logger}
+				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+					return err
+				}
+				var requestKeyFile string
+				if policy.RequireSignedRequests {
+					if requestKeyFile, policy.TrustedRequestKeysFile, err = cluster.EnsureDevRequestKey(cfg.DataDir); err != nil {
+						return err
+					}
+					cfg.TrustedRequestKeysFile, cfg.RequireSignedRequests = policy.TrustedRequestKeysFile, true
+				}
+				cfg.RequestMaxAge = policy.RequestMaxAge
+				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Policy: policy, Logger: logger}
 				switch {
 				case pkcs11Module == "none":
 				case pkcs11Module != "":
@@ -71,15 +98,12 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 				default:
 					logger.Info("SoftHSM2 not found: running without the HSM backend (apt-get install softhsm2 to add it)")
 				}
-				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-					return err
-				}
 				c, err := cluster.Start(env.ctx, opts)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				info, err := devToken(env.ctx, c.Server.Store(), c.Server.APIURL(), filepath.Join(cfg.DataDir, "dev.json"))
+				info, err := devToken(env.ctx, c.Server.Store(), c.Server.APIURL(), requestKeyFile, filepath.Join(cfg.DataDir, "dev.json"))
 				if err != nil {
 					return err
 				}
@@ -94,7 +118,7 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 
 // devToken reuses the admin token of dev.json when it is still valid, so
 // a restart keeps scripts working, and writes dev.json.
-func devToken(ctx context.Context, st *store.SQL, apiURL, path string) (*devInfo, error) {
+func devToken(ctx context.Context, st *store.SQL, apiURL, requestKeyFile, path string) (*devInfo, error) {
 	var info devInfo
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &info) == nil && info.Token != "" {
 		if _, err := st.TokenByHash(ctx, auth.Hash(info.Token)); err != nil {
@@ -108,7 +132,7 @@ func devToken(ctx context.Context, st *store.SQL, apiURL, path string) (*devInfo
 		}
 		info.Token = tok
 	}
-	info.APIURL = apiURL
+	info.APIURL, info.RequestKeyFile = apiURL, requestKeyFile
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return nil, err
@@ -126,6 +150,12 @@ func printDevBanner(env *cliEnv, info *devInfo, dataDir string, n, t int, withHS
 		backends += " and HSM (SoftHSM2 driver)"
 	}
 	host := info.APIURL[len("http://"):]
+	if info.RequestKeyFile != "" {
+		fmt.Fprintf(env.stdout, `
+Signed requests are required: sign with the dev request key %s
+  sigil sign --request-key %s --wallet <wal_...> --message "hello"
+`, info.RequestKeyFile, info.RequestKeyFile)
+	}
 	fmt.Fprintf(env.stdout, `
 Sigil is running: %s.
 

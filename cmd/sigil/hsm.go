@@ -98,6 +98,12 @@ with its own HSM holding the same master key ("sigil hsm import-master-key") and
 all with the same --database-url: work spreads across them, and a dead driver's
 jobs go to the others once their leases lapse.
 
+Before it unwraps a key to sign, the driver checks the request: with
+--trusted-request-keys only requests signed end to end by one of those keys
+(not expired, mismatched or replayed), and with --validation-gate-url only what
+the operator's gate approves. Every decision goes into the hash-chained journal
+in the driver database, durably first ("sigil hsm-driver journal verify|list").
+
 The PIN comes from --pin-file or the SIGIL_HSM_PIN environment variable.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var hf hsmFlags
@@ -113,6 +119,7 @@ The PIN comes from --pin-file or the SIGIL_HSM_PIN environment variable.`,
 			fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs run at once (default: --sessions)")
 			fs.DurationVar(&cfg.ClaimWait, "claim-wait", driver.DefaultClaimWait, "how long each poll waits for a job on the coordinator (at most 60s)")
 			fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9465", "address serving Prometheus metrics at /metrics; empty disables")
+			policyFlags(fs, &cfg.Policy, "this driver")
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

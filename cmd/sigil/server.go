@@ -36,6 +36,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
+	requestFlags(fs, &cfg.TrustedRequestKeysFile, &cfg.RequireSignedRequests, &cfg.RequestMaxAge, "the coordinator (an early check; signers and drivers decide with their own lists)")
 }
 
 func serverCommand() *command {

@@ -22,7 +22,9 @@ func signCommand() *command {
 		usage: `Asks an ACTIVE wallet to sign, waits for the result and prints it: r, s, v,
 DER and the 65-byte Ethereum form. --hash signs 32 bytes as is; --message
 signs text as an EIP-191 personal message (what personal_sign does), whose
-Ethereum form recovers the wallet's address. Exits 1 if the request is
+Ethereum form recovers the wallet's address. With --request-key the request
+is signed end to end with the application's request key, which signers and
+HSM drivers that require signed requests verify. Exits 1 if the request is
 rejected or fails. Examples:
 
   sigil sign --wallet wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --message "hello"
@@ -37,6 +39,7 @@ rejected or fails. Examples:
 			fs.StringVar(&message, "message", "", "text to sign as an EIP-191 personal message")
 			fs.StringVar(&externalID, "external-id", "", "idempotency key: repeating the command with it returns the same signature")
 			fs.BoolVar(&noWait, "no-wait", false, "print the request as created (usually PENDING) without waiting for the result")
+			fs.StringVar(&api.requestKey, "request-key", "", "request key file (`sigil request-key init`) signing the request end to end (default: request_key_file of <data-dir>/dev.json, if any)")
 			return func() error {
 				req := sigil.CreateSignatureOptions{WalletID: walletID, Message: message, ExternalID: externalID}
 				if walletID == "" {

@@ -24,7 +24,13 @@ coordinator's --mpc-signers), only ever dialing out, and runs the key generation
 and signing ceremonies the coordinator hands it. Its key shares live in its own
 database, each encrypted with its KEK (--kek-file, made by "sigil signer init").
 Messages to other signers are sealed end to end: the coordinator relays
-ciphertext only.`,
+ciphertext only.
+
+The signer decides what it signs: with --trusted-request-keys it signs only
+requests signed end to end by one of those request keys (and refuses expired,
+mismatched and replayed ones); with --validation-gate-url it asks the operator's
+gate first. Every decision goes into its hash-chained journal, durably before it
+signs ("sigil signer journal verify|list").`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg signer.Config
 			var dataDir, metricsAddr string
@@ -38,6 +44,7 @@ ciphertext only.`,
 			fs.StringVar(&dataDir, "data-dir", "./sigil-signer", "folder of the share database (shares.db) and, by default, the KEK")
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL share database (postgres://...); empty uses SQLite in --data-dir")
 			fs.StringVar(&metricsAddr, "metrics-addr", "", "address serving Prometheus metrics at /metrics; empty disables")
+			policyFlags(fs, &cfg.Policy, "this signer")
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

@@ -30,6 +30,9 @@ const defaultAPIURL = "http://" + server.DefaultAPIAddr
 type apiFlags struct {
 	url, token, dataDir string
 	json                bool
+	// requestKey is the request key file signing CreateSignature (sign's
+	// --request-key); empty uses dev.json's request_key_file, if any.
+	requestKey string
 }
 
 func (a *apiFlags) add(fs *flag.FlagSet) {
@@ -42,14 +45,15 @@ func (a *apiFlags) add(fs *flag.FlagSet) {
 // apiDevFile is the part of <data-dir>/dev.json, written by `sigil dev`,
 // that client commands read.
 type apiDevFile struct {
-	APIURL string `json:"api_url"`
-	Token  string `json:"token"`
+	APIURL         string `json:"api_url"`
+	Token          string `json:"token"`
+	RequestKeyFile string `json:"request_key_file"`
 }
 
 // client builds the SDK client: flags, then SIGIL_* (through parse), then
 // dev.json for a missing token.
 func (a *apiFlags) client() (*sigil.Client, error) {
-	url, token := a.url, a.token
+	url, token, keyFile := a.url, a.token, a.requestKey
 	if token == "" {
 		path := filepath.Join(a.dataDir, "dev.json")
 		b, err := os.ReadFile(path)
@@ -64,6 +68,9 @@ func (a *apiFlags) client() (*sigil.Client, error) {
 			return nil, fmt.Errorf("%s: not the dev.json of `sigil dev` (want {\"api_url\": ..., \"token\": ...}): %v", path, err)
 		}
 		token = dev.Token
+		if keyFile == "" {
+			keyFile = dev.RequestKeyFile
+		}
 		if url == "" {
 			url = dev.APIURL
 		}
@@ -71,7 +78,15 @@ func (a *apiFlags) client() (*sigil.Client, error) {
 	if url == "" {
 		url = defaultAPIURL
 	}
-	c, err := sigil.New(url, sigil.WithToken(token))
+	opts := []sigil.Option{sigil.WithToken(token)}
+	if keyFile != "" {
+		k, err := sigil.LoadRequestKey(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--request-key: %w", err)
+		}
+		opts = append(opts, sigil.WithRequestKey(k))
+	}
+	c, err := sigil.New(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --api-url: %w", errUsage, err)
 	}

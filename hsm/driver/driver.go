@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
+	"github.com/sigil-wallet/sigil/internal/guard"
 )
 
 // HSM is what the driver needs of its token (an *hsm.HSM).
@@ -57,6 +58,7 @@ type Driver struct {
 	claimWait   time.Duration
 	logger      *slog.Logger
 	metrics     *Metrics
+	guard       *guard.Guard
 
 	// afterComplete, when set (tests), is called after the coordinator
 	// accepted a result.
@@ -73,6 +75,10 @@ type Options struct {
 	ClaimWait   time.Duration
 	Logger      *slog.Logger
 	Metrics     *Metrics // nil: not recorded
+	// Guard decides whether a sign job is signed (request signature,
+	// validation gate, journal); Open always sets it. Nil (bare drivers in
+	// tests) signs every job.
+	Guard *guard.Guard
 	// AfterComplete is called after each accepted result (for tests).
 	AfterComplete func(job *driverv1.Job)
 }
@@ -93,7 +99,7 @@ func New(o Options) *Driver {
 	}
 	return &Driver{
 		client: o.Client, hsm: o.HSM, keys: o.Keys, fingerprint: o.Fingerprint, concurrency: o.Concurrency,
-		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
+		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete, guard: o.Guard,
 	}
 }
 
@@ -186,14 +192,16 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 	if err != nil {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "failed").Inc()
 		retryable := !isPermanent(err)
-		logger.WarnContext(ctx, "job failed", "error", err, "retryable", retryable)
+		var refusal *guard.Refusal
+		rejected := errors.As(err, &refusal)
+		logger.WarnContext(ctx, "job failed", "error", err, "retryable", retryable, "rejected", rejected)
 		msg := err.Error()
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
 		d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
 			_, err := d.client.FailJob(c, connect.NewRequest(&driverv1.FailJobRequest{
-				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable,
+				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable, Rejected: rejected,
 			}))
 			return err
 		})
@@ -310,8 +318,12 @@ func attested(key *WrappedKey) (*WrappedKey, error) {
 	return key, nil
 }
 
-// sign has the HSM sign the job's digest with the wallet's wrapped key.
+// sign has the HSM sign the job's digest with the wallet's wrapped key,
+// once the guard has approved (and journaled) it.
 func (d *Driver) sign(ctx context.Context, job *driverv1.Job) (ecsig.Signature, error) {
+	if err := d.authorize(ctx, job); err != nil {
+		return ecsig.Signature{}, err
+	}
 	key, err := d.keys.Get(ctx, job.GetWalletId())
 	if errors.Is(err, ErrNoKey) {
 		return ecsig.Signature{}, permanent(fmt.Errorf("%w (is every driver using the same --database-url?)", err))

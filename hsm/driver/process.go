@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/guard"
+	"github.com/sigil-wallet/sigil/internal/journal"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
 )
@@ -50,6 +53,9 @@ type Config struct {
 	Logger *slog.Logger
 	// AfterComplete is called after each accepted result (tests).
 	AfterComplete func(job *driverv1.Job)
+	// Policy is the driver's signing policy: trusted request keys and the
+	// validation gate. Its journal lives in the driver database.
+	Policy guard.Settings
 }
 
 // Validate names the flag at fault.
@@ -92,6 +98,7 @@ type Process struct {
 	// AttestationKey is the token's attestation public key, which the
 	// coordinator must pin (--hsm-attestation-key).
 	AttestationKey *ecdsa.PublicKey
+	Journal     *journal.Journal
 
 	logger  *slog.Logger
 	metrics net.Listener
@@ -139,7 +146,9 @@ func Open(ctx context.Context, cfg Config) (p *Process, err error) {
 		return p, fmt.Errorf("read the attestation key of token %q: %w", cfg.HSM.TokenLabel, err)
 	}
 
-	d, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, SQLitePath: filepath.Join(cfg.DataDir, "hsm-driver.db"), Logger: cfg.Logger})
+	// Durable: the journal's decision must be on disk before a signature
+	// leaves the driver.
+	d, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, SQLitePath: filepath.Join(cfg.DataDir, "hsm-driver.db"), Durable: true, Logger: cfg.Logger})
 	if err != nil {
 		return p, fmt.Errorf("open the driver database: %w", err)
 	}
@@ -148,13 +157,18 @@ func Open(ctx context.Context, cfg Config) (p *Process, err error) {
 		return p, err
 	}
 
-	client, err := nodeClient(cfg)
+	client, name, err := nodeClient(cfg)
 	if err != nil {
 		return p, err
 	}
+	g, j, err := guard.Open(ctx, cfg.Policy, name, d, cfg.Logger)
+	if err != nil {
+		return p, err
+	}
+	p.Journal = j
 	p.Driver = New(Options{
 		Client: client, HSM: p.HSM, Keys: p.Keys, Fingerprint: p.Fingerprint, Concurrency: cfg.Concurrency,
-		ClaimWait: cfg.ClaimWait, Logger: cfg.Logger, Metrics: metrics, AfterComplete: cfg.AfterComplete,
+		ClaimWait: cfg.ClaimWait, Logger: cfg.Logger, Metrics: metrics, AfterComplete: cfg.AfterComplete, Guard: g,
 	})
 	if cfg.MetricsAddr != "" {
 		if p.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
@@ -188,14 +202,16 @@ func openHSM(ctx context.Context, cfg hsm.Config) (*hsm.HSM, error) {
 	}
 }
 
-func nodeClient(cfg Config) (driverv1connect.DriverServiceClient, error) {
+// nodeClient returns the node-port client and the driver's name (its
+// certificate's common name).
+func nodeClient(cfg Config) (driverv1connect.DriverServiceClient, string, error) {
 	base := cfg.NodeURL
 	if !strings.Contains(base, "://") {
 		base = "https://" + base
 	}
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("--node-url %q: want https://host:port (the node port is mTLS only)", cfg.NodeURL)
+		return nil, "", fmt.Errorf("--node-url %q: want https://host:port (the node port is mTLS only)", cfg.NodeURL)
 	}
 	serverName := cfg.ServerName
 	if serverName == "" {
@@ -203,14 +219,18 @@ func nodeClient(cfg Config) (driverv1connect.DriverServiceClient, error) {
 	}
 	tc, err := pki.ClientTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.NodeCA, serverName)
 	if err != nil {
-		return nil, fmt.Errorf("driver TLS (--tls-cert, --tls-key, --node-ca): %w", err)
+		return nil, "", fmt.Errorf("driver TLS (--tls-cert, --tls-key, --node-ca): %w", err)
+	}
+	leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil, "", fmt.Errorf("--tls-cert: %w", err)
 	}
 	hc := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:   tc,
 		ForceAttemptHTTP2: true,
 		IdleConnTimeout:   90 * time.Second,
 	}}
-	return driverv1connect.NewDriverServiceClient(hc, strings.TrimRight(u.String(), "/")), nil
+	return driverv1connect.NewDriverServiceClient(hc, strings.TrimRight(u.String(), "/")), leaf.Subject.CommonName, nil
 }
 
 // MetricsAddr is the bound metrics address, or "".

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/hsm/driver"
+	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/signer"
@@ -36,7 +37,10 @@ type Options struct {
 	// DeferSigners leaves the signers stopped; start them with
 	// StartSigner (tests seed state first).
 	DeferSigners bool
-	Logger       *slog.Logger
+	// Policy is every signer's and the driver's signing policy (trusted
+	// request keys, validation gate).
+	Policy guard.Settings
+	Logger *slog.Logger
 }
 
 // Cluster is a running deployment.
@@ -196,8 +200,8 @@ func (c *Cluster) StartSigner(name string) error {
 		CoordinatorURL: "https://" + c.Server.Addr("node"),
 		CertFile:       paths.CertPath, KeyFile: paths.KeyPath, CAFile: c.PKI.CAPath,
 		KEKFile: kekPath, SQLitePath: filepath.Join(dir, "shares.db"),
-		ServerName: "localhost",
-		Logger:     c.opts.Logger.With("component", "signer"),
+		ServerName: "localhost", Policy: c.opts.Policy,
+		Logger: c.opts.Logger.With("component", "signer"),
 	})
 	if err != nil {
 		return fmt.Errorf("signer %s: %w", name, err)
@@ -255,6 +259,9 @@ func (c *Cluster) Close() error {
 	c.cancel()
 	return err
 }
+
+// Driver returns the running HSM driver, or nil.
+func (c *Cluster) Driver() *driver.Process { return c.driver }
 
 // Dir is the folder holding the whole deployment's files.
 func (c *Cluster) Dir() string { return c.opts.Dir }

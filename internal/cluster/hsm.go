@@ -72,7 +72,7 @@ func (c *Cluster) startDriver(ctx context.Context) error {
 	paths := c.PKI.Nodes["driver-1"]
 	p, err := driver.Open(ctx, driver.Config{
 		NodeURL: "https://" + c.Server.Addr("node"), TLSCert: paths.CertPath, TLSKey: paths.KeyPath, NodeCA: c.PKI.CAPath,
-		ServerName: "localhost", HSM: c.hsmConfig, DataDir: filepath.Join(c.opts.Dir, "hsm-driver"),
+		ServerName: "localhost", HSM: c.hsmConfig, DataDir: filepath.Join(c.opts.Dir, "hsm-driver"), Policy: c.opts.Policy,
 		Logger: c.opts.Logger.With("component", "hsm-driver"),
 	})
 	if err != nil {

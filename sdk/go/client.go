@@ -21,9 +21,10 @@ const DefaultTimeout = 30 * time.Second
 // Client calls Sigil's WalletService. It is safe for concurrent use; make one
 // and share it.
 type Client struct {
-	baseURL string
-	timeout time.Duration
-	service walletv1connect.WalletServiceClient
+	baseURL    string
+	timeout    time.Duration
+	service    walletv1connect.WalletServiceClient
+	requestKey *RequestKey
 }
 
 // Option configures a Client made by New.
@@ -35,6 +36,13 @@ type config struct {
 	timeout      time.Duration
 	protocol     connect.ClientOption
 	interceptors []connect.Interceptor
+	requestKey   *RequestKey
+}
+
+// WithRequestKey signs every CreateSignature (and so SignHash and
+// SignMessage) with the application's request key; see RequestKey.
+func WithRequestKey(k *RequestKey) Option {
+	return func(c *config) { c.requestKey = k }
 }
 
 // WithToken sets the API token, sent as "Authorization: Bearer <token>" on
@@ -107,7 +115,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if cfg.protocol != nil {
 		copts = append(copts, cfg.protocol)
 	}
-	return &Client{baseURL: base, timeout: cfg.timeout, service: walletv1connect.NewWalletServiceClient(cfg.httpClient, base, copts...)}, nil
+	return &Client{baseURL: base, timeout: cfg.timeout, service: walletv1connect.NewWalletServiceClient(cfg.httpClient, base, copts...),
+		requestKey: cfg.requestKey}, nil
 }
 
 // BaseURL returns the API URL the client calls, normalised.

@@ -168,3 +168,22 @@ func ExampleReason() {
 		log.Print("this external ID was used for another request")
 	}
 }
+
+// Signing requests end to end with the application's request key (made by
+// `sigil request-key init --out app.pem`): signers and HSM drivers that
+// trust its public key verify every request themselves.
+func ExampleWithRequestKey() {
+	key, err := sigil.LoadRequestKey("app.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := sigil.New("http://127.0.0.1:8080", sigil.WithToken(os.Getenv("SIGIL_TOKEN")), sigil.WithRequestKey(key))
+	if err != nil {
+		log.Fatal(err)
+	}
+	sig, err := client.SignMessage(context.Background(), "wal_01j9z3k4m5n6p7q8r9s0t1v2w3", "hello", sigil.SignOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(sig.GetRequesterKey())
+}

@@ -26,6 +26,9 @@ type CreateSignatureOptions struct {
 	// ExternalID is an idempotency key, as for wallets: the same request
 	// returns the same signature request.
 	ExternalID string
+	// RequestID is the signed request's id when the client has a request
+	// key (WithRequestKey); empty means a fresh random one.
+	RequestID string
 }
 
 // SignatureWaitOptions tune WaitSignature and the Sign helpers. The zero
@@ -84,6 +87,11 @@ func (c *Client) CreateSignature(ctx context.Context, opts CreateSignatureOption
 		req.Payload = &walletv1.CreateSignatureRequest_Message{Message: opts.Message}
 	default:
 		return nil, invalid("nothing to sign: give a 32-byte hash or a non-empty message")
+	}
+	if c.requestKey != nil {
+		if err := c.requestKey.Sign(req, opts.RequestID, time.Now()); err != nil {
+			return nil, invalid("sign the request: " + err.Error())
+		}
 	}
 	res, err := c.service.CreateSignature(ctx, connect.NewRequest(req))
 	if err != nil {

@@ -89,6 +89,8 @@ func signatureToProto(s *store.Signature) *walletv1.Signature {
 		FailureReason: s.FailureReason,
 		CreateTime:    timestamppb.New(s.CreatedAt),
 		UpdateTime:    timestamppb.New(s.UpdatedAt),
+		RequestId:     s.RequestID,
+		RequesterKey:  s.RequesterKey,
 	}
 	switch s.Kind {
 	case store.KindHash:

@@ -18,6 +18,7 @@ import (
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
 	"github.com/sigil-wallet/sigil/internal/address"
 	"github.com/sigil-wallet/sigil/internal/ids"
+	"github.com/sigil-wallet/sigil/internal/reqsig"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/store"
 )
@@ -66,6 +67,7 @@ type WalletServer struct {
 	backends Backends
 	notifier Notifier
 	logger   *slog.Logger
+	requests reqsig.Policy
 }
 
 var _ walletv1connect.WalletServiceHandler = (*WalletServer)(nil)
@@ -208,6 +210,9 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("payload: exactly one of hash or message is required"))
 	}
 	sg.RequestHash = fingerprint("signature", sg.WalletID, string(sg.Kind), string(sg.Hash), sg.Message)
+	if err := s.checkRequestSignature(m, sg); err != nil {
+		return nil, err
+	}
 
 	w, err := s.store.GetWallet(ctx, sg.WalletID)
 	if err != nil {

@@ -87,6 +87,7 @@ func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*
 			return nil, err
 		}
 		out.Digest, out.PublicKey = sg.Digest, w.PublicKey
+		out.SignedRequest, out.ExternalId = sg.SignedRequest, sg.ExternalID
 		switch sg.Kind {
 		case store.KindHash:
 			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash

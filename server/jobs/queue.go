@@ -177,6 +177,14 @@ func (q *Queue) Fail(ctx context.Context, jobID, leaseID, reason string, retryab
 	})
 }
 
+// Reject records that the driver refused to sign: the signature request
+// becomes REJECTED with reason and the job is not retried.
+func (q *Queue) Reject(ctx context.Context, jobID, leaseID, reason string) (store.JobState, error) {
+	return q.store.FailJob(ctx, store.JobFailure{
+		JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Rejected: true, Retry: q.retry,
+	})
+}
+
 // Counts returns the queue depth.
 func (q *Queue) Counts(ctx context.Context) (store.JobCounts, error) {
 	return q.store.JobCounts(ctx, q.now())

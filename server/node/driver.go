@@ -30,6 +30,7 @@ type JobQueue interface {
 	CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error
 	CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error
 	Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error)
+	Reject(ctx context.Context, jobID, leaseID, reason string) (store.JobState, error)
 	Counts(ctx context.Context) (store.JobCounts, error)
 }
 
@@ -110,6 +111,15 @@ func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driver
 	case store.JobSign:
 		job.Kind = driverv1.JobKind_JOB_KIND_SIGN
 		job.Digest, job.PublicKey = cj.Digest, cj.PublicKey
+		if sg := cj.Signature; sg != nil {
+			job.SignedRequest, job.ExternalId = sg.SignedRequest, sg.ExternalID
+			switch sg.Kind {
+			case store.KindHash:
+				job.SignatureKind, job.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
+			case store.KindEIP191:
+				job.SignatureKind, job.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
+			}
+		}
 	}
 	return connect.NewResponse(&driverv1.ClaimJobResponse{Job: job}), nil
 }
@@ -234,12 +244,17 @@ func (d *DriverServer) FailJob(ctx context.Context, req *connect.Request[driverv
 	if err != nil {
 		return nil, err
 	}
-	state, err := d.queue.Fail(ctx, cj.ID, cj.LeaseID, m.GetError(), m.GetRetryable())
+	var state store.JobState
+	if m.GetRejected() && cj.Kind == store.JobSign {
+		state, err = d.queue.Reject(ctx, cj.ID, cj.LeaseID, fmt.Sprintf("%s refused to sign: %s", driver, m.GetError()))
+	} else {
+		state, err = d.queue.Fail(ctx, cj.ID, cj.LeaseID, m.GetError(), m.GetRetryable())
+	}
 	if err != nil {
 		return nil, d.toConnect(ctx, err)
 	}
 	d.metrics.failed.WithLabelValues(driver, string(cj.Kind), outcome(state)).Inc()
-	d.logger.InfoContext(ctx, "HSM job attempt failed", "job", cj.ID, "driver", driver, "retryable", m.GetRetryable(),
+	d.logger.InfoContext(ctx, "HSM job attempt failed", "job", cj.ID, "driver", driver, "retryable", m.GetRetryable(), "rejected", m.GetRejected(),
 		"state", state, "error", m.GetError())
 	return connect.NewResponse(&driverv1.FailJobResponse{}), nil
 }

@@ -95,6 +95,9 @@ type ClaimedJob struct {
 	Digest []byte
 	// PublicKey is the wallet's compressed public key (sign jobs).
 	PublicKey []byte
+	// Signature is the signature request a sign job serves, for what the
+	// driver checks on its own (payload, signed request).
+	Signature *Signature
 	// Released is true when the job was taken over from a driver whose
 	// lease lapsed.
 	Released bool
@@ -106,7 +109,10 @@ type JobFailure struct {
 	Now            time.Time
 	Reason         string
 	Retryable      bool
-	Retry          RetryPolicy
+	// Rejected: the driver refused to sign (policy, request signature or
+	// validation gate): the signature becomes REJECTED, never retried.
+	Rejected bool
+	Retry    RetryPolicy
 }
 
 // RetryPolicy bounds and spaces the attempts of a job.
@@ -288,7 +294,7 @@ func (s *SQL) jobTarget(ctx context.Context, tx *sqlx.Tx, job Job, now int64) (*
 			return nil, fmt.Errorf("job %s: %w", job.ID, err)
 		}
 		open = sg.Status == SignaturePending && w.Status == WalletActive
-		cj.Digest, cj.PublicKey = sg.Digest, w.PublicKey
+		cj.Digest, cj.PublicKey, cj.Signature = sg.Digest, w.PublicKey, sg
 	default:
 		return nil, fmt.Errorf("job %s: unknown kind %q", job.ID, job.Kind)
 	}
@@ -388,7 +394,7 @@ func (s *SQL) LeasedJob(ctx context.Context, jobID, leaseID string, now time.Tim
 			if err != nil {
 				return err
 			}
-			out.Digest, out.PublicKey = sg.Digest, w.PublicKey
+			out.Digest, out.PublicKey, out.Signature = sg.Digest, w.PublicKey, sg
 		}
 		return nil
 	})
@@ -470,6 +476,10 @@ func (s *SQL) FailJob(ctx context.Context, f JobFailure) (JobState, error) {
 		if err != nil {
 			return err
 		}
+		if f.Rejected && job.Kind == JobSign {
+			state = JobFailed
+			return s.lockedFailJobAs(ctx, tx, job, now, f.Reason, SignatureRejected)
+		}
 		if f.Retryable && job.Attempts < p.MaxAttempts {
 			state = JobQueued
 			_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'queued', lease_id = '', lease_expires_at = 0,
@@ -496,6 +506,11 @@ func (s *SQL) FailJob(ctx context.Context, f JobFailure) (JobState, error) {
 // lockedFailJob fails a job and its wallet (keygen) or signature (sign) with
 // reason, in tx, whose caller holds the job's row.
 func (s *SQL) lockedFailJob(ctx context.Context, tx *sqlx.Tx, job *Job, now int64, reason string) error {
+	return s.lockedFailJobAs(ctx, tx, job, now, reason, SignatureFailed)
+}
+
+// lockedFailJobAs is lockedFailJob with the signature's final status.
+func (s *SQL) lockedFailJobAs(ctx context.Context, tx *sqlx.Tx, job *Job, now int64, reason string, status SignatureStatus) error {
 	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
 		reason, now, job.Seq)
 	if err != nil {
@@ -507,7 +522,7 @@ func (s *SQL) lockedFailJob(ctx context.Context, tx *sqlx.Tx, job *Job, now int6
 			WHERE id = ? AND status = ?`), string(WalletFailed), reason, now, job.WalletID, string(WalletCreating))
 	case JobSign:
 		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, failure_reason = ?, updated_at = ?
-			WHERE id = ? AND status = ?`), string(SignatureFailed), reason, now, job.SignatureID, string(SignaturePending))
+			WHERE id = ? AND status = ?`), string(status), reason, now, job.SignatureID, string(SignaturePending))
 	}
 	if err != nil {
 		return fmt.Errorf("fail target of job %s: %w", job.ID, err)

@@ -251,7 +251,7 @@ func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Walle
 // ---- signatures ----
 
 const signatureColumns = `seq, id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status,
-	failure_reason, sig_r, sig_s, recovery_id, created_at, updated_at`
+	failure_reason, sig_r, sig_s, recovery_id, created_at, updated_at, request_id, requester_key, signed_request`
 
 type signatureRow struct {
 	Seq           int64          `db:"seq"`
@@ -271,6 +271,9 @@ type signatureRow struct {
 	RecoveryID    int            `db:"recovery_id"`
 	CreatedAt     int64          `db:"created_at"`
 	UpdatedAt     int64          `db:"updated_at"`
+	RequestID     string         `db:"request_id"`
+	RequesterKey  string         `db:"requester_key"`
+	SignedRequest []byte         `db:"signed_request"`
 }
 
 func (r *signatureRow) signature() *Signature {
@@ -279,6 +282,7 @@ func (r *signatureRow) signature() *Signature {
 		Kind: SignatureKind(r.Kind), Hash: r.Hash, Message: r.Message, Digest: r.Digest,
 		Status: SignatureStatus(r.Status), FailureReason: r.FailureReason, R: r.R, S: r.S,
 		RecoveryID: r.RecoveryID, CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
+		RequestID: r.RequestID, RequesterKey: r.RequesterKey, SignedRequest: r.SignedRequest,
 	}
 }
 
@@ -306,10 +310,11 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 			return fmt.Errorf("%w: wallet %s is %s", ErrWalletNotActive, w.ID, w.Status)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO signatures
-			(id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			(id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status, created_at, updated_at,
+			request_id, requester_key, signed_request)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			sg.ID, sg.Owner, nullString(scopedExternalID(sg.Owner, sg.ExternalID)), sg.RequestHash, sg.WalletID, string(sg.Kind), sg.Hash, sg.Message,
-			sg.Digest, string(sg.Status), micros(now), micros(now))
+			sg.Digest, string(sg.Status), micros(now), micros(now), sg.RequestID, sg.RequesterKey, sg.SignedRequest)
 		if err != nil {
 			return fmt.Errorf("insert signature: %w", err)
 		}

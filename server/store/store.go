@@ -113,6 +113,12 @@ type Signature struct {
 	RecoveryID    int
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// RequestID and RequesterKey identify the application's request
+	// signature; SignedRequest is the signed-request envelope (reqsig)
+	// handed to signers and drivers. All empty for an unsigned request.
+	RequestID     string
+	RequesterKey  string
+	SignedRequest []byte
 }
 
 // Token is an API token as stored: only its hash, never the token.

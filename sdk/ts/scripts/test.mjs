@@ -11,6 +11,7 @@
 //  6. stops the server, whatever happened.
 //
 // Environment:
+//   SIGIL_TEST_REQUEST_KEY                 with SIGIL_TEST_API_URL: the request key file to sign with
 //   SIGIL_TEST_API_URL + SIGIL_TEST_TOKEN  use a running server instead (it must
 //                                          allow the origin in SIGIL_TEST_WEB_ORIGIN,
 //                                          default http://127.0.0.1:5174, for the browser test)
@@ -204,7 +205,10 @@ async function waitFor(what, timeoutMs, proc, logFile, probe) {
 async function startDev(bin, tmp, webOrigin) {
   const dataDir = join(tmp, "dev");
   const logFile = join(resultsDir, "sigil.log");
-  const argv = ["dev", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--node-addr", "127.0.0.1:0", "--metrics-addr", "", "--cors-origin", webOrigin];
+  // Signed requests required: every signature the tests make is signed by
+  // the SDK (Node and browser) and verified by the signers and the driver.
+  const argv = ["dev", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0", "--node-addr", "127.0.0.1:0", "--metrics-addr", "", "--cors-origin", webOrigin,
+    "--require-signed-requests"];
   log(`starting: sigil ${argv.join(" ")}  (log: test-results/sigil.log)`);
   const proc = startProcess(bin, argv, logFile);
   const devJson = join(dataDir, "dev.json");
@@ -216,7 +220,10 @@ async function startDev(bin, tmp, webOrigin) {
       return undefined;
     }
   });
-  return { mode: "dev", apiUrl: info.api_url, token: info.token, dataDir, dev: info, readToken: makeToken(bin, dataDir, "wallets:read") };
+  return {
+    mode: "dev", apiUrl: info.api_url, token: info.token, dataDir, dev: info, readToken: makeToken(bin, dataDir, "wallets:read"),
+    requestKeyFile: info.request_key_file ?? null,
+  };
 }
 
 async function startBareServer(bin, tmp, webOrigin) {
@@ -400,6 +407,7 @@ async function main() {
       apiUrl: server.apiUrl,
       token: server.token,
       readToken: server.readToken ?? null,
+      requestKeyFile: server.requestKeyFile ?? process.env.SIGIL_TEST_REQUEST_KEY ?? null,
       webOrigin,
       ci,
       ...shared,

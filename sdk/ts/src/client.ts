@@ -8,7 +8,11 @@ import {
   type Signature,
   type Wallet,
 } from "./gen/sigil/wallet/v1/wallet_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { RequestSignatureSchema } from "./gen/sigil/wallet/v1/wallet_pb.js";
 import { hashBytes } from "./bytes.js";
+import { eip191Digest, type RequestKey } from "./requestkey.js";
 import { SignatureFailedError, WalletFailedError } from "./errors.js";
 import { pager, type PageIterable } from "./paging.js";
 import { authorizedTransport, checkBaseUrl, checkToken, DEFAULT_TIMEOUT_MS, type TokenSource } from "./transport.js";
@@ -42,6 +46,13 @@ export interface SigilClientOptions {
   timeoutMs?: number;
   /** Extra Connect interceptors for the default transport (logging, tracing...). */
   interceptors?: Interceptor[];
+  /**
+   * The application's request key ({@link RequestKey.fromPem} of the file
+   * `sigil request-key init` writes): every signature request is then signed
+   * with it end to end, for signers and HSM drivers that require signed
+   * requests.
+   */
+  requestKey?: RequestKey;
 }
 
 /** Per-call options accepted by every method of {@link SigilClient}. */
@@ -91,6 +102,8 @@ export interface CreateSignatureOptions extends CallOptions {
   message?: string;
   /** Idempotency key: the same request returns the same signature request. */
   externalId?: string;
+  /** The signed request's id, with a client `requestKey`; default a fresh random one. */
+  requestId?: string;
 }
 
 /** Filter of {@link SigilClient.listWallets}. */
@@ -252,7 +265,7 @@ export function createSigilClientWith(options: SigilClientOptions, defaultTransp
     inner = defaultTransport(baseUrl, options.interceptors ?? []);
   }
   const service = createClient(WalletService, authorizedTransport(inner, token, timeoutMs, baseUrl));
-  return new Sigil(service);
+  return new Sigil(service, options.requestKey);
 }
 
 function backendValue(b: BackendName | undefined): Backend {
@@ -284,7 +297,10 @@ function must<T>(v: T | undefined, what: string): T {
 }
 
 class Sigil implements SigilClient {
-  constructor(readonly service: Client<typeof WalletService>) {}
+  constructor(
+    readonly service: Client<typeof WalletService>,
+    private readonly requestKey?: RequestKey,
+  ) {}
 
   async createWallet(o: CreateWalletOptions = {}): Promise<Wallet> {
     const res = await this.service.createWallet(
@@ -350,8 +366,21 @@ class Sigil implements SigilClient {
     } else {
       throw new ConnectError("sigil: nothing to sign: give a 32-byte hash or a non-empty message", Code.InvalidArgument);
     }
+    let requestSignature: MessageInitShape<typeof RequestSignatureSchema> | undefined;
+    if (this.requestKey) {
+      const digest = payload.case === "hash" ? payload.value : eip191Digest(payload.value);
+      const kind = payload.case === "hash" ? "hash" : "eip191";
+      const signed = await this.requestKey.sign({ walletId: o.walletId, kind, digest, externalId: o.externalId ?? "" }, o.requestId);
+      requestSignature = {
+        requestId: signed.requestId,
+        createTime: timestampFromMs(signed.createTimeMs),
+        algorithm: signed.algorithm,
+        publicKey: signed.publicKey,
+        signature: signed.signature,
+      };
+    }
     const res = await this.service.createSignature(
-      { walletId: o.walletId, externalId: o.externalId ?? "", payload },
+      { walletId: o.walletId, externalId: o.externalId ?? "", payload, requestSignature },
       callOptions(o),
     );
     return must(res.signature, "signature");

@@ -29,6 +29,7 @@ export type { WaitOptions } from "./wait.js";
 export type { Page, PageIterable } from "./paging.js";
 export { DEFAULT_TIMEOUT_MS, type TokenSource } from "./transport.js";
 export { ethereumSignature, fromHex, hashBytes, toHex } from "./bytes.js";
+export { canonicalRequest, eip191Digest, keccak256, RequestKey, type RequestFields, type SignedRequestFields } from "./requestkey.js";
 export {
   errorCode,
   errorReason,

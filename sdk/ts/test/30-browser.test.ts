@@ -14,7 +14,7 @@ import { verifyMessage } from "ethers";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { createServer, type ViteDevServer } from "vite";
 import { Backend, WalletStatus } from "@sigil-wallet/sdk";
-import { activeWallet, client, fixture, uniq } from "./support.js";
+import { activeWallet, client, fixture, requestKeyPem, uniq } from "./support.js";
 
 const sdkRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 const results = join(sdkRoot, "test-results");
@@ -75,6 +75,8 @@ async function openPage(at: string): Promise<Page> {
 async function connect(page: Page, apiUrl: string, token: string): Promise<void> {
   await page.fill("#api-url", apiUrl);
   await page.fill("#token", token);
+  // The server requires signed requests: the page signs them with WebCrypto.
+  await page.fill("#request-key", requestKeyPem ?? "");
   await page.click("#connect");
 }
 

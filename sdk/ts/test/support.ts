@@ -2,7 +2,7 @@
 // server, its tokens and the wallets made once per run) and the skip rule.
 import { readFileSync } from "node:fs";
 import type { TestContext } from "node:test";
-import { createSigilClient, type SigilClient } from "@sigil-wallet/sdk";
+import { createSigilClient, RequestKey, type SigilClient } from "@sigil-wallet/sdk";
 
 export type BackendName = "hsm" | "mpc";
 
@@ -11,6 +11,8 @@ export interface Fixture {
   apiUrl: string;
   token: string;
   readToken: string | null;
+  /** The request key signing every signature request (sigil dev --require-signed-requests), if any. */
+  requestKeyFile: string | null;
   webOrigin: string;
   ci: boolean;
   backends: Partial<Record<BackendName, { walletId?: string; states?: string[]; error?: string }>>;
@@ -24,8 +26,15 @@ if (!file) {
 
 export const fixture: Fixture = JSON.parse(readFileSync(file, "utf8")) as Fixture;
 
+/** The PEM of the run's request key, if the server requires signed requests. */
+export const requestKeyPem: string | undefined = fixture.requestKeyFile ? readFileSync(fixture.requestKeyFile, "utf8") : undefined;
+
+/** The run's request key, as the SDK loads it with WebCrypto. */
+export const requestKey: RequestKey | undefined = requestKeyPem ? await RequestKey.fromPem(requestKeyPem) : undefined;
+
+/** A client of the run's server, signing its requests with the run's request key (if any). */
 export function client(token = fixture.token): SigilClient {
-  return createSigilClient({ baseUrl: fixture.apiUrl, token });
+  return createSigilClient({ baseUrl: fixture.apiUrl, token, requestKey });
 }
 
 /**

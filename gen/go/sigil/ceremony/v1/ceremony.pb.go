@@ -232,7 +232,17 @@ type Ceremony struct {
 	// When the coordinator gives up on this ceremony.
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// The current state.
-	State         CeremonyState `protobuf:"varint,13,opt,name=state,proto3,enum=sigil.ceremony.v1.CeremonyState" json:"state,omitempty"`
+	State CeremonyState `protobuf:"varint,13,opt,name=state,proto3,enum=sigil.ceremony.v1.CeremonyState" json:"state,omitempty"`
+	// For CEREMONY_KIND_SIGN, the application's signed request as the
+	// coordinator received it (canonical request bytes and signature, see
+	// sigil.wallet.v1.RequestSignature); empty for an unsigned request. A
+	// signer verifies it against its own trusted keys and checks it against
+	// wallet_id, signature_kind, the digest it recomputes from payload, and
+	// external_id.
+	SignedRequest []byte `protobuf:"bytes,14,opt,name=signed_request,json=signedRequest,proto3" json:"signed_request,omitempty"`
+	// For CEREMONY_KIND_SIGN, the request's external id, for the validation
+	// gate.
+	ExternalId    string `protobuf:"bytes,15,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +366,20 @@ func (x *Ceremony) GetState() CeremonyState {
 		return x.State
 	}
 	return CeremonyState_CEREMONY_STATE_UNSPECIFIED
+}
+
+func (x *Ceremony) GetSignedRequest() []byte {
+	if x != nil {
+		return x.SignedRequest
+	}
+	return nil
+}
+
+func (x *Ceremony) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
 }
 
 // WatchCeremoniesRequest opens the calling signer's ceremony stream.
@@ -1065,7 +1089,7 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	" sigil/ceremony/v1/ceremony.proto\x12\x11sigil.ceremony.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"N\n" +
 	"\x10PeerAnnouncement\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\"\n" +
-	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\x8a\x04\n" +
+	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xd2\x04\n" +
 	"\bCeremony\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.sigil.ceremony.v1.CeremonyKindR\x04kind\x12\x1b\n" +
@@ -1081,7 +1105,10 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\v \x01(\fR\tpublicKey\x126\n" +
 	"\bdeadline\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x126\n" +
-	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"I\n" +
+	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\x12%\n" +
+	"\x0esigned_request\x18\x0e \x01(\fR\rsignedRequest\x12\x1f\n" +
+	"\vexternal_id\x18\x0f \x01(\tR\n" +
+	"externalId\"I\n" +
 	"\x16WatchCeremoniesRequest\x12/\n" +
 	"\fannouncement\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x01R\fannouncement\"\xd5\x01\n" +
 	"\x17WatchCeremoniesResponse\x129\n" +

@@ -10,6 +10,7 @@ package driverv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	v1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -100,7 +101,19 @@ type Job struct {
 	// When the lease lapses unless renewed.
 	LeaseExpireTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=lease_expire_time,json=leaseExpireTime,proto3" json:"lease_expire_time,omitempty"`
 	// How many times the job was claimed before, this claim excluded.
-	Attempt       uint32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt uint32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// For JOB_KIND_SIGN, the application's signed request as the coordinator
+	// received it; empty for an unsigned request. The driver verifies it
+	// against its own trusted keys before it unwraps the key.
+	SignedRequest []byte `protobuf:"bytes,10,opt,name=signed_request,json=signedRequest,proto3" json:"signed_request,omitempty"`
+	// For JOB_KIND_SIGN, what the application asked to sign, so the driver
+	// recomputes the digest itself.
+	SignatureKind v1.SignatureKind `protobuf:"varint,11,opt,name=signature_kind,json=signatureKind,proto3,enum=sigil.wallet.v1.SignatureKind" json:"signature_kind,omitempty"`
+	// For SIGNATURE_KIND_HASH, the hash; for SIGNATURE_KIND_EIP191_MESSAGE,
+	// the message bytes.
+	Payload []byte `protobuf:"bytes,12,opt,name=payload,proto3" json:"payload,omitempty"`
+	// For JOB_KIND_SIGN, the request's external id, for the validation gate.
+	ExternalId    string `protobuf:"bytes,13,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +209,34 @@ func (x *Job) GetAttempt() uint32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *Job) GetSignedRequest() []byte {
+	if x != nil {
+		return x.SignedRequest
+	}
+	return nil
+}
+
+func (x *Job) GetSignatureKind() v1.SignatureKind {
+	if x != nil {
+		return x.SignatureKind
+	}
+	return v1.SignatureKind(0)
+}
+
+func (x *Job) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Job) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
 }
 
 // ClaimJobRequest asks for the next job.
@@ -705,7 +746,11 @@ type FailJobRequest struct {
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// True when trying again may succeed (the HSM was busy or unreachable);
 	// false when it cannot (the wrapped key is missing or corrupt).
-	Retryable     bool `protobuf:"varint,4,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	Retryable bool `protobuf:"varint,4,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	// True when the driver refused to sign (a request signature, its policy
+	// or its validation gate said no): the signature request becomes
+	// REJECTED with the error and the job is not retried.
+	Rejected      bool `protobuf:"varint,5,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +813,13 @@ func (x *FailJobRequest) GetRetryable() bool {
 	return false
 }
 
+func (x *FailJobRequest) GetRejected() bool {
+	if x != nil {
+		return x.Rejected
+	}
+	return false
+}
+
 // FailJobResponse acknowledges a failure report.
 type FailJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -809,7 +861,7 @@ var File_sigil_driver_v1_driver_proto protoreflect.FileDescriptor
 
 const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x1csigil/driver/v1/driver.proto\x12\x0fsigil.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
+	"\x1csigil/driver/v1/driver.proto\x12\x0fsigil.driver.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"\xe0\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.sigil.driver.v1.JobKindR\x04kind\x12\x1b\n" +
@@ -820,7 +872,13 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"public_key\x18\x06 \x01(\fR\tpublicKey\x12\x19\n" +
 	"\blease_id\x18\a \x01(\tR\aleaseId\x12F\n" +
 	"\x11lease_expire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\x12\x18\n" +
-	"\aattempt\x18\t \x01(\rR\aattempt\"N\n" +
+	"\aattempt\x18\t \x01(\rR\aattempt\x12%\n" +
+	"\x0esigned_request\x18\n" +
+	" \x01(\fR\rsignedRequest\x12E\n" +
+	"\x0esignature_kind\x18\v \x01(\x0e2\x1e.sigil.wallet.v1.SignatureKindR\rsignatureKind\x12\x18\n" +
+	"\apayload\x18\f \x01(\fR\apayload\x12\x1f\n" +
+	"\vexternal_id\x18\r \x01(\tR\n" +
+	"externalId\"N\n" +
 	"\x0fClaimJobRequest\x12;\n" +
 	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\":\n" +
 	"\x10ClaimJobResponse\x12&\n" +
@@ -845,13 +903,14 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x06keygen\x18\x03 \x01(\v2 .sigil.driver.v1.KeygenJobResultH\x00R\x06keygen\x124\n" +
 	"\x04sign\x18\x04 \x01(\v2\x1e.sigil.driver.v1.SignJobResultH\x00R\x04signB\x0f\n" +
 	"\x06result\x12\x05\xbaH\x02\b\x01\"\x15\n" +
-	"\x13CompleteJobResponse\"\x8b\x02\n" +
+	"\x13CompleteJobResponse\"\xa7\x02\n" +
 	"\x0eFailJobRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12q\n" +
 	"\x05error\x18\x03 \x01(\tB[\xbaHX\xba\x01N\n" +
 	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x05\x10\x01\x18\x80\bR\x05error\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\x11\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\x12\x1a\n" +
+	"\brejected\x18\x05 \x01(\bR\brejected\"\x11\n" +
 	"\x0fFailJobResponse*K\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -893,30 +952,32 @@ var file_sigil_driver_v1_driver_proto_goTypes = []any{
 	(*FailJobRequest)(nil),        // 11: sigil.driver.v1.FailJobRequest
 	(*FailJobResponse)(nil),       // 12: sigil.driver.v1.FailJobResponse
 	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(v1.SignatureKind)(0),         // 14: sigil.wallet.v1.SignatureKind
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_sigil_driver_v1_driver_proto_depIdxs = []int32{
 	0,  // 0: sigil.driver.v1.Job.kind:type_name -> sigil.driver.v1.JobKind
 	13, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
-	14, // 2: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
-	1,  // 3: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
-	13, // 4: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: sigil.driver.v1.KeygenJobResult.attestation:type_name -> sigil.driver.v1.KeyAttestation
-	6,  // 6: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
-	8,  // 7: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
-	2,  // 8: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
-	4,  // 9: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
-	9,  // 10: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
-	11, // 11: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
-	3,  // 12: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
-	5,  // 13: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
-	10, // 14: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
-	12, // 15: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 2: sigil.driver.v1.Job.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
+	15, // 3: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	1,  // 4: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
+	13, // 5: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 6: sigil.driver.v1.KeygenJobResult.attestation:type_name -> sigil.driver.v1.KeyAttestation
+	6,  // 7: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
+	8,  // 8: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
+	2,  // 9: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
+	4,  // 10: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
+	9,  // 11: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
+	11, // 12: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
+	3,  // 13: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
+	5,  // 14: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
+	10, // 15: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
+	12, // 16: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sigil_driver_v1_driver_proto_init() }

@@ -304,6 +304,60 @@ func (SignatureStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{4}
 }
 
+// RequestKeyAlgorithm is the algorithm of an application's request key.
+type RequestKeyAlgorithm int32
+
+const (
+	// Not set; refused.
+	RequestKeyAlgorithm_REQUEST_KEY_ALGORITHM_UNSPECIFIED RequestKeyAlgorithm = 0
+	// Ed25519 (RFC 8032); public key 32 bytes, signature 64 bytes.
+	RequestKeyAlgorithm_REQUEST_KEY_ALGORITHM_ED25519 RequestKeyAlgorithm = 1
+	// ECDSA on P-256 over SHA-256; public key the 65-byte uncompressed
+	// point, signature r || s (64 bytes, IEEE P1363 as WebCrypto makes it).
+	RequestKeyAlgorithm_REQUEST_KEY_ALGORITHM_ECDSA_P256_SHA256 RequestKeyAlgorithm = 2
+)
+
+// Enum value maps for RequestKeyAlgorithm.
+var (
+	RequestKeyAlgorithm_name = map[int32]string{
+		0: "REQUEST_KEY_ALGORITHM_UNSPECIFIED",
+		1: "REQUEST_KEY_ALGORITHM_ED25519",
+		2: "REQUEST_KEY_ALGORITHM_ECDSA_P256_SHA256",
+	}
+	RequestKeyAlgorithm_value = map[string]int32{
+		"REQUEST_KEY_ALGORITHM_UNSPECIFIED":       0,
+		"REQUEST_KEY_ALGORITHM_ED25519":           1,
+		"REQUEST_KEY_ALGORITHM_ECDSA_P256_SHA256": 2,
+	}
+)
+
+func (x RequestKeyAlgorithm) Enum() *RequestKeyAlgorithm {
+	p := new(RequestKeyAlgorithm)
+	*p = x
+	return p
+}
+
+func (x RequestKeyAlgorithm) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RequestKeyAlgorithm) Descriptor() protoreflect.EnumDescriptor {
+	return file_sigil_wallet_v1_wallet_proto_enumTypes[5].Descriptor()
+}
+
+func (RequestKeyAlgorithm) Type() protoreflect.EnumType {
+	return &file_sigil_wallet_v1_wallet_proto_enumTypes[5]
+}
+
+func (x RequestKeyAlgorithm) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RequestKeyAlgorithm.Descriptor instead.
+func (RequestKeyAlgorithm) EnumDescriptor() ([]byte, []int) {
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{5}
+}
+
 // Wallet is one key and what is derived from it.
 type Wallet struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -916,7 +970,14 @@ type Signature struct {
 	// When the request was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the request last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The request id of the application's request signature; empty for an
+	// unsigned request.
+	RequestId string `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The request key that signed the request: its name in the coordinator's
+	// --trusted-request-keys, else its fingerprint; empty for an unsigned
+	// request.
+	RequesterKey  string `protobuf:"bytes,14,opt,name=requester_key,json=requesterKey,proto3" json:"requester_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1035,6 +1096,110 @@ func (x *Signature) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Signature) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Signature) GetRequesterKey() string {
+	if x != nil {
+		return x.RequesterKey
+	}
+	return ""
+}
+
+// RequestSignature is an application's signature of a CreateSignature
+// request with its request key, verified by the coordinator and again by
+// every signer and HSM driver against the keys they trust. What is signed
+// is a canonical, domain-separated byte string of the algorithm, the
+// public key, request_id, create_time (milliseconds), wallet id, kind,
+// digest and external id (see the README, "Signed requests").
+type RequestSignature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A fresh id per request, chosen by the application: 1 to 128 letters,
+	// digits and `._:-`. Signers refuse a request id already signed for the
+	// same wallet under another signature request (a replay).
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// When the application signed; signed with millisecond precision.
+	// Requests older than the signers' bound (default 10 minutes) are refused.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The request key's algorithm.
+	Algorithm RequestKeyAlgorithm `protobuf:"varint,3,opt,name=algorithm,proto3,enum=sigil.wallet.v1.RequestKeyAlgorithm" json:"algorithm,omitempty"`
+	// The request key's public key (32 bytes for Ed25519, 65 for P-256).
+	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The signature of the canonical request bytes (64 bytes).
+	Signature     []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestSignature) Reset() {
+	*x = RequestSignature{}
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestSignature) ProtoMessage() {}
+
+func (x *RequestSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestSignature.ProtoReflect.Descriptor instead.
+func (*RequestSignature) Descriptor() ([]byte, []int) {
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RequestSignature) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RequestSignature) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *RequestSignature) GetAlgorithm() RequestKeyAlgorithm {
+	if x != nil {
+		return x.Algorithm
+	}
+	return RequestKeyAlgorithm_REQUEST_KEY_ALGORITHM_UNSPECIFIED
+}
+
+func (x *RequestSignature) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *RequestSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // SignatureResult is an ECDSA secp256k1 signature in the encodings callers
 // need. S is always in the lower half of the curve order (BIP-62, EIP-2).
 type SignatureResult struct {
@@ -1056,7 +1221,7 @@ type SignatureResult struct {
 
 func (x *SignatureResult) Reset() {
 	*x = SignatureResult{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1233,7 @@ func (x *SignatureResult) String() string {
 func (*SignatureResult) ProtoMessage() {}
 
 func (x *SignatureResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1246,7 @@ func (x *SignatureResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureResult.ProtoReflect.Descriptor instead.
 func (*SignatureResult) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{10}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignatureResult) GetR() []byte {
@@ -1133,14 +1298,17 @@ type CreateSignatureRequest struct {
 	//
 	//	*CreateSignatureRequest_Hash
 	//	*CreateSignatureRequest_Message
-	Payload       isCreateSignatureRequest_Payload `protobuf_oneof:"payload"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Payload isCreateSignatureRequest_Payload `protobuf_oneof:"payload"`
+	// The application's signature of this request with its request key.
+	// Optional unless the coordinator or the signers require signed requests.
+	RequestSignature *RequestSignature `protobuf:"bytes,5,opt,name=request_signature,json=requestSignature,proto3" json:"request_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateSignatureRequest) Reset() {
 	*x = CreateSignatureRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1320,7 @@ func (x *CreateSignatureRequest) String() string {
 func (*CreateSignatureRequest) ProtoMessage() {}
 
 func (x *CreateSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1333,7 @@ func (x *CreateSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSignatureRequest.ProtoReflect.Descriptor instead.
 func (*CreateSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{11}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateSignatureRequest) GetWalletId() string {
@@ -1207,6 +1375,13 @@ func (x *CreateSignatureRequest) GetMessage() string {
 	return ""
 }
 
+func (x *CreateSignatureRequest) GetRequestSignature() *RequestSignature {
+	if x != nil {
+		return x.RequestSignature
+	}
+	return nil
+}
+
 type isCreateSignatureRequest_Payload interface {
 	isCreateSignatureRequest_Payload()
 }
@@ -1238,7 +1413,7 @@ type CreateSignatureResponse struct {
 
 func (x *CreateSignatureResponse) Reset() {
 	*x = CreateSignatureResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1425,7 @@ func (x *CreateSignatureResponse) String() string {
 func (*CreateSignatureResponse) ProtoMessage() {}
 
 func (x *CreateSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1438,7 @@ func (x *CreateSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSignatureResponse.ProtoReflect.Descriptor instead.
 func (*CreateSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{12}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateSignatureResponse) GetSignature() *Signature {
@@ -1284,7 +1459,7 @@ type GetSignatureRequest struct {
 
 func (x *GetSignatureRequest) Reset() {
 	*x = GetSignatureRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1471,7 @@ func (x *GetSignatureRequest) String() string {
 func (*GetSignatureRequest) ProtoMessage() {}
 
 func (x *GetSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1484,7 @@ func (x *GetSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignatureRequest.ProtoReflect.Descriptor instead.
 func (*GetSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{13}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSignatureRequest) GetId() string {
@@ -1330,7 +1505,7 @@ type GetSignatureResponse struct {
 
 func (x *GetSignatureResponse) Reset() {
 	*x = GetSignatureResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1517,7 @@ func (x *GetSignatureResponse) String() string {
 func (*GetSignatureResponse) ProtoMessage() {}
 
 func (x *GetSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1530,7 @@ func (x *GetSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignatureResponse.ProtoReflect.Descriptor instead.
 func (*GetSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{14}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSignatureResponse) GetSignature() *Signature {
@@ -1380,7 +1555,7 @@ type ListSignaturesRequest struct {
 
 func (x *ListSignaturesRequest) Reset() {
 	*x = ListSignaturesRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1567,7 @@ func (x *ListSignaturesRequest) String() string {
 func (*ListSignaturesRequest) ProtoMessage() {}
 
 func (x *ListSignaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1580,7 @@ func (x *ListSignaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListSignaturesRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{15}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSignaturesRequest) GetWalletId() string {
@@ -1442,7 +1617,7 @@ type ListSignaturesResponse struct {
 
 func (x *ListSignaturesResponse) Reset() {
 	*x = ListSignaturesResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1629,7 @@ func (x *ListSignaturesResponse) String() string {
 func (*ListSignaturesResponse) ProtoMessage() {}
 
 func (x *ListSignaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1642,7 @@ func (x *ListSignaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListSignaturesResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{16}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSignaturesResponse) GetSignatures() []*Signature {
@@ -1536,7 +1711,7 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x01(\x0e2\x1d.sigil.wallet.v1.WalletStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\"p\n" +
 	"\x13ListWalletsResponse\x121\n" +
 	"\awallets\x18\x01 \x03(\v2\x17.sigil.wallet.v1.WalletR\awallets\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe8\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x04\n" +
 	"\tSignature\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1553,21 +1728,35 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"|\n" +
+	"updateTime\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12#\n" +
+	"\rrequester_key\x18\x0e \x01(\tR\frequesterKey\"\xb7\x02\n" +
+	"\x10RequestSignature\x12=\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x012\x12^[A-Za-z0-9._:-]+$R\trequestId\x12C\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"createTime\x12N\n" +
+	"\talgorithm\x18\x03 \x01(\x0e2$.sigil.wallet.v1.RequestKeyAlgorithmB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\talgorithm\x12(\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fB\t\xbaH\x06z\x04\x10 \x18AR\tpublicKey\x12%\n" +
+	"\tsignature\x18\x05 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"|\n" +
 	"\x0fSignatureResult\x12\f\n" +
 	"\x01r\x18\x01 \x01(\fR\x01r\x12\f\n" +
 	"\x01s\x18\x02 \x01(\fR\x01s\x12\x1f\n" +
 	"\vrecovery_id\x18\x03 \x01(\rR\n" +
 	"recoveryId\x12\x10\n" +
 	"\x03der\x18\x04 \x01(\fR\x03der\x12\x1a\n" +
-	"\bethereum\x18\x05 \x01(\fR\bethereum\"\xba\x02\n" +
+	"\bethereum\x18\x05 \x01(\fR\bethereum\"\x8a\x03\n" +
 	"\x16CreateSignatureRequest\x126\n" +
 	"\twallet_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\bwalletId\x12=\n" +
 	"\vexternal_id\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x012\x12^[A-Za-z0-9._:-]*$R\n" +
 	"externalId\x12\x1d\n" +
 	"\x04hash\x18\x03 \x01(\fB\a\xbaH\x04z\x02h H\x00R\x04hash\x12x\n" +
 	"\amessage\x18\x04 \x01(\tB\\\xbaHY\xba\x01N\n" +
-	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x06 \x01(\x80\x80\x04H\x00R\amessageB\x10\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x06 \x01(\x80\x80\x04H\x00R\amessage\x12N\n" +
+	"\x11request_signature\x18\x05 \x01(\v2!.sigil.wallet.v1.RequestSignatureR\x10requestSignatureB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x17CreateSignatureResponse\x128\n" +
 	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"@\n" +
@@ -1607,7 +1796,11 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x18SIGNATURE_STATUS_PENDING\x10\x01\x12\x1b\n" +
 	"\x17SIGNATURE_STATUS_SIGNED\x10\x02\x12\x1d\n" +
 	"\x19SIGNATURE_STATUS_REJECTED\x10\x03\x12\x1b\n" +
-	"\x17SIGNATURE_STATUS_FAILED\x10\x042\xd4\x04\n" +
+	"\x17SIGNATURE_STATUS_FAILED\x10\x04*\x8c\x01\n" +
+	"\x13RequestKeyAlgorithm\x12%\n" +
+	"!REQUEST_KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dREQUEST_KEY_ALGORITHM_ED25519\x10\x01\x12+\n" +
+	"'REQUEST_KEY_ALGORITHM_ECDSA_P256_SHA256\x10\x022\xd4\x04\n" +
 	"\rWalletService\x12[\n" +
 	"\fCreateWallet\x12$.sigil.wallet.v1.CreateWalletRequest\x1a%.sigil.wallet.v1.CreateWalletResponse\x12W\n" +
 	"\tGetWallet\x12!.sigil.wallet.v1.GetWalletRequest\x1a\".sigil.wallet.v1.GetWalletResponse\"\x03\x90\x02\x01\x12]\n" +
@@ -1628,72 +1821,77 @@ func file_sigil_wallet_v1_wallet_proto_rawDescGZIP() []byte {
 	return file_sigil_wallet_v1_wallet_proto_rawDescData
 }
 
-var file_sigil_wallet_v1_wallet_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sigil_wallet_v1_wallet_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sigil_wallet_v1_wallet_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_sigil_wallet_v1_wallet_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_sigil_wallet_v1_wallet_proto_goTypes = []any{
 	(Backend)(0),                    // 0: sigil.wallet.v1.Backend
 	(KeyScheme)(0),                  // 1: sigil.wallet.v1.KeyScheme
 	(WalletStatus)(0),               // 2: sigil.wallet.v1.WalletStatus
 	(SignatureKind)(0),              // 3: sigil.wallet.v1.SignatureKind
 	(SignatureStatus)(0),            // 4: sigil.wallet.v1.SignatureStatus
-	(*Wallet)(nil),                  // 5: sigil.wallet.v1.Wallet
-	(*Addresses)(nil),               // 6: sigil.wallet.v1.Addresses
-	(*MpcGroup)(nil),                // 7: sigil.wallet.v1.MpcGroup
-	(*CreateWalletRequest)(nil),     // 8: sigil.wallet.v1.CreateWalletRequest
-	(*CreateWalletResponse)(nil),    // 9: sigil.wallet.v1.CreateWalletResponse
-	(*GetWalletRequest)(nil),        // 10: sigil.wallet.v1.GetWalletRequest
-	(*GetWalletResponse)(nil),       // 11: sigil.wallet.v1.GetWalletResponse
-	(*ListWalletsRequest)(nil),      // 12: sigil.wallet.v1.ListWalletsRequest
-	(*ListWalletsResponse)(nil),     // 13: sigil.wallet.v1.ListWalletsResponse
-	(*Signature)(nil),               // 14: sigil.wallet.v1.Signature
-	(*SignatureResult)(nil),         // 15: sigil.wallet.v1.SignatureResult
-	(*CreateSignatureRequest)(nil),  // 16: sigil.wallet.v1.CreateSignatureRequest
-	(*CreateSignatureResponse)(nil), // 17: sigil.wallet.v1.CreateSignatureResponse
-	(*GetSignatureRequest)(nil),     // 18: sigil.wallet.v1.GetSignatureRequest
-	(*GetSignatureResponse)(nil),    // 19: sigil.wallet.v1.GetSignatureResponse
-	(*ListSignaturesRequest)(nil),   // 20: sigil.wallet.v1.ListSignaturesRequest
-	(*ListSignaturesResponse)(nil),  // 21: sigil.wallet.v1.ListSignaturesResponse
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(RequestKeyAlgorithm)(0),        // 5: sigil.wallet.v1.RequestKeyAlgorithm
+	(*Wallet)(nil),                  // 6: sigil.wallet.v1.Wallet
+	(*Addresses)(nil),               // 7: sigil.wallet.v1.Addresses
+	(*MpcGroup)(nil),                // 8: sigil.wallet.v1.MpcGroup
+	(*CreateWalletRequest)(nil),     // 9: sigil.wallet.v1.CreateWalletRequest
+	(*CreateWalletResponse)(nil),    // 10: sigil.wallet.v1.CreateWalletResponse
+	(*GetWalletRequest)(nil),        // 11: sigil.wallet.v1.GetWalletRequest
+	(*GetWalletResponse)(nil),       // 12: sigil.wallet.v1.GetWalletResponse
+	(*ListWalletsRequest)(nil),      // 13: sigil.wallet.v1.ListWalletsRequest
+	(*ListWalletsResponse)(nil),     // 14: sigil.wallet.v1.ListWalletsResponse
+	(*Signature)(nil),               // 15: sigil.wallet.v1.Signature
+	(*RequestSignature)(nil),        // 16: sigil.wallet.v1.RequestSignature
+	(*SignatureResult)(nil),         // 17: sigil.wallet.v1.SignatureResult
+	(*CreateSignatureRequest)(nil),  // 18: sigil.wallet.v1.CreateSignatureRequest
+	(*CreateSignatureResponse)(nil), // 19: sigil.wallet.v1.CreateSignatureResponse
+	(*GetSignatureRequest)(nil),     // 20: sigil.wallet.v1.GetSignatureRequest
+	(*GetSignatureResponse)(nil),    // 21: sigil.wallet.v1.GetSignatureResponse
+	(*ListSignaturesRequest)(nil),   // 22: sigil.wallet.v1.ListSignaturesRequest
+	(*ListSignaturesResponse)(nil),  // 23: sigil.wallet.v1.ListSignaturesResponse
+	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
 }
 var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 0: sigil.wallet.v1.Wallet.backend:type_name -> sigil.wallet.v1.Backend
 	1,  // 1: sigil.wallet.v1.Wallet.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
 	2,  // 2: sigil.wallet.v1.Wallet.status:type_name -> sigil.wallet.v1.WalletStatus
-	6,  // 3: sigil.wallet.v1.Wallet.addresses:type_name -> sigil.wallet.v1.Addresses
-	7,  // 4: sigil.wallet.v1.Wallet.mpc_group:type_name -> sigil.wallet.v1.MpcGroup
-	22, // 5: sigil.wallet.v1.Wallet.create_time:type_name -> google.protobuf.Timestamp
-	22, // 6: sigil.wallet.v1.Wallet.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 3: sigil.wallet.v1.Wallet.addresses:type_name -> sigil.wallet.v1.Addresses
+	8,  // 4: sigil.wallet.v1.Wallet.mpc_group:type_name -> sigil.wallet.v1.MpcGroup
+	24, // 5: sigil.wallet.v1.Wallet.create_time:type_name -> google.protobuf.Timestamp
+	24, // 6: sigil.wallet.v1.Wallet.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: sigil.wallet.v1.CreateWalletRequest.backend:type_name -> sigil.wallet.v1.Backend
 	1,  // 8: sigil.wallet.v1.CreateWalletRequest.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
-	5,  // 9: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	5,  // 10: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	6,  // 9: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	6,  // 10: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
 	2,  // 11: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
-	5,  // 12: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
+	6,  // 12: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
 	3,  // 13: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
 	4,  // 14: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
-	15, // 15: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
-	22, // 16: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
-	22, // 17: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
-	14, // 18: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	14, // 19: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	14, // 20: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
-	8,  // 21: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
-	10, // 22: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
-	12, // 23: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
-	16, // 24: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
-	18, // 25: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
-	20, // 26: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
-	9,  // 27: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
-	11, // 28: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
-	13, // 29: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
-	17, // 30: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
-	19, // 31: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
-	21, // 32: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 15: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
+	24, // 16: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
+	24, // 17: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
+	24, // 18: sigil.wallet.v1.RequestSignature.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 19: sigil.wallet.v1.RequestSignature.algorithm:type_name -> sigil.wallet.v1.RequestKeyAlgorithm
+	16, // 20: sigil.wallet.v1.CreateSignatureRequest.request_signature:type_name -> sigil.wallet.v1.RequestSignature
+	15, // 21: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	15, // 22: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	15, // 23: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
+	9,  // 24: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
+	11, // 25: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
+	13, // 26: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
+	18, // 27: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
+	20, // 28: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
+	22, // 29: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
+	10, // 30: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
+	12, // 31: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
+	14, // 32: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
+	19, // 33: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
+	21, // 34: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
+	23, // 35: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
+	30, // [30:36] is the sub-list for method output_type
+	24, // [24:30] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sigil_wallet_v1_wallet_proto_init() }
@@ -1701,7 +1899,7 @@ func file_sigil_wallet_v1_wallet_proto_init() {
 	if File_sigil_wallet_v1_wallet_proto != nil {
 		return
 	}
-	file_sigil_wallet_v1_wallet_proto_msgTypes[11].OneofWrappers = []any{
+	file_sigil_wallet_v1_wallet_proto_msgTypes[12].OneofWrappers = []any{
 		(*CreateSignatureRequest_Hash)(nil),
 		(*CreateSignatureRequest_Message)(nil),
 	}
@@ -1710,8 +1908,8 @@ func file_sigil_wallet_v1_wallet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_wallet_v1_wallet_proto_rawDesc), len(file_sigil_wallet_v1_wallet_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   17,
+			NumEnums:      6,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

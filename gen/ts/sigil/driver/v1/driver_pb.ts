@@ -9,13 +9,15 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { SignatureKind } from "../../wallet/v1/wallet_pb.js";
+import { file_sigil_wallet_v1_wallet } from "../../wallet/v1/wallet_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sigil/driver/v1/driver.proto.
  */
 export const file_sigil_driver_v1_driver: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi4AEKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDSJICg9DbGFpbUpvYlJlcXVlc3QSNQoEd2FpdBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIMukgJqgEGIgIIPDIAIjUKEENsYWltSm9iUmVzcG9uc2USIQoDam9iGAEgASgLMhQuc2lnaWwuZHJpdmVyLnYxLkpvYiJtChFSZW5ld0xlYXNlUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JCJLChJSZW5ld0xlYXNlUmVzcG9uc2USNQoRbGVhc2VfZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKD0tleWdlbkpvYlJlc3VsdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghEjQKC2F0dGVzdGF0aW9uGAIgASgLMh8uc2lnaWwuZHJpdmVyLnYxLktleUF0dGVzdGF0aW9uIkUKDktleUF0dGVzdGF0aW9uEhcKBmtleV9pZBgBIAEoDEIHukgEegJoIBIaCglzaWduYXR1cmUYAiABKAxCB7pIBHoCaEAiKwoNU2lnbkpvYlJlc3VsdBIaCglzaWduYXR1cmUYASABKAxCB7pIBHoCaEAi4wEKEkNvbXBsZXRlSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBIyCgZrZXlnZW4YAyABKAsyIC5zaWdpbC5kcml2ZXIudjEuS2V5Z2VuSm9iUmVzdWx0SAASLgoEc2lnbhgEIAEoCzIeLnNpZ2lsLmRyaXZlci52MS5TaWduSm9iUmVzdWx0SABCDwoGcmVzdWx0EgW6SAIIASIVChNDb21wbGV0ZUpvYlJlc3BvbnNlIukBCg5GYWlsSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBJqCgVlcnJvchgDIAEoCUJbukhYugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgUQARiACBIRCglyZXRyeWFibGUYBCABKAgiEQoPRmFpbEpvYlJlc3BvbnNlKksKB0pvYktpbmQSGAoUSk9CX0tJTkRfVU5TUEVDSUZJRUQQABITCg9KT0JfS0lORF9LRVlHRU4QARIRCg1KT0JfS0lORF9TSUdOEAIy3wIKDURyaXZlclNlcnZpY2USTwoIQ2xhaW1Kb2ISIC5zaWdpbC5kcml2ZXIudjEuQ2xhaW1Kb2JSZXF1ZXN0GiEuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVzcG9uc2USVQoKUmVuZXdMZWFzZRIiLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVxdWVzdBojLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVzcG9uc2USWAoLQ29tcGxldGVKb2ISIy5zaWdpbC5kcml2ZXIudjEuQ29tcGxldGVKb2JSZXF1ZXN0GiQuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVzcG9uc2USTAoHRmFpbEpvYhIfLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVxdWVzdBogLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVzcG9uc2VCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL2RyaXZlci92MTtkcml2ZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi1gIKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDRIWCg5zaWduZWRfcmVxdWVzdBgKIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgLIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYDCABKAwSEwoLZXh0ZXJuYWxfaWQYDSABKAkiSAoPQ2xhaW1Kb2JSZXF1ZXN0EjUKBHdhaXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCDwyACI1ChBDbGFpbUpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULnNpZ2lsLmRyaXZlci52MS5Kb2IibQoRUmVuZXdMZWFzZVJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQiSwoSUmVuZXdMZWFzZVJlc3BvbnNlEjUKEWxlYXNlX2V4cGlyZV90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkCg9LZXlnZW5Kb2JSZXN1bHQSGwoKcHVibGljX2tleRgBIAEoDEIHukgEegJoIRI0CgthdHRlc3RhdGlvbhgCIAEoCzIfLnNpZ2lsLmRyaXZlci52MS5LZXlBdHRlc3RhdGlvbiJFCg5LZXlBdHRlc3RhdGlvbhIXCgZrZXlfaWQYASABKAxCB7pIBHoCaCASGgoJc2lnbmF0dXJlGAIgASgMQge6SAR6AmhAIisKDVNpZ25Kb2JSZXN1bHQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIuMBChJDb21wbGV0ZUpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSMgoGa2V5Z2VuGAMgASgLMiAuc2lnaWwuZHJpdmVyLnYxLktleWdlbkpvYlJlc3VsdEgAEi4KBHNpZ24YBCABKAsyHi5zaWdpbC5kcml2ZXIudjEuU2lnbkpvYlJlc3VsdEgAQg8KBnJlc3VsdBIFukgCCAEiFQoTQ29tcGxldGVKb2JSZXNwb25zZSL7AQoORmFpbEpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSagoFZXJyb3IYAyABKAlCW7pIWLoBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIFEAEYgAgSEQoJcmV0cnlhYmxlGAQgASgIEhAKCHJlamVjdGVkGAUgASgIIhEKD0ZhaWxKb2JSZXNwb25zZSpLCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPSk9CX0tJTkRfS0VZR0VOEAESEQoNSk9CX0tJTkRfU0lHThACMt8CCg1Ecml2ZXJTZXJ2aWNlEk8KCENsYWltSm9iEiAuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVxdWVzdBohLnNpZ2lsLmRyaXZlci52MS5DbGFpbUpvYlJlc3BvbnNlElUKClJlbmV3TGVhc2USIi5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlcXVlc3QaIy5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlc3BvbnNlElgKC0NvbXBsZXRlSm9iEiMuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVxdWVzdBokLnNpZ2lsLmRyaXZlci52MS5Db21wbGV0ZUpvYlJlc3BvbnNlEkwKB0ZhaWxKb2ISHy5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlcXVlc3QaIC5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlc3BvbnNlQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9kcml2ZXIvdjE7ZHJpdmVydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
 
 /**
  * Job is one unit of HSM work, leased to one driver.
@@ -85,6 +87,38 @@ export type Job = Message<"sigil.driver.v1.Job"> & {
    * @generated from field: uint32 attempt = 9;
    */
   attempt: number;
+
+  /**
+   * For JOB_KIND_SIGN, the application's signed request as the coordinator
+   * received it; empty for an unsigned request. The driver verifies it
+   * against its own trusted keys before it unwraps the key.
+   *
+   * @generated from field: bytes signed_request = 10;
+   */
+  signedRequest: Uint8Array;
+
+  /**
+   * For JOB_KIND_SIGN, what the application asked to sign, so the driver
+   * recomputes the digest itself.
+   *
+   * @generated from field: sigil.wallet.v1.SignatureKind signature_kind = 11;
+   */
+  signatureKind: SignatureKind;
+
+  /**
+   * For SIGNATURE_KIND_HASH, the hash; for SIGNATURE_KIND_EIP191_MESSAGE,
+   * the message bytes.
+   *
+   * @generated from field: bytes payload = 12;
+   */
+  payload: Uint8Array;
+
+  /**
+   * For JOB_KIND_SIGN, the request's external id, for the validation gate.
+   *
+   * @generated from field: string external_id = 13;
+   */
+  externalId: string;
 };
 
 /**
@@ -367,6 +401,15 @@ export type FailJobRequest = Message<"sigil.driver.v1.FailJobRequest"> & {
    * @generated from field: bool retryable = 4;
    */
   retryable: boolean;
+
+  /**
+   * True when the driver refused to sign (a request signature, its policy
+   * or its validation gate said no): the signature request becomes
+   * REJECTED with the error and the job is not retried.
+   *
+   * @generated from field: bool rejected = 5;
+   */
+  rejected: boolean;
 };
 
 /**

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/wallet/v1/wallet.proto.
  */
 export const file_sigil_wallet_v1_wallet: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEirAMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkioAIKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSZwoEbmFtZRgCIAEoCUJZukhWugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiigEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAEiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gIKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoPU2lnbmF0dXJlUmVzdWx0EgkKAXIYASABKAwSCQoBcxgCIAEoDBITCgtyZWNvdmVyeV9pZBgDIAEoDRILCgNkZXIYBCABKAwSEAoIZXRoZXJldW0YBSABKAwilQIKFkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QSLAoJd2FsbGV0X2lkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kEjEKC2V4dGVybmFsX2lkGAIgASgJQhy6SBlyFxiAATISXltBLVphLXowLTkuXzotXSokEhcKBGhhc2gYAyABKAxCB7pIBHoCaCBIABJvCgdtZXNzYWdlGAQgASgJQly6SFm6AU4KDXN0cmluZy5ub19udWwSI211c3Qgbm90IGNvbnRhaW4gTlVMIGJ5dGVzIChVKzAwMDApGhghdGhpcy5jb250YWlucygnXHUwMDAwJylyBiABKICABEgAQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqRwoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABKn0KDFdhbGxldFN0YXR1cxIdChlXQUxMRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWV0FMTEVUX1NUQVRVU19DUkVBVElORxABEhgKFFdBTExFVF9TVEFUVVNfQUNUSVZFEAISGAoUV0FMTEVUX1NUQVRVU19GQUlMRUQQAyprCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAIqqgEKD1NpZ25hdHVyZVN0YXR1cxIgChxTSUdOQVRVUkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0lHTkFUVVJFX1NUQVRVU19QRU5ESU5HEAESGwoXU0lHTkFUVVJFX1NUQVRVU19TSUdORUQQAhIdChlTSUdOQVRVUkVfU1RBVFVTX1JFSkVDVEVEEAMSGwoXU0lHTkFUVVJFX1NUQVRVU19GQUlMRUQQBDLUBAoNV2FsbGV0U2VydmljZRJbCgxDcmVhdGVXYWxsZXQSJC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlV2FsbGV0UmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXNwb25zZRJXCglHZXRXYWxsZXQSIS5zaWdpbC53YWxsZXQudjEuR2V0V2FsbGV0UmVxdWVzdBoiLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXNwb25zZSIDkAIBEl0KC0xpc3RXYWxsZXRzEiMuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBokLnNpZ2lsLndhbGxldC52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlIgOQAgESZAoPQ3JlYXRlU2lnbmF0dXJlEicuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QaKC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVzcG9uc2USYAoMR2V0U2lnbmF0dXJlEiQuc2lnaWwud2FsbGV0LnYxLkdldFNpZ25hdHVyZVJlcXVlc3QaJS5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVzcG9uc2UiA5ACARJmCg5MaXN0U2lnbmF0dXJlcxImLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1JlcXVlc3QaJy5zaWdpbC53YWxsZXQudjEuTGlzdFNpZ25hdHVyZXNSZXNwb25zZSIDkAIBQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC93YWxsZXQvdjE7d2FsbGV0djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEirAMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkioAIKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSZwoEbmFtZRgCIAEoCUJZukhWugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiigEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAEiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkipQMKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgNIAEoCRIVCg1yZXF1ZXN0ZXJfa2V5GA4gASgJIv8BChBSZXF1ZXN0U2lnbmF0dXJlEjIKCnJlcXVlc3RfaWQYASABKAlCHrpIG3IZEAEYgAEyEl5bQS1aYS16MC05Ll86LV0rJBI3CgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARJDCglhbGdvcml0aG0YAyABKA4yJC5zaWdpbC53YWxsZXQudjEuUmVxdWVzdEtleUFsZ29yaXRobUIKukgHggEEEAEgABIdCgpwdWJsaWNfa2V5GAQgASgMQgm6SAZ6BBAgGEESGgoJc2lnbmF0dXJlGAUgASgMQge6SAR6AmhAIlsKD1NpZ25hdHVyZVJlc3VsdBIJCgFyGAEgASgMEgkKAXMYAiABKAwSEwoLcmVjb3ZlcnlfaWQYAyABKA0SCwoDZGVyGAQgASgMEhAKCGV0aGVyZXVtGAUgASgMItMCChZDcmVhdGVTaWduYXR1cmVSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBIxCgtleHRlcm5hbF9pZBgCIAEoCUIcukgZchcYgAEyEl5bQS1aYS16MC05Ll86LV0qJBIXCgRoYXNoGAMgASgMQge6SAR6AmggSAASbwoHbWVzc2FnZRgEIAEoCUJcukhZugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgYgASiAgARIABI8ChFyZXF1ZXN0X3NpZ25hdHVyZRgFIAEoCzIhLnNpZ2lsLndhbGxldC52MS5SZXF1ZXN0U2lnbmF0dXJlQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqRwoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABKn0KDFdhbGxldFN0YXR1cxIdChlXQUxMRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWV0FMTEVUX1NUQVRVU19DUkVBVElORxABEhgKFFdBTExFVF9TVEFUVVNfQUNUSVZFEAISGAoUV0FMTEVUX1NUQVRVU19GQUlMRUQQAyprCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAIqqgEKD1NpZ25hdHVyZVN0YXR1cxIgChxTSUdOQVRVUkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0lHTkFUVVJFX1NUQVRVU19QRU5ESU5HEAESGwoXU0lHTkFUVVJFX1NUQVRVU19TSUdORUQQAhIdChlTSUdOQVRVUkVfU1RBVFVTX1JFSkVDVEVEEAMSGwoXU0lHTkFUVVJFX1NUQVRVU19GQUlMRUQQBCqMAQoTUmVxdWVzdEtleUFsZ29yaXRobRIlCiFSRVFVRVNUX0tFWV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIhCh1SRVFVRVNUX0tFWV9BTEdPUklUSE1fRUQyNTUxORABEisKJ1JFUVVFU1RfS0VZX0FMR09SSVRITV9FQ0RTQV9QMjU2X1NIQTI1NhACMtQECg1XYWxsZXRTZXJ2aWNlElsKDENyZWF0ZVdhbGxldBIkLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXF1ZXN0GiUuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVdhbGxldFJlc3BvbnNlElcKCUdldFdhbGxldBIhLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXF1ZXN0GiIuc2lnaWwud2FsbGV0LnYxLkdldFdhbGxldFJlc3BvbnNlIgOQAgESXQoLTGlzdFdhbGxldHMSIy5zaWdpbC53YWxsZXQudjEuTGlzdFdhbGxldHNSZXF1ZXN0GiQuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UiA5ACARJkCg9DcmVhdGVTaWduYXR1cmUSJy5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBooLnNpZ2lsLndhbGxldC52MS5DcmVhdGVTaWduYXR1cmVSZXNwb25zZRJgCgxHZXRTaWduYXR1cmUSJC5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5HZXRTaWduYXR1cmVSZXNwb25zZSIDkAIBEmYKDkxpc3RTaWduYXR1cmVzEiYuc2lnaWwud2FsbGV0LnYxLkxpc3RTaWduYXR1cmVzUmVxdWVzdBonLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1Jlc3BvbnNlIgOQAgFCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL3dhbGxldC92MTt3YWxsZXR2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * Wallet is one key and what is derived from it.
@@ -430,6 +430,23 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The request id of the application's request signature; empty for an
+   * unsigned request.
+   *
+   * @generated from field: string request_id = 13;
+   */
+  requestId: string;
+
+  /**
+   * The request key that signed the request: its name in the coordinator's
+   * --trusted-request-keys, else its fingerprint; empty for an unsigned
+   * request.
+   *
+   * @generated from field: string requester_key = 14;
+   */
+  requesterKey: string;
 };
 
 /**
@@ -438,6 +455,63 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
  */
 export const SignatureSchema: GenMessage<Signature> = /*@__PURE__*/
   messageDesc(file_sigil_wallet_v1_wallet, 9);
+
+/**
+ * RequestSignature is an application's signature of a CreateSignature
+ * request with its request key, verified by the coordinator and again by
+ * every signer and HSM driver against the keys they trust. What is signed
+ * is a canonical, domain-separated byte string of the algorithm, the
+ * public key, request_id, create_time (milliseconds), wallet id, kind,
+ * digest and external id (see the README, "Signed requests").
+ *
+ * @generated from message sigil.wallet.v1.RequestSignature
+ */
+export type RequestSignature = Message<"sigil.wallet.v1.RequestSignature"> & {
+  /**
+   * A fresh id per request, chosen by the application: 1 to 128 letters,
+   * digits and `._:-`. Signers refuse a request id already signed for the
+   * same wallet under another signature request (a replay).
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * When the application signed; signed with millisecond precision.
+   * Requests older than the signers' bound (default 10 minutes) are refused.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * The request key's algorithm.
+   *
+   * @generated from field: sigil.wallet.v1.RequestKeyAlgorithm algorithm = 3;
+   */
+  algorithm: RequestKeyAlgorithm;
+
+  /**
+   * The request key's public key (32 bytes for Ed25519, 65 for P-256).
+   *
+   * @generated from field: bytes public_key = 4;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * The signature of the canonical request bytes (64 bytes).
+   *
+   * @generated from field: bytes signature = 5;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message sigil.wallet.v1.RequestSignature.
+ * Use `create(RequestSignatureSchema)` to create a new message.
+ */
+export const RequestSignatureSchema: GenMessage<RequestSignature> = /*@__PURE__*/
+  messageDesc(file_sigil_wallet_v1_wallet, 10);
 
 /**
  * SignatureResult is an ECDSA secp256k1 signature in the encodings callers
@@ -488,7 +562,7 @@ export type SignatureResult = Message<"sigil.wallet.v1.SignatureResult"> & {
  * Use `create(SignatureResultSchema)` to create a new message.
  */
 export const SignatureResultSchema: GenMessage<SignatureResult> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 10);
+  messageDesc(file_sigil_wallet_v1_wallet, 11);
 
 /**
  * CreateSignatureRequest asks a wallet to sign a hash or a message.
@@ -534,6 +608,14 @@ export type CreateSignatureRequest = Message<"sigil.wallet.v1.CreateSignatureReq
     value: string;
     case: "message";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * The application's signature of this request with its request key.
+   * Optional unless the coordinator or the signers require signed requests.
+   *
+   * @generated from field: sigil.wallet.v1.RequestSignature request_signature = 5;
+   */
+  requestSignature?: RequestSignature | undefined;
 };
 
 /**
@@ -541,7 +623,7 @@ export type CreateSignatureRequest = Message<"sigil.wallet.v1.CreateSignatureReq
  * Use `create(CreateSignatureRequestSchema)` to create a new message.
  */
 export const CreateSignatureRequestSchema: GenMessage<CreateSignatureRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 11);
+  messageDesc(file_sigil_wallet_v1_wallet, 12);
 
 /**
  * CreateSignatureResponse carries the new (or, for a repeated external_id,
@@ -563,7 +645,7 @@ export type CreateSignatureResponse = Message<"sigil.wallet.v1.CreateSignatureRe
  * Use `create(CreateSignatureResponseSchema)` to create a new message.
  */
 export const CreateSignatureResponseSchema: GenMessage<CreateSignatureResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 12);
+  messageDesc(file_sigil_wallet_v1_wallet, 13);
 
 /**
  * GetSignatureRequest names one signature request.
@@ -584,7 +666,7 @@ export type GetSignatureRequest = Message<"sigil.wallet.v1.GetSignatureRequest">
  * Use `create(GetSignatureRequestSchema)` to create a new message.
  */
 export const GetSignatureRequestSchema: GenMessage<GetSignatureRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 13);
+  messageDesc(file_sigil_wallet_v1_wallet, 14);
 
 /**
  * GetSignatureResponse carries one signature request.
@@ -605,7 +687,7 @@ export type GetSignatureResponse = Message<"sigil.wallet.v1.GetSignatureResponse
  * Use `create(GetSignatureResponseSchema)` to create a new message.
  */
 export const GetSignatureResponseSchema: GenMessage<GetSignatureResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 14);
+  messageDesc(file_sigil_wallet_v1_wallet, 15);
 
 /**
  * ListSignaturesRequest asks for one page of signature requests.
@@ -640,7 +722,7 @@ export type ListSignaturesRequest = Message<"sigil.wallet.v1.ListSignaturesReque
  * Use `create(ListSignaturesRequestSchema)` to create a new message.
  */
 export const ListSignaturesRequestSchema: GenMessage<ListSignaturesRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 15);
+  messageDesc(file_sigil_wallet_v1_wallet, 16);
 
 /**
  * ListSignaturesResponse is one page of signature requests.
@@ -668,7 +750,7 @@ export type ListSignaturesResponse = Message<"sigil.wallet.v1.ListSignaturesResp
  * Use `create(ListSignaturesResponseSchema)` to create a new message.
  */
 export const ListSignaturesResponseSchema: GenMessage<ListSignaturesResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 16);
+  messageDesc(file_sigil_wallet_v1_wallet, 17);
 
 /**
  * Backend says where a wallet's private key lives.
@@ -858,6 +940,41 @@ export enum SignatureStatus {
  */
 export const SignatureStatusSchema: GenEnum<SignatureStatus> = /*@__PURE__*/
   enumDesc(file_sigil_wallet_v1_wallet, 4);
+
+/**
+ * RequestKeyAlgorithm is the algorithm of an application's request key.
+ *
+ * @generated from enum sigil.wallet.v1.RequestKeyAlgorithm
+ */
+export enum RequestKeyAlgorithm {
+  /**
+   * Not set; refused.
+   *
+   * @generated from enum value: REQUEST_KEY_ALGORITHM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Ed25519 (RFC 8032); public key 32 bytes, signature 64 bytes.
+   *
+   * @generated from enum value: REQUEST_KEY_ALGORITHM_ED25519 = 1;
+   */
+  ED25519 = 1,
+
+  /**
+   * ECDSA on P-256 over SHA-256; public key the 65-byte uncompressed
+   * point, signature r || s (64 bytes, IEEE P1363 as WebCrypto makes it).
+   *
+   * @generated from enum value: REQUEST_KEY_ALGORITHM_ECDSA_P256_SHA256 = 2;
+   */
+  ECDSA_P256_SHA256 = 2,
+}
+
+/**
+ * Describes the enum sigil.wallet.v1.RequestKeyAlgorithm.
+ */
+export const RequestKeyAlgorithmSchema: GenEnum<RequestKeyAlgorithm> = /*@__PURE__*/
+  enumDesc(file_sigil_wallet_v1_wallet, 5);
 
 /**
  * WalletService creates wallets and signs with them. It is served on the

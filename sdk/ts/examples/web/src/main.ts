@@ -8,6 +8,7 @@ import {
   errorCode,
   ethereumSignature,
   isWalletFailed,
+  RequestKey,
   WalletStatus,
   type SigilClient,
   type Wallet,
@@ -21,6 +22,7 @@ const $ = <T extends HTMLElement>(id: string): T => {
 
 const apiUrl = $<HTMLInputElement>("api-url");
 const token = $<HTMLInputElement>("token");
+const requestKeyPem = $<HTMLTextAreaElement>("request-key");
 const connectionStatus = $("connection-status");
 const refreshButton = $<HTMLButtonElement>("refresh");
 const walletRows = $<HTMLTableElement>("wallets").tBodies[0]!;
@@ -109,16 +111,16 @@ $<HTMLFormElement>("connect-form").addEventListener("submit", (ev) => {
   sigil = undefined;
   connectionStatus.textContent = "Connecting…";
   connectionStatus.dataset.state = "connecting";
-  try {
-    // Throws at once on a missing token or a malformed URL.
-    sigil = createSigilClient({ baseUrl: apiUrl.value.trim(), token: token.value.trim(), timeoutMs: 15_000 });
-  } catch (err) {
-    connectionStatus.textContent = "Not connected.";
-    connectionStatus.dataset.state = "error";
-    showError(err);
-    return;
-  }
-  refresh()
+  // A request key (the PEM `sigil request-key init` writes, or the dev one
+  // in dev.json's request_key_file) signs every signature request with
+  // WebCrypto, for signers that require signed requests.
+  const pem = requestKeyPem.value.trim();
+  (pem ? RequestKey.fromPem(pem) : Promise.resolve(undefined))
+    .then((requestKey) => {
+      // Throws at once on a missing token or a malformed URL.
+      sigil = createSigilClient({ baseUrl: apiUrl.value.trim(), token: token.value.trim(), timeoutMs: 15_000, requestKey });
+      return refresh();
+    })
     .then(() => {
       sessionStorage.setItem("sigil.api", apiUrl.value.trim());
       sessionStorage.setItem("sigil.token", token.value.trim());

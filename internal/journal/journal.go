@@ -1,0 +1,243 @@
+// Package journal is the tamper-evident decision journal of a signer or an
+// HSM driver, kept in the node's own database: one append-only record per
+// decision on a signature request (signed, or refused and why), each
+// chained to the one before by a SHA-256 hash, written durably before the
+// node releases its part of a signature. Verify recomputes the chain and
+// names the first record that was altered, inserted or removed. (Cutting
+// records off the end leaves a shorter valid chain: keep a copy of the
+// latest hash elsewhere, e.g. in the node's logs, to detect that.)
+//
+// The journal also answers the replay question: has this wallet already
+// signed this request id for another signature request?
+package journal
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/sigil-wallet/sigil/internal/db"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Decision is what a node decided about a signature request.
+type Decision string
+
+// Decisions.
+const (
+	// Signed: every check passed; the node goes on to sign.
+	Signed Decision = "signed"
+	// RefusedSignature: the request signature is missing, malformed,
+	// untrusted, expired, does not match, or is a replay.
+	RefusedSignature Decision = "refused-signature"
+	// RefusedPolicy: the request itself is unacceptable (the digest does
+	// not match the payload, an unknown kind).
+	RefusedPolicy Decision = "refused-policy"
+	// RefusedGate: the validation gate said no.
+	RefusedGate Decision = "refused-gate"
+	// GateFailed: the validation gate could not be asked (down, slow, bad
+	// answer): nothing signed.
+	GateFailed Decision = "gate-failed"
+)
+
+// ErrReplay reports a request id this wallet already signed for another
+// signature request.
+var ErrReplay = errors.New("replayed request: this wallet already signed this request id for another signature request")
+
+// Entry is one journal record.
+type Entry struct {
+	Seq          int64     `json:"seq"`
+	At           time.Time `json:"time"`
+	Node         string    `json:"node"`
+	Decision     Decision  `json:"decision"`
+	Reason       string    `json:"reason,omitempty"`
+	WorkID       string    `json:"work_id"`
+	SignatureID  string    `json:"signature_id"`
+	RequestID    string    `json:"request_id,omitempty"`
+	WalletID     string    `json:"wallet_id"`
+	Digest       string    `json:"digest"`
+	RequesterKey string    `json:"requester_key,omitempty"`
+	PrevHash     string    `json:"prev_hash"`
+	Hash         string    `json:"hash"`
+}
+
+// genesis is the prev_hash of the first record.
+var genesis = hex.EncodeToString(make([]byte, 32))
+
+// hash is the record's hash over its fields and the previous hash, each
+// length-prefixed so that no two records hash alike.
+func (e *Entry) hash() string {
+	h := sha256.New()
+	var n [4]byte
+	for _, f := range []string{"sigil/journal/v1", strconv.FormatInt(e.Seq, 10), strconv.FormatInt(e.At.UnixMicro(), 10),
+		e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID, e.WalletID, e.Digest, e.RequesterKey, e.PrevHash} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Journal is a node's journal.
+type Journal struct {
+	db  *db.DB
+	now func() time.Time
+}
+
+// Open migrates the journal's table in d (its own goose table, so it lives
+// beside the node's other tables) and returns the journal. Open d with
+// Durable set: a record must be on disk before the node signs.
+func Open(ctx context.Context, d *db.DB) (*Journal, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Migrate(ctx, sub, "goose_journal"); err != nil {
+		return nil, fmt.Errorf("migrate the journal: %w", err)
+	}
+	return &Journal{db: d, now: time.Now}, nil
+}
+
+// SetClock replaces the journal's clock (tests).
+func (j *Journal) SetClock(now func() time.Time) { j.now = now }
+
+const columns = `seq, at, node, decision, reason, work_id, signature_id, request_id, wallet_id, digest, requester_key, prev_hash, hash`
+
+type row struct {
+	Seq          int64  `db:"seq"`
+	At           int64  `db:"at"`
+	Node         string `db:"node"`
+	Decision     string `db:"decision"`
+	Reason       string `db:"reason"`
+	WorkID       string `db:"work_id"`
+	SignatureID  string `db:"signature_id"`
+	RequestID    string `db:"request_id"`
+	WalletID     string `db:"wallet_id"`
+	Digest       string `db:"digest"`
+	RequesterKey string `db:"requester_key"`
+	PrevHash     string `db:"prev_hash"`
+	Hash         string `db:"hash"`
+}
+
+func (r *row) entry() Entry {
+	return Entry{Seq: r.Seq, At: time.UnixMicro(r.At).UTC(), Node: r.Node, Decision: Decision(r.Decision), Reason: r.Reason,
+		WorkID: r.WorkID, SignatureID: r.SignatureID, RequestID: r.RequestID, WalletID: r.WalletID, Digest: r.Digest,
+		RequesterKey: r.RequesterKey, PrevHash: r.PrevHash, Hash: r.Hash}
+}
+
+// Append writes e as the next record, durably, and returns it with its
+// sequence number and hashes. For a Signed record with a request id it
+// first checks, in the same transaction, that the wallet has not signed
+// that request id for another signature request: then it writes nothing
+// and returns ErrReplay (the caller journals the refusal).
+func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
+	e.At = j.now().UTC().Truncate(time.Microsecond)
+	for try := 0; ; try++ {
+		out, err := j.append(ctx, e)
+		if err != nil && db.IsUniqueViolation(err) && try < 10 {
+			continue // another append took this sequence number (not expected under the lock): chain onto it
+		}
+		return out, err
+	}
+}
+
+func (j *Journal) append(ctx context.Context, e Entry) (Entry, error) {
+	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if j.db.Dialect == db.Postgres {
+			// One appender at a time (several drivers may share the
+			// database): a mode that conflicts with itself but not with
+			// readers. SQLite's BEGIN IMMEDIATE already serialises writers.
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+				return fmt.Errorf("lock the journal: %w", err)
+			}
+		}
+		var last row
+		err := tx.GetContext(ctx, &last, `SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1`)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			e.Seq, e.PrevHash = 1, genesis
+		case err != nil:
+			return fmt.Errorf("read the journal's last record: %w", err)
+		default:
+			e.Seq, e.PrevHash = last.Seq+1, last.Hash
+		}
+		if e.Decision == Signed && e.RequestID != "" {
+			var other []string
+			err := tx.SelectContext(ctx, &other, tx.Rebind(`SELECT signature_id FROM journal
+				WHERE wallet_id = ? AND request_id = ? AND decision = ? AND signature_id <> ? LIMIT 1`),
+				e.WalletID, e.RequestID, string(Signed), e.SignatureID)
+			if err != nil {
+				return fmt.Errorf("replay check: %w", err)
+			}
+			if len(other) > 0 {
+				return fmt.Errorf("%w (%s)", ErrReplay, other[0])
+			}
+		}
+		e.Hash = e.hash()
+		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO journal (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID, e.WalletID,
+			e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
+		return err
+	})
+	return e, err
+}
+
+// List returns every record in order.
+func (j *Journal) List(ctx context.Context) ([]Entry, error) {
+	var rows []row
+	if err := j.db.SelectContext(ctx, &rows, `SELECT `+columns+` FROM journal ORDER BY seq`); err != nil {
+		return nil, fmt.Errorf("read the journal: %w", err)
+	}
+	out := make([]Entry, len(rows))
+	for i := range rows {
+		out[i] = rows[i].entry()
+	}
+	return out, nil
+}
+
+// Break is the first place where the chain does not hold.
+type Break struct {
+	Seq     int64
+	Problem string
+}
+
+func (b *Break) Error() string { return fmt.Sprintf("journal record %d: %s", b.Seq, b.Problem) }
+
+// Verify recomputes the chain. It returns the number of records checked
+// and, if the chain is broken, the first broken record.
+func (j *Journal) Verify(ctx context.Context) (int, *Break, error) {
+	entries, err := j.List(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return len(entries), Check(entries), nil
+}
+
+// Check verifies a chain of records, first to last.
+func Check(entries []Entry) *Break {
+	prevSeq, prevHash := int64(0), genesis
+	for _, e := range entries {
+		switch {
+		case e.Seq != prevSeq+1:
+			return &Break{Seq: e.Seq, Problem: fmt.Sprintf("follows record %d: records are missing", prevSeq)}
+		case e.PrevHash != prevHash:
+			return &Break{Seq: e.Seq, Problem: "its previous-hash does not match the record before it (that record, or this link, was changed)"}
+		case e.hash() != e.Hash:
+			return &Break{Seq: e.Seq, Problem: "its content does not match its hash (the record was changed)"}
+		}
+		prevSeq, prevHash = e.Seq, e.Hash
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package journal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/sigil-wallet/sigil/internal/db/dbtest"
+	"github.com/sigil-wallet/sigil/internal/journal"
+)
+
+func TestJournal(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, open dbtest.OpenFunc) {
+		ctx := context.Background()
+		d := open(t)
+		j, err := journal.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run("empty verifies", func(t *testing.T) {
+			if n, b, err := j.Verify(ctx); err != nil || b != nil || n != 0 {
+				t.Fatalf("%d %v %v", n, b, err)
+			}
+		})
+		t.Run("concurrent appends chain", func(t *testing.T) {
+			var wg sync.WaitGroup
+			errs := make(chan error, 40)
+			for i := range 40 {
+				wg.Go(func() {
+					_, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, Reason: fmt.Sprint("no ", i),
+						WalletID: "wal_a", SignatureID: fmt.Sprint("sig_", i), Digest: "00"})
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, b, err := j.Verify(ctx); err != nil || b != nil || n != 40 {
+				t.Fatalf("%d %v %v", n, b, err)
+			}
+		})
+		t.Run("replay", func(t *testing.T) {
+			e := journal.Entry{Node: "signer-1", Decision: journal.Signed, WalletID: "wal_b", SignatureID: "sig_1", RequestID: "r1"}
+			if _, err := j.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			// The same request again under the same signature request is a
+			// retry with another quorum: allowed.
+			if _, err := j.Append(ctx, e); err != nil {
+				t.Fatalf("retry refused: %v", err)
+			}
+			// Another wallet may use the same request id.
+			other := e
+			other.WalletID = "wal_c"
+			if _, err := j.Append(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+			replay := e
+			replay.SignatureID = "sig_2"
+			if _, err := j.Append(ctx, replay); !errors.Is(err, journal.ErrReplay) {
+				t.Fatalf("replay: %v", err)
+			}
+		})
+		t.Run("an altered record is named", func(t *testing.T) {
+			entries, err := j.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := entries[7].Seq
+			if _, err := d.ExecContext(ctx, d.Rebind(`UPDATE journal SET reason = ? WHERE seq = ?`), "approved after all", target); err != nil {
+				t.Fatal(err)
+			}
+			_, b, err := j.Verify(ctx)
+			if err != nil || b == nil || b.Seq != target {
+				t.Fatalf("verify after altering record %d: %v %v", target, b, err)
+			}
+		})
+	})
+}
