@@ -258,4 +258,5 @@ type Store interface {
 	WalletOutcomes
 	Ceremonies
 	Relay
+	Backups
 }

@@ -10,7 +10,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { SignatureKind } from "../../wallet/v1/wallet_pb.js";
+import type { BackupState, SignatureKind } from "../../wallet/v1/wallet_pb.js";
 import { file_sigil_wallet_v1_wallet } from "../../wallet/v1/wallet_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/ceremony/v1/ceremony.proto.
  */
 export const file_sigil_ceremony_v1_ceremony: GenFile = /*@__PURE__*/
-  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIpIDCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjsKFldhdGNoQ2VyZW1vbmllc1JlcXVlc3QSIQoMYW5ub3VuY2VtZW50GAEgASgMQgu6SAh6BhABGICAASK5AQoXV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2USLwoIY2VyZW1vbnkYASABKAsyGy5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUgAEjEKBWVuZGVkGAIgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlFbmRlZEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnNpZ2lsLmNlcmVtb255LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IlUKDUNlcmVtb255RW5kZWQSEwoLY2VyZW1vbnlfaWQYASABKAkSLwoFc3RhdGUYAiABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChJHZXRDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQiRAoTR2V0Q2VyZW1vbnlSZXNwb25zZRItCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255IisKDEtleWdlbk91dHB1dBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIigKClNpZ25PdXRwdXQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIrwBChdDb21wbGV0ZUNlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIxCgZrZXlnZW4YAiABKAsyHy5zaWdpbC5jZXJlbW9ueS52MS5LZXlnZW5PdXRwdXRIABItCgRzaWduGAMgASgLMh0uc2lnaWwuY2VyZW1vbnkudjEuU2lnbk91dHB1dEgAQg8KBm91dHB1dBIFukgCCAEiSwoYQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEi8KBXN0YXRlGAEgASgOMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlTdGF0ZSKXAQoTRmFpbENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAEYgAgSIgoIY3VscHJpdHMYAyADKAlCELpIDZIBChBAIgZyBBABGEASEAoIcmVqZWN0ZWQYBCABKAgiRwoURmFpbENlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlKl8KDENlcmVtb255S2luZBIdChlDRVJFTU9OWV9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUQ0VSRU1PTllfS0lORF9LRVlHRU4QARIWChJDRVJFTU9OWV9LSU5EX1NJR04QAiqEAQoNQ2VyZW1vbnlTdGF0ZRIeChpDRVJFTU9OWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkNFUkVNT05ZX1NUQVRFX1JVTk5JTkcQARIcChhDRVJFTU9OWV9TVEFURV9TVUNDRUVERUQQAhIZChVDRVJFTU9OWV9TVEFURV9GQUlMRUQQAzKuAwoPQ2VyZW1vbnlTZXJ2aWNlEmoKD1dhdGNoQ2VyZW1vbmllcxIpLnNpZ2lsLmNlcmVtb255LnYxLldhdGNoQ2VyZW1vbmllc1JlcXVlc3QaKi5zaWdpbC5jZXJlbW9ueS52MS5XYXRjaENlcmVtb25pZXNSZXNwb25zZTABEmEKC0dldENlcmVtb255EiUuc2lnaWwuY2VyZW1vbnkudjEuR2V0Q2VyZW1vbnlSZXF1ZXN0GiYuc2lnaWwuY2VyZW1vbnkudjEuR2V0Q2VyZW1vbnlSZXNwb25zZSIDkAIBEmsKEENvbXBsZXRlQ2VyZW1vbnkSKi5zaWdpbC5jZXJlbW9ueS52MS5Db21wbGV0ZUNlcmVtb255UmVxdWVzdBorLnNpZ2lsLmNlcmVtb255LnYxLkNvbXBsZXRlQ2VyZW1vbnlSZXNwb25zZRJfCgxGYWlsQ2VyZW1vbnkSJi5zaWdpbC5jZXJlbW9ueS52MS5GYWlsQ2VyZW1vbnlSZXF1ZXN0Gicuc2lnaWwuY2VyZW1vbnkudjEuRmFpbENlcmVtb255UmVzcG9uc2VCQ1pBZ2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL2NlcmVtb255L3YxO2NlcmVtb255djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
+  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIpIDCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjsKFldhdGNoQ2VyZW1vbmllc1JlcXVlc3QSIQoMYW5ub3VuY2VtZW50GAEgASgMQgu6SAh6BhABGICAASK5AQoXV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2USLwoIY2VyZW1vbnkYASABKAsyGy5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUgAEjEKBWVuZGVkGAIgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlFbmRlZEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnNpZ2lsLmNlcmVtb255LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IlUKDUNlcmVtb255RW5kZWQSEwoLY2VyZW1vbnlfaWQYASABKAkSLwoFc3RhdGUYAiABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChJHZXRDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQiRAoTR2V0Q2VyZW1vbnlSZXNwb25zZRItCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255IisKDEtleWdlbk91dHB1dBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIigKClNpZ25PdXRwdXQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIrwBChdDb21wbGV0ZUNlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIxCgZrZXlnZW4YAiABKAsyHy5zaWdpbC5jZXJlbW9ueS52MS5LZXlnZW5PdXRwdXRIABItCgRzaWduGAMgASgLMh0uc2lnaWwuY2VyZW1vbnkudjEuU2lnbk91dHB1dEgAQg8KBm91dHB1dBIFukgCCAEiSwoYQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEi8KBXN0YXRlGAEgASgOMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlTdGF0ZSKXAQoTRmFpbENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAEYgAgSIgoIY3VscHJpdHMYAyADKAlCELpIDZIBChBAIgZyBBABGEASEAoIcmVqZWN0ZWQYBCABKAgiRwoURmFpbENlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIrIBChNSZXBvcnRCYWNrdXBSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBI3CgVzdGF0ZRgCIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZUIKukgHggEEEAEgABIYCgZyZWFzb24YAyABKAlCCLpIBXIDGIAIEhoKCGxvY2F0aW9uGAQgASgJQgi6SAVyAxiACCIWChRSZXBvcnRCYWNrdXBSZXNwb25zZSpfCgxDZXJlbW9ueUtpbmQSHQoZQ0VSRU1PTllfS0lORF9VTlNQRUNJRklFRBAAEhgKFENFUkVNT05ZX0tJTkRfS0VZR0VOEAESFgoSQ0VSRU1PTllfS0lORF9TSUdOEAIqhAEKDUNlcmVtb255U3RhdGUSHgoaQ0VSRU1PTllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDRVJFTU9OWV9TVEFURV9SVU5OSU5HEAESHAoYQ0VSRU1PTllfU1RBVEVfU1VDQ0VFREVEEAISGQoVQ0VSRU1PTllfU1RBVEVfRkFJTEVEEAMylAQKD0NlcmVtb255U2VydmljZRJqCg9XYXRjaENlcmVtb25pZXMSKS5zaWdpbC5jZXJlbW9ueS52MS5XYXRjaENlcmVtb25pZXNSZXF1ZXN0Giouc2lnaWwuY2VyZW1vbnkudjEuV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2UwARJhCgtHZXRDZXJlbW9ueRIlLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVxdWVzdBomLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVzcG9uc2UiA5ACARJrChBDb21wbGV0ZUNlcmVtb255Eiouc2lnaWwuY2VyZW1vbnkudjEuQ29tcGxldGVDZXJlbW9ueVJlcXVlc3QaKy5zaWdpbC5jZXJlbW9ueS52MS5Db21wbGV0ZUNlcmVtb255UmVzcG9uc2USXwoMRmFpbENlcmVtb255EiYuc2lnaWwuY2VyZW1vbnkudjEuRmFpbENlcmVtb255UmVxdWVzdBonLnNpZ2lsLmNlcmVtb255LnYxLkZhaWxDZXJlbW9ueVJlc3BvbnNlEmQKDFJlcG9ydEJhY2t1cBImLnNpZ2lsLmNlcmVtb255LnYxLlJlcG9ydEJhY2t1cFJlcXVlc3QaJy5zaWdpbC5jZXJlbW9ueS52MS5SZXBvcnRCYWNrdXBSZXNwb25zZSIDkAICQkNaQWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9jZXJlbW9ueS92MTtjZXJlbW9ueXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
 
 /**
  * PeerAnnouncement is a signer's announcement as relayed by the coordinator.
@@ -493,6 +493,63 @@ export const FailCeremonyResponseSchema: GenMessage<FailCeremonyResponse> = /*@_
   messageDesc(file_sigil_ceremony_v1_ceremony, 13);
 
 /**
+ * ReportBackupRequest is the backup state of the calling signer's share.
+ *
+ * @generated from message sigil.ceremony.v1.ReportBackupRequest
+ */
+export type ReportBackupRequest = Message<"sigil.ceremony.v1.ReportBackupRequest"> & {
+  /**
+   * The wallet.
+   *
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * The backup's state (not UNSPECIFIED).
+   *
+   * @generated from field: sigil.wallet.v1.BackupState state = 2;
+   */
+  state: BackupState;
+
+  /**
+   * For FAILING, why (at most 1024 characters; never secret).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * For COMPLETE, where the backup is stored (at most 1024 characters).
+   *
+   * @generated from field: string location = 4;
+   */
+  location: string;
+};
+
+/**
+ * Describes the message sigil.ceremony.v1.ReportBackupRequest.
+ * Use `create(ReportBackupRequestSchema)` to create a new message.
+ */
+export const ReportBackupRequestSchema: GenMessage<ReportBackupRequest> = /*@__PURE__*/
+  messageDesc(file_sigil_ceremony_v1_ceremony, 14);
+
+/**
+ * ReportBackupResponse acknowledges a backup report.
+ *
+ * @generated from message sigil.ceremony.v1.ReportBackupResponse
+ */
+export type ReportBackupResponse = Message<"sigil.ceremony.v1.ReportBackupResponse"> & {
+};
+
+/**
+ * Describes the message sigil.ceremony.v1.ReportBackupResponse.
+ * Use `create(ReportBackupResponseSchema)` to create a new message.
+ */
+export const ReportBackupResponseSchema: GenMessage<ReportBackupResponse> = /*@__PURE__*/
+  messageDesc(file_sigil_ceremony_v1_ceremony, 15);
+
+/**
  * CeremonyKind says which protocol a ceremony runs.
  *
  * @generated from enum sigil.ceremony.v1.CeremonyKind
@@ -627,6 +684,18 @@ export const CeremonyService: GenService<{
     methodKind: "unary";
     input: typeof FailCeremonyRequestSchema;
     output: typeof FailCeremonyResponseSchema;
+  },
+  /**
+   * ReportBackup records the state of the backup of the calling signer's
+   * share of a wallet (encrypted to the operator's recovery recipients,
+   * stored in the backup target). The wallet API sums these per wallet.
+   *
+   * @generated from rpc sigil.ceremony.v1.CeremonyService.ReportBackup
+   */
+  reportBackup: {
+    methodKind: "unary";
+    input: typeof ReportBackupRequestSchema;
+    output: typeof ReportBackupResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sigil_ceremony_v1_ceremony, 0);
