@@ -25,6 +25,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/seal"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/kek"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	// ServerName overrides the name checked in the coordinator's
 	// certificate (default: the URL's host).
 	ServerName string
+	// Backup, when enabled, backs every active share up, encrypted to the
+	// operator's recovery recipients.
+	Backup     backup.Config
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -66,6 +70,7 @@ type Signer struct {
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
 	metrics   *metrics
+	backups   *backup.Uploader // nil: backups off
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -138,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}}
 	logger := cfg.Logger.With("signer", id.Name)
-	return &Signer{
+	s := &Signer{
 		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares,
 		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
 		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
@@ -146,7 +151,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		metrics:  newMetrics(cfg.Registerer),
 		running:  map[string]*run{},
 		finished: map[string]time.Time{},
-	}, nil
+	}
+	if err := s.openBackups(ctx); err != nil {
+		k.Destroy()
+		_ = d.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Name is the signer's name (its certificate's common name).
@@ -163,6 +174,9 @@ func (s *Signer) Close() error {
 // Run keeps a ceremony stream open to the coordinator, reconnecting with
 // backoff, and runs the ceremonies it delivers, until ctx ends.
 func (s *Signer) Run(ctx context.Context) error {
+	if s.backups != nil {
+		s.wg.Go(func() { s.runBackups(ctx) })
+	}
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		connected, err := s.watch(ctx)
@@ -286,9 +300,17 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 	}
 	// The ceremony may have finished here already (this signer reported
 	// before the others): settle any share it left pending. For signing
-	// ceremonies this matches nothing.
-	if err := s.shares.settleCeremony(ctx, id, state == ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED); err != nil {
+	// ceremonies this finds nothing.
+	sh, err := s.shares.pendingOf(ctx, id)
+	if err != nil {
 		s.logger.ErrorContext(ctx, "settle share", "ceremony", id, "error", err)
+		return
+	}
+	if sh != nil {
+		if state != ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED {
+			state = ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED
+		}
+		s.settle(ctx, sh.WalletID, id, state)
 	}
 }
 
@@ -298,7 +320,7 @@ func (s *Signer) settle(ctx context.Context, walletID, ceremonyID string, state 
 	var err error
 	switch state {
 	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
-		err = s.shares.activate(ctx, walletID, ceremonyID)
+		err = s.activateShare(ctx, walletID, ceremonyID)
 	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
 		err = s.shares.discard(ctx, walletID, ceremonyID)
 	default:

@@ -18,6 +18,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/signer"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/kek"
 )
 
@@ -35,7 +36,9 @@ type Options struct {
 	// DeferSigners leaves the signers stopped; start them with
 	// StartSigner (tests seed state first).
 	DeferSigners bool
-	Logger       *slog.Logger
+	// Backup, when enabled, is every signer's share backup configuration.
+	Backup backup.Config
+	Logger *slog.Logger
 }
 
 // Cluster is a running deployment.
@@ -186,6 +189,7 @@ func (c *Cluster) StartSigner(name string) error {
 		CertFile:       paths.CertPath, KeyFile: paths.KeyPath, CAFile: c.PKI.CAPath,
 		KEKFile: kekPath, SQLitePath: filepath.Join(dir, "shares.db"),
 		ServerName: "localhost",
+		Backup:     c.opts.Backup,
 		Logger:     c.opts.Logger.With("component", "signer"),
 	})
 	if err != nil {
