@@ -14,6 +14,7 @@ import (
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/signer/backup"
 )
 
 // devInfo is what `sigil dev` writes to <data-dir>/dev.json for tools and
@@ -35,12 +36,16 @@ They talk over real mTLS on loopback with a dev PKI made on first start.
 Restarting on the same --data-dir keeps every wallet.
 
 When ready it prints the API URL, an admin token and commands to paste, and
-writes <data-dir>/dev.json with "api_url" and "token".`,
+writes <data-dir>/dev.json with "api_url" and "token".
+
+The --backup-* flags are those of "sigil signer": every signer backs its
+shares up there, so "sigil recover" can be tried on a laptop.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg server.Config
 			var cors listFlag
 			var n, t int
 			var pkcs11Module string
+			var backupCfg backup.Config
 			fs.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "address of the API port")
 			fs.StringVar(&cfg.NodeAddr, "node-addr", server.DefaultNodeAddr, "address of the node port (mTLS, for the signers and the driver)")
 			fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
@@ -51,17 +56,21 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 			fs.StringVar(&pkcs11Module, "pkcs11-module", "", `PKCS#11 module for the HSM driver (default: SoftHSM2 when installed; "none" disables the HSM backend)`)
 			fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take")
 			fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take")
+			addBackupFlags(fs, &backupCfg)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
 				if err != nil {
 					return err
 				}
+				if err := checkBackupFlags(backupCfg); err != nil {
+					return err
+				}
 				if n < 2 || t < 2 || t > n {
 					return fmt.Errorf("%w: --signers %d --threshold %d: want 2 <= threshold <= signers", errUsage, n, t)
 				}
 				cfg.CORSOrigins, cfg.Logger = cors, logger
-				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Logger: logger}
+				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Logger: logger, Backup: backupCfg}
 				switch {
 				case pkcs11Module == "none":
 				case pkcs11Module != "":

@@ -37,6 +37,7 @@ func commands() []*command {
 		signCommand(),
 		signerCommand(),
 		signerInitCommand(),
+		recoverCommand(),
 		tokenCreateCommand(),
 		pkiInitCommand(),
 		pkiIssueCommand(),

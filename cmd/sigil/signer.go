@@ -24,7 +24,12 @@ coordinator's --mpc-signers), only ever dialing out, and runs the key generation
 and signing ceremonies the coordinator hands it. Its key shares live in its own
 database, each encrypted with its KEK (--kek-file, made by "sigil signer init").
 Messages to other signers are sealed end to end: the coordinator relays
-ciphertext only.`,
+ciphertext only.
+
+With --backup-recipients and --backup-dir or --backup-s3-bucket, the signer
+encrypts each active share to the operator's age recipients and stores it as
+<prefix>/<wallet id>/<signer>.age, retrying in the background while the target
+is down; "sigil recover" rebuilds a key from t such backups.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg signer.Config
 			var dataDir, metricsAddr string
@@ -38,6 +43,7 @@ ciphertext only.`,
 			fs.StringVar(&dataDir, "data-dir", "./sigil-signer", "folder of the share database (shares.db) and, by default, the KEK")
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL share database (postgres://...); empty uses SQLite in --data-dir")
 			fs.StringVar(&metricsAddr, "metrics-addr", "", "address serving Prometheus metrics at /metrics; empty disables")
+			addBackupFlags(fs, &cfg.Backup)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
@@ -46,6 +52,9 @@ ciphertext only.`,
 				}
 				if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
 					return fmt.Errorf("%w: --cert, --key and --ca are required", errUsage)
+				}
+				if err := checkBackupFlags(cfg.Backup); err != nil {
+					return err
 				}
 				if cfg.KEKFile == "" {
 					cfg.KEKFile = filepath.Join(dataDir, "kek.bin")
