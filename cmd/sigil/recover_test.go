@@ -24,7 +24,6 @@ import (
 	"github.com/sigil-wallet/sigil/signer/mpc/mpctest"
 )
 
-
 // backupSet is the backups of one fixture wallet, as the signers store them.
 type backupSet struct {
 	walletID string

@@ -257,7 +257,7 @@ func TestRecoverRefusesMismatches(t *testing.T) {
 	c := *a
 	c.keyID = ids.New(ids.Ceremony)
 	_, err = backup.Recover(read(map[string][]byte{
-		a.id + "/signer-1.age": a.encrypt(t, "signer-1", kp.recipient),
+		a.id + "/signer-1.age":   a.encrypt(t, "signer-1", kp.recipient),
 		a.id + "/x/signer-2.age": c.encrypt(t, "signer-2", kp.recipient),
 	}))
 	if !errors.Is(err, backup.ErrMismatch) {
