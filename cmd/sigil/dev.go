@@ -93,6 +93,9 @@ shares up there, so "sigil recover" can be tried on a laptop.`,
 					return err
 				}
 				printDevBanner(env, info, cfg.DataDir, n, t, opts.HSM != nil)
+				if backupCfg.Enabled() {
+					printBackupHint(env, backupCfg)
+				}
 				<-env.ctx.Done()
 				logger.Info("stopping")
 				return nil
@@ -153,4 +156,17 @@ Try it:
 
 Stop with Ctrl-C; start again on the same --data-dir to keep the wallets.
 `, backends, info.APIURL, info.Token, filepath.Join(dataDir, "dev.json"), info.Token, host, host)
+}
+
+func printBackupHint(env *cliEnv, c backup.Config) {
+	where := c.Dir
+	if where == "" {
+		where = "s3://" + c.S3.Bucket + "/" + c.S3.Prefix
+	}
+	fmt.Fprintf(env.stdout, `Share backups go to %s (<wallet id>/<signer>.age, encrypted to %s).
+Rebuild a wallet's key from them offline:
+
+  sigil recover --identity <your age identity file> --backups %s --wallet <wal_...>
+
+`, where, c.RecipientsFile, where)
 }

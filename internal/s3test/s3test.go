@@ -27,7 +27,7 @@ const Version = "v1.8.0"
 // Credentials of the server's root account.
 const (
 	AccessKey = "sigil-test-access"
-	SecretKey = "sigil-test-secret-key"
+	SecretKey = "sigil-test-secret-key" //nolint:gosec // a throwaway test server's root account
 	Region    = "us-east-1"
 )
 
@@ -51,7 +51,7 @@ func binary() (string, error) {
 		if _, err := os.Stat(binPath); err == nil {
 			return
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
 			errBuild = err
 			return
 		}
@@ -101,7 +101,7 @@ func Start(t testing.TB, buckets ...string) *Server {
 	}
 	root := t.TempDir()
 	for _, b := range buckets {
-		if err := os.Mkdir(filepath.Join(root, b), 0o755); err != nil {
+		if err := os.Mkdir(filepath.Join(root, b), 0o750); err != nil {
 			t.Fatal(err)
 		}
 	}

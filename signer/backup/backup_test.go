@@ -175,7 +175,7 @@ func TestDecryptRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sh, err := backup.Decrypt(tc.file, []age.Identity{tc.identity}, tc.fileName)
-			if tc.want == errStanza && (errors.Is(err, backup.ErrWrongIdentity) || errors.Is(err, backup.ErrDamaged)) {
+			if errors.Is(tc.want, errStanza) && (errors.Is(err, backup.ErrWrongIdentity) || errors.Is(err, backup.ErrDamaged)) {
 				return
 			}
 			if !errors.Is(err, tc.want) || sh != nil {

@@ -112,12 +112,3 @@ func (q queue) counts(ctx context.Context) (map[State]int, error) {
 	}
 	return out, nil
 }
-
-// get returns one row (for tests and status).
-func (q queue) get(ctx context.Context, walletID string) (*row, error) {
-	var r row
-	if err := q.db.GetContext(ctx, &r, q.db.Rebind(`SELECT `+rowColumns+` FROM backups WHERE wallet_id = ?`), walletID); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
