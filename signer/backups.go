@@ -96,5 +96,9 @@ func (b backupReporter) ReportBackup(ctx context.Context, r backup.Report) error
 	}
 	_, err := b.s.ceremony.ReportBackup(ctx, connect.NewRequest(&ceremonyv1.ReportBackupRequest{
 		WalletId: r.WalletID, State: state, Reason: truncate(r.Reason, 1024), Location: truncate(r.Location, 1024)}))
+	switch connect.CodeOf(err) {
+	case connect.CodeNotFound, connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeFailedPrecondition:
+		return fmt.Errorf("%w: %w", backup.ErrReportRefused, err)
+	}
 	return err
 }

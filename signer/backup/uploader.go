@@ -32,8 +32,14 @@ type Report struct {
 
 // Reporter tells the coordinator about backup states.
 type Reporter interface {
+	// ReportBackup returns an error wrapping ErrReportRefused when the
+	// coordinator will never take this report (an unknown wallet, say):
+	// it is dropped rather than retried. Any other error is retried.
 	ReportBackup(ctx context.Context, r Report) error
 }
+
+// ErrReportRefused marks a report the coordinator refused for good.
+var ErrReportRefused = errors.New("the coordinator refused the backup report")
 
 // Uploader backs up shares in the background, retrying with backoff while
 // the target is down, and reports each state change. Nothing it does
@@ -204,7 +210,11 @@ func (u *Uploader) reportAll(ctx context.Context) bool {
 	}
 	for _, r := range rows {
 		rep := Report{WalletID: r.WalletID, State: r.State, Reason: r.LastError, Location: r.Location}
-		if err := u.reporter.ReportBackup(ctx, rep); err != nil {
+		err := u.reporter.ReportBackup(ctx, rep)
+		if errors.Is(err, ErrReportRefused) {
+			// Retrying cannot help, and must not hold up other wallets' reports.
+			u.logger.WarnContext(ctx, "backup state refused by the coordinator; not reported", "wallet", r.WalletID, "error", err)
+		} else if err != nil {
 			if ctx.Err() == nil {
 				u.logger.WarnContext(ctx, "backup state not reported to the coordinator; will retry", "wallet", r.WalletID, "error", err)
 			}

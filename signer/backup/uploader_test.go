@@ -50,7 +50,12 @@ func (f *fakeSource) BackupShare(_ context.Context, walletID string) (string, []
 // reports collects what the uploader tells the coordinator.
 type reports chan backup.Report
 
+// ReportBackup refuses reports for wallets named refused-*, as the
+// coordinator refuses reports for wallets it does not know.
 func (r reports) ReportBackup(_ context.Context, rep backup.Report) error {
+	if strings.HasPrefix(rep.WalletID, "refused-") {
+		return fmt.Errorf("%w: not found", backup.ErrReportRefused)
+	}
 	r <- rep
 	return nil
 }
@@ -238,4 +243,23 @@ func uploads(t *testing.T, reg *prometheus.Registry, result string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestUploaderDropsRefusedReports: a report the coordinator refuses for
+// good is dropped, and does not hold up other wallets' reports.
+func TestUploaderDropsRefusedReports(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, open dbtest.OpenFunc) {
+		e := newUploaderEnv(t)
+		w := newFixtureWallet(t, 3, 2)
+		e.source.set("refused-wallet", w.keyID, w.shares["signer-1"])
+		e.source.set(w.id, w.keyID, w.shares["signer-1"])
+		u := e.open(t, open(t))
+		for _, id := range []string{"refused-wallet", w.id} {
+			if err := u.Enqueue(context.Background(), id, w.keyID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run(t, u)
+		e.reports.await(t, w.id, backup.StateComplete)
+	})
 }
