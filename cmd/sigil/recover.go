@@ -65,9 +65,15 @@ an Ethereum keystore JSON).
 
 --backups is a file, a folder (searched for *.age), or s3://bucket/prefix;
 repeat it to combine places. When they hold several wallets, name one with
---wallet. Any file that does not decrypt or check is refused, never skipped.`,
+--wallet. Any file that does not decrypt or check is refused, never skipped.
+
+HSM wallets: with --hsm-keys-db (the driver database, or a restored copy) and
+--hsm-master-key (the escrowed master key material, as "sigil hsm
+generate-master-key" printed it, or that output age-encrypted to the recovery
+recipients, opened with --identity), it unwraps the wallet's key in software,
+with no HSM, after checking the master key's fingerprint.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
-			var identity, walletID, passFile, endpoint, region string
+			var identity, walletID, passFile, endpoint, region, keysDB, masterKey string
 			var backups listFlag
 			var asJSON, reveal bool
 			fs.StringVar(&identity, "identity", "", "age identity file (AGE-SECRET-KEY-1... or AGE-SECRET-KEY-PQ-1...) matching --backup-recipients")
@@ -78,29 +84,19 @@ repeat it to combine places. When they hold several wallets, name one with
 			fs.StringVar(&passFile, "keystore-passphrase-file", "", "with --reveal-private-key, also print an Ethereum keystore JSON encrypted with the passphrase in this file")
 			fs.StringVar(&endpoint, "s3-endpoint", "", "URL of an S3-compatible server for s3:// backups (path-style)")
 			fs.StringVar(&region, "s3-region", "", "S3 region for s3:// backups")
+			fs.StringVar(&keysDB, "hsm-keys-db", "", "HSM wallets: the driver database holding the wrapped keys (postgres://... or a SQLite file)")
+			fs.StringVar(&masterKey, "hsm-master-key", "", "HSM wallets: file of the escrowed master key material (64 hex digits, or age-encrypted to the recovery recipients)")
 			return func() error {
-				if identity == "" || len(backups) == 0 {
-					return fmt.Errorf("%w: --identity and --backups are required", errUsage)
-				}
 				if passFile != "" && !reveal {
 					return fmt.Errorf("%w: --keystore-passphrase-file needs --reveal-private-key", errUsage)
 				}
-				ids, err := loadIdentities(identity)
-				if err != nil {
-					return err
+				var rec *backup.Recovered
+				var err error
+				if keysDB != "" || masterKey != "" {
+					rec, err = recoverHSMFlags(env, identity, walletID, keysDB, masterKey, backups)
+				} else {
+					rec, err = recoverMPC(env, identity, walletID, backups, endpoint, region)
 				}
-				sources, err := backupSources(env.ctx, backups, endpoint, region)
-				if err != nil {
-					return err
-				}
-				shares, err := backup.Read(env.ctx, sources, ids, walletID)
-				if err != nil {
-					return err
-				}
-				if len(shares) == 0 {
-					return fmt.Errorf("%v: %w", []string(backups), backup.ErrNoBackups)
-				}
-				rec, err := backup.Recover(shares)
 				if err != nil {
 					return err
 				}
@@ -114,6 +110,50 @@ repeat it to combine places. When they hold several wallets, name one with
 			}
 		},
 	}
+}
+
+func recoverMPC(env *cliEnv, identity, walletID string, backups listFlag, endpoint, region string) (*backup.Recovered, error) {
+	if identity == "" || len(backups) == 0 {
+		return nil, fmt.Errorf("%w: --identity and --backups are required (or, for an HSM wallet, --hsm-keys-db and --hsm-master-key)", errUsage)
+	}
+	ids, err := loadIdentities(identity)
+	if err != nil {
+		return nil, err
+	}
+	sources, err := backupSources(env.ctx, backups, endpoint, region)
+	if err != nil {
+		return nil, err
+	}
+	shares, err := backup.Read(env.ctx, sources, ids, walletID)
+	if err != nil {
+		return nil, err
+	}
+	if len(shares) == 0 {
+		return nil, fmt.Errorf("%v: %w", []string(backups), backup.ErrNoBackups)
+	}
+	return backup.Recover(shares)
+}
+
+func recoverHSMFlags(env *cliEnv, identity, walletID, keysDB, masterKey string, backups listFlag) (*backup.Recovered, error) {
+	if keysDB == "" || masterKey == "" || walletID == "" {
+		return nil, fmt.Errorf("%w: an HSM wallet needs --hsm-keys-db, --hsm-master-key and --wallet", errUsage)
+	}
+	if len(backups) > 0 {
+		return nil, fmt.Errorf("%w: --backups is for MPC wallets; an HSM wallet is rebuilt from --hsm-keys-db and --hsm-master-key", errUsage)
+	}
+	var ids []age.Identity
+	if identity != "" {
+		var err error
+		if ids, err = loadIdentities(identity); err != nil {
+			return nil, err
+		}
+	}
+	rec, fp, err := recoverHSM(env.ctx, walletID, keysDB, masterKey, ids)
+	if err != nil {
+		return nil, err
+	}
+	rec.KeyID = "master key " + fp
+	return rec, nil
 }
 
 func loadIdentities(path string) ([]age.Identity, error) {
@@ -250,8 +290,12 @@ func (r *recovered) print(env *cliEnv, asJSON bool) error {
 		return enc.Encode(r)
 	}
 	w := env.stdout
-	fmt.Fprintf(w, "Recovered wallet %s from the backups of %s (threshold %d of %s).\n",
-		r.WalletID, strings.Join(r.Used, ", "), r.Threshold, strings.Join(r.Group, ", "))
+	if len(r.Used) == 0 {
+		fmt.Fprintf(w, "Recovered HSM wallet %s from its wrapped key and the escrowed %s.\n", r.WalletID, r.KeyID)
+	} else {
+		fmt.Fprintf(w, "Recovered wallet %s from the backups of %s (threshold %d of %s).\n",
+			r.WalletID, strings.Join(r.Used, ", "), r.Threshold, strings.Join(r.Group, ", "))
+	}
 	fmt.Fprintf(w, "The rebuilt private key matches the wallet's public key.\n\n")
 	fmt.Fprintf(w, "Public key:        %s\nEthereum address:  %s\nBitcoin (P2WPKH):  %s\n", r.PublicKey, r.Addresses.Ethereum, r.Addresses.BitcoinP2WPKH)
 	if r.PrivateKey == nil {
