@@ -46,6 +46,7 @@ func commands() []*command {
 		hsmInitMasterKeyCommand(),
 		hsmImportMasterKeyCommand(),
 		hsmGenerateMasterKeyCommand(),
+		hsmBackupKeysCommand(),
 	}
 }
 

@@ -67,11 +67,12 @@ an Ethereum keystore JSON).
 repeat it to combine places. When they hold several wallets, name one with
 --wallet. Any file that does not decrypt or check is refused, never skipped.
 
-HSM wallets: with --hsm-keys-db (the driver database, or a restored copy) and
---hsm-master-key (the escrowed master key material, as "sigil hsm
-generate-master-key" printed it, or that output age-encrypted to the recovery
-recipients, opened with --identity), it unwraps the wallet's key in software,
-with no HSM, after checking the master key's fingerprint.`,
+HSM wallets: with --hsm-master-key (the escrowed master key material, as
+"sigil hsm generate-master-key" printed it, or that output age-encrypted to
+the recovery recipients, opened with --identity) and the wallet's wrapped key,
+from --hsm-keys-db (the driver database, or a restored copy) or from the
+hsm.age backups of "sigil hsm backup-keys" under --backups, it unwraps the
+key in software, with no HSM, after checking the master key's fingerprint.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var identity, walletID, passFile, endpoint, region, keysDB, masterKey string
 			var backups listFlag
@@ -93,7 +94,7 @@ with no HSM, after checking the master key's fingerprint.`,
 				var rec *backup.Recovered
 				var err error
 				if keysDB != "" || masterKey != "" {
-					rec, err = recoverHSMFlags(env, identity, walletID, keysDB, masterKey, backups)
+					rec, err = recoverHSM(env, identity, walletID, masterKey, hsmSource{keysDB: keysDB, backups: backups, endpoint: endpoint, region: region})
 				} else {
 					rec, err = recoverMPC(env, identity, walletID, backups, endpoint, region)
 				}
@@ -132,28 +133,6 @@ func recoverMPC(env *cliEnv, identity, walletID string, backups listFlag, endpoi
 		return nil, fmt.Errorf("%v: %w", []string(backups), backup.ErrNoBackups)
 	}
 	return backup.Recover(shares)
-}
-
-func recoverHSMFlags(env *cliEnv, identity, walletID, keysDB, masterKey string, backups listFlag) (*backup.Recovered, error) {
-	if keysDB == "" || masterKey == "" || walletID == "" {
-		return nil, fmt.Errorf("%w: an HSM wallet needs --hsm-keys-db, --hsm-master-key and --wallet", errUsage)
-	}
-	if len(backups) > 0 {
-		return nil, fmt.Errorf("%w: --backups is for MPC wallets; an HSM wallet is rebuilt from --hsm-keys-db and --hsm-master-key", errUsage)
-	}
-	var ids []age.Identity
-	if identity != "" {
-		var err error
-		if ids, err = loadIdentities(identity); err != nil {
-			return nil, err
-		}
-	}
-	rec, fp, err := recoverHSM(env.ctx, walletID, keysDB, masterKey, ids)
-	if err != nil {
-		return nil, err
-	}
-	rec.KeyID = "master key " + fp
-	return rec, nil
 }
 
 func loadIdentities(path string) ([]age.Identity, error) {

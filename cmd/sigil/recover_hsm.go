@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"filippo.io/age"
@@ -17,44 +19,80 @@ import (
 	"github.com/sigil-wallet/sigil/signer/backup"
 )
 
-// recoverHSM rebuilds an HSM wallet's key offline from the driver database
-// (or a restored copy) and the escrowed master key material, with no HSM:
-// the master key's fingerprint is checked against the one the key was
-// wrapped under, the blob is unwrapped in software, and the key is checked
-// against the wallet's public key.
-func recoverHSM(ctx context.Context, walletID, keysDB, masterKeyFile string, identities []age.Identity) (*backup.Recovered, string, error) {
-	material, err := readMasterKeyFile(masterKeyFile, identities)
+// hsmSource is where `sigil recover` finds an HSM wallet's wrapped key:
+// the driver database (or a restored copy), or the hsm.age backups `sigil
+// hsm backup-keys` made.
+type hsmSource struct {
+	keysDB           string
+	backups          listFlag
+	endpoint, region string
+}
+
+// recoverHSM rebuilds an HSM wallet's key offline, with no HSM, from its
+// wrapped key and the escrowed master key material: the material's
+// fingerprint is checked against the one the key was wrapped under, the
+// blob is unwrapped in software, and the key is checked against the
+// wallet's public key.
+func recoverHSM(env *cliEnv, identity, walletID, masterKey string, src hsmSource) (*backup.Recovered, error) {
+	switch {
+	case masterKey == "":
+		return nil, fmt.Errorf("%w: an HSM wallet needs --hsm-master-key", errUsage)
+	case (src.keysDB == "") == (len(src.backups) == 0):
+		return nil, fmt.Errorf("%w: give the HSM wallet's wrapped key with one of --hsm-keys-db or --backups", errUsage)
+	case src.keysDB != "" && walletID == "":
+		return nil, fmt.Errorf("%w: --hsm-keys-db needs --wallet", errUsage)
+	case len(src.backups) > 0 && identity == "":
+		return nil, fmt.Errorf("%w: --backups needs --identity", errUsage)
+	}
+	var ids []age.Identity
+	if identity != "" {
+		var err error
+		if ids, err = loadIdentities(identity); err != nil {
+			return nil, err
+		}
+	}
+	material, err := readMasterKeyFile(masterKey, ids)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer clear(material)
-	pub, wrapped, wantFP, err := readWrappedKey(ctx, keysDB, walletID)
-	if err != nil {
-		return nil, "", err
+	var sh *backup.Share
+	if src.keysDB != "" {
+		sh, err = readWrappedKey(env.ctx, src.keysDB, walletID)
+	} else {
+		sh, err = readWrappedBackup(env.ctx, src, ids, walletID)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return unwrapWallet(sh, material)
+}
+
+func unwrapWallet(sh *backup.Share, material []byte) (*backup.Recovered, error) {
 	fp, err := escrow.Fingerprint(material)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if fp != wantFP {
-		return nil, "", fmt.Errorf("--hsm-master-key: this master key has fingerprint %s, but wallet %s's key was wrapped under the master key with fingerprint %s", fp, walletID, wantFP)
+	if fp != sh.KeyID {
+		return nil, fmt.Errorf("--hsm-master-key: this master key has fingerprint %s, but wallet %s's key was wrapped under the master key with fingerprint %s", fp, sh.WalletID, sh.KeyID)
 	}
-	pkcs8, err := escrow.Unwrap(material, wrapped)
+	pkcs8, err := escrow.Unwrap(material, sh.Wrapped)
 	if err != nil {
-		return nil, "", fmt.Errorf("wallet %s: %w", walletID, err)
+		return nil, fmt.Errorf("wallet %s: %w", sh.WalletID, err)
 	}
 	defer clear(pkcs8)
 	scalar, err := escrow.Secp256k1Scalar(pkcs8)
 	if err != nil {
-		return nil, "", fmt.Errorf("wallet %s: %w", walletID, err)
+		return nil, fmt.Errorf("wallet %s: %w", sh.WalletID, err)
 	}
 	defer clear(scalar)
 	key := secp256k1.PrivKeyFromBytes(scalar)
-	if !bytes.Equal(key.PubKey().SerializeCompressed(), pub) {
+	pub, err := hex.DecodeString(sh.PublicKey)
+	if err != nil || !bytes.Equal(key.PubKey().SerializeCompressed(), pub) {
 		key.Zero()
-		return nil, "", fmt.Errorf("wallet %s: %w", walletID, backup.ErrWrongKey)
+		return nil, fmt.Errorf("wallet %s: %w", sh.WalletID, backup.ErrWrongKey)
 	}
-	return &backup.Recovered{WalletID: walletID, Threshold: 1, PublicKey: pub, Key: key}, fp, nil
+	return &backup.Recovered{WalletID: sh.WalletID, KeyID: "master key " + fp, Threshold: 1, PublicKey: pub, Key: key}, nil
 }
 
 // readMasterKeyFile reads master key material as `sigil hsm
@@ -91,32 +129,76 @@ func readMasterKeyFile(path string, identities []age.Identity) ([]byte, error) {
 	return m, nil
 }
 
-// readWrappedKey reads one wallet's row of the driver database, without
-// migrating or otherwise writing to it.
-func readWrappedKey(ctx context.Context, keysDB, walletID string) (pub, wrapped []byte, fingerprint string, err error) {
+// readWrappedBackup finds one HSM wallet's hsm.age among backups.
+func readWrappedBackup(ctx context.Context, src hsmSource, ids []age.Identity, walletID string) (*backup.Share, error) {
+	sources, err := backupSources(ctx, src.backups, src.endpoint, src.region)
+	if err != nil {
+		return nil, err
+	}
+	shares, err := backup.Read(ctx, sources, ids, walletID)
+	if err != nil {
+		return nil, err
+	}
+	var found []*backup.Share
+	wallets := map[string]bool{}
+	for _, sh := range shares {
+		if sh.Protocol == backup.ProtocolHSMWrapped {
+			found = append(found, sh)
+			wallets[sh.WalletID] = true
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("%v: no HSM wallet key backup (<wallet id>/hsm.age) found", []string(src.backups))
+	case len(wallets) > 1:
+		return nil, fmt.Errorf("%w (choose one with --wallet)", backup.ErrManyWallet)
+	}
+	return found[0], nil
+}
+
+// hsmKeysDB opens the driver database, given as a PostgreSQL URL or a
+// SQLite file (which must exist: nothing is created).
+func hsmKeysDB(ctx context.Context, keysDB string) (*db.DB, error) {
 	cfg := db.Config{URL: keysDB}
 	if !strings.HasPrefix(keysDB, "postgres://") && !strings.HasPrefix(keysDB, "postgresql://") {
 		if _, err := os.Stat(keysDB); err != nil {
-			return nil, nil, "", fmt.Errorf("--hsm-keys-db: %w", err)
+			return nil, err
 		}
-		cfg = db.Config{SQLitePath: keysDB}
+		cfg = db.Config{SQLitePath: filepath.Clean(keysDB)}
 	}
-	d, err := db.Open(ctx, cfg)
+	return db.Open(ctx, cfg)
+}
+
+// wrappedRow is one row of the driver's wrapped_keys, read without
+// migrating or otherwise writing to the database.
+type wrappedRow struct {
+	WalletID    string `db:"wallet_id"`
+	PublicKey   []byte `db:"public_key"`
+	Wrapped     []byte `db:"wrapped"`
+	Fingerprint string `db:"master_key_fingerprint"`
+}
+
+const wrappedColumns = `wallet_id, public_key, wrapped, master_key_fingerprint`
+
+func (r wrappedRow) share() *backup.Share {
+	return &backup.Share{Header: backup.Header{WalletID: r.WalletID, Signer: backup.HSMHolder, KeyScheme: backup.KeySchemeSecp256k1,
+		Protocol: backup.ProtocolHSMWrapped, KeyID: r.Fingerprint, Threshold: 1, Group: []string{backup.HSMHolder},
+		PublicKey: hex.EncodeToString(r.PublicKey)}, Wrapped: r.Wrapped}
+}
+
+func readWrappedKey(ctx context.Context, keysDB, walletID string) (*backup.Share, error) {
+	d, err := hsmKeysDB(ctx, keysDB)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("--hsm-keys-db: %w", err)
+		return nil, fmt.Errorf("--hsm-keys-db: %w", err)
 	}
 	defer d.Close()
-	var row struct {
-		PublicKey   []byte `db:"public_key"`
-		Wrapped     []byte `db:"wrapped"`
-		Fingerprint string `db:"master_key_fingerprint"`
-	}
-	err = d.GetContext(ctx, &row, d.Rebind(`SELECT public_key, wrapped, master_key_fingerprint FROM wrapped_keys WHERE wallet_id = ?`), walletID)
+	var row wrappedRow
+	err = d.GetContext(ctx, &row, d.Rebind(`SELECT `+wrappedColumns+` FROM wrapped_keys WHERE wallet_id = ?`), walletID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, "", fmt.Errorf("--hsm-keys-db: no wrapped key for wallet %s", walletID)
+		return nil, fmt.Errorf("--hsm-keys-db: no wrapped key for wallet %s", walletID)
 	}
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("--hsm-keys-db: %w", err)
+		return nil, fmt.Errorf("--hsm-keys-db: %w", err)
 	}
-	return row.PublicKey, row.Wrapped, row.Fingerprint, nil
+	return row.share(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +52,8 @@ func TestRecoverHSMWallet(t *testing.T) {
 	}
 	_ = h.Close()
 
-	keysPath := filepath.Join(t.TempDir(), "keys.db")
+	driverDir := t.TempDir()
+	keysPath := filepath.Join(driverDir, "hsm-driver.db")
 	d, err := db.Open(ctx, db.Config{SQLitePath: keysPath})
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +91,27 @@ func TestRecoverHSMWallet(t *testing.T) {
 	}
 	_ = f.Close()
 
+	// The wrapped keys go to the backup target too.
+	recipients := filepath.Join(dir, "recipients.txt")
+	if err := os.WriteFile(recipients, []byte(rec.(fmt.Stringer).String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backups := filepath.Join(dir, "backups")
+	res := sigilCLI(t, noEnv, "hsm", "backup-keys", "--data-dir", driverDir, "--backup-recipients", recipients, "--backup-dir", backups)
+	if res.code != 0 || !strings.Contains(res.stdout, "backed up the wrapped keys of 1 HSM wallets") {
+		t.Fatalf("backup-keys: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	stored, err := os.ReadFile(filepath.Join(backups, walletID, "hsm.age"))
+	if err != nil || bytes.Contains(stored, wrapped) || bytes.Contains(stored, pub) {
+		t.Fatalf("hsm.age: %v (or the wrapped key in clear)", err)
+	}
+
 	for _, args := range [][]string{
-		{"--hsm-master-key", plainMaster},
-		{"--hsm-master-key", sealedMaster, "--identity", identity},
+		{"--hsm-keys-db", keysPath, "--hsm-master-key", plainMaster},
+		{"--hsm-keys-db", keysPath, "--hsm-master-key", sealedMaster, "--identity", identity},
+		{"--backups", backups, "--hsm-master-key", sealedMaster, "--identity", identity},
 	} {
-		res := sigilCLI(t, noEnv, append([]string{"recover", "--hsm-keys-db", keysPath, "--wallet", walletID, "--reveal-private-key", "--json"}, args...)...)
+		res := sigilCLI(t, noEnv, append([]string{"recover", "--wallet", walletID, "--reveal-private-key", "--json"}, args...)...)
 		if res.code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, res.code, res.stderr)
 		}
@@ -113,6 +131,9 @@ func TestRecoverHSMWallet(t *testing.T) {
 		if err := ethtest.VerifyHash(pub, digest, sig[:32], sig[32:64]); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if res := sigilCLI(t, noEnv, "recover", "--backups", backups, "--identity", identity); res.code != 1 || !strings.Contains(res.stderr, "--hsm-master-key") {
+		t.Fatalf("an HSM backup without the master key: %d %q", res.code, res.stderr)
 	}
 	text := sigilCLI(t, noEnv, "recover", "--hsm-keys-db", keysPath, "--wallet", walletID, "--hsm-master-key", plainMaster)
 	if text.code != 0 || !strings.Contains(text.stdout, "Recovered HSM wallet "+walletID) || !strings.Contains(text.stdout, fp) {

@@ -368,3 +368,32 @@ func subsets(n, k int) [][]int {
 	}
 	return out
 }
+
+func TestWrappedKeyBackup(t *testing.T) {
+	kp := x25519(t)
+	w := newFixtureWallet(t, 3, 2) // for a valid public key
+	wrapped := bytes.Repeat([]byte{0x5a}, 40)
+	file, err := backup.EncryptWrapped([]age.Recipient{kp.recipient}, w.id, w.pub, wrapped, "00112233aabbccdd", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(file, wrapped) {
+		t.Fatal("the wrapped key is in clear")
+	}
+	sh, err := backup.Decrypt(file, []age.Identity{kp.identity}, w.id+"/hsm.age")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Protocol != backup.ProtocolHSMWrapped || sh.KeyID != "00112233aabbccdd" || !bytes.Equal(sh.Wrapped, wrapped) || sh.Config != nil {
+		t.Fatalf("%+v", sh)
+	}
+	if _, err := backup.Recover([]*backup.Share{sh}); !errors.Is(err, backup.ErrNeedsMasterKey) {
+		t.Fatalf("Recover of an HSM backup: %v", err)
+	}
+	if _, err := backup.Decrypt(file, []age.Identity{kp.identity}, w.id+"/signer-1.age"); !errors.Is(err, backup.ErrInconsistent) {
+		t.Fatalf("renamed: %v", err)
+	}
+	if _, err := backup.EncryptWrapped([]age.Recipient{kp.recipient}, w.id, w.pub, wrapped[:13], "00", time.Now()); err == nil {
+		t.Fatal("a 13-byte wrapped key was backed up")
+	}
+}

@@ -49,6 +49,13 @@ const (
 	KeySchemeSecp256k1 = "ecdsa-secp256k1"
 	// ProtocolCMP names the share encoding: a multi-party-sig cmp.Config.
 	ProtocolCMP = "cmp"
+	// ProtocolHSMWrapped names an HSM wallet's key wrapped under the HSM
+	// master key (CKM_AES_KEY_WRAP_PAD of a PKCS#8 key): it takes the
+	// escrowed master key to use.
+	ProtocolHSMWrapped = "pkcs11-aes-key-wrap-pad"
+	// HSMHolder is the signer name of an HSM wallet's backup: its file is
+	// <wallet id>/hsm.age.
+	HSMHolder = "hsm"
 	// Ext is the file extension of a backup.
 	Ext = ".age"
 	// maxHeader bounds the JSON header a reader accepts.
@@ -79,9 +86,13 @@ func Name(walletID, signer string) string { return walletID + "/" + signer + Ext
 // Share is one decrypted backup: its header and the signer's share.
 type Share struct {
 	Header
-	// Config is the decoded share. Its secrets live in big integers this
-	// package cannot zero; callers drop it as soon as they are done.
+	// Config is the decoded share (ProtocolCMP). Its secrets live in big
+	// integers this package cannot zero; callers drop it as soon as they
+	// are done.
 	Config *cmp.Config
+	// Wrapped is the wrapped key (ProtocolHSMWrapped); KeyID is then the
+	// fingerprint of the master key it is wrapped under.
+	Wrapped []byte
 }
 
 // Errors of reading a backup. Each says what is wrong without showing
@@ -145,6 +156,9 @@ func decode(plain []byte) (*Share, error) {
 	if err := dec.Decode(&h); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrFormat, err) //nolint:errorlint // the JSON error is text only; ErrFormat is the one to match
 	}
+	if h.KeyScheme == KeySchemeSecp256k1 && h.Protocol == ProtocolHSMWrapped {
+		return decodeWrapped(h, rest[n:])
+	}
 	if h.KeyScheme != KeySchemeSecp256k1 || h.Protocol != ProtocolCMP {
 		return nil, fmt.Errorf("%w: key scheme %q, protocol %q", ErrFormat, h.KeyScheme, h.Protocol)
 	}
@@ -203,6 +217,11 @@ func Encrypt(recipients []age.Recipient, walletID, signer, keyID string, cfgByte
 		return nil, err
 	}
 	defer clear(plain)
+	return seal(recipients, plain)
+}
+
+// seal age-encrypts a plaintext envelope.
+func seal(recipients []age.Recipient, plain []byte) ([]byte, error) {
 	var out bytes.Buffer
 	w, err := age.Encrypt(&out, recipients...)
 	if err != nil {
@@ -257,4 +276,38 @@ func (sh *Share) checkName(name string) error {
 		return fmt.Errorf("%w: the file is in folder %s but holds a share of wallet %s", ErrInconsistent, dir, sh.WalletID)
 	}
 	return nil
+}
+
+// EncryptWrapped makes the age file of an HSM wallet's wrapped key.
+func EncryptWrapped(recipients []age.Recipient, walletID string, pub, wrapped []byte, masterKeyFingerprint string, now time.Time) ([]byte, error) {
+	h := Header{WalletID: walletID, Signer: HSMHolder, KeyScheme: KeySchemeSecp256k1, Protocol: ProtocolHSMWrapped,
+		KeyID: masterKeyFingerprint, Threshold: 1, Group: []string{HSMHolder}, PublicKey: hex.EncodeToString(pub), CreatedAt: now.UTC()}
+	if _, err := checkWrapped(h, wrapped); err != nil {
+		return nil, err
+	}
+	plain, err := encode(h, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	return seal(recipients, plain)
+}
+
+func decodeWrapped(h Header, payload []byte) (*Share, error) {
+	return checkWrapped(h, bytes.Clone(payload))
+}
+
+func checkWrapped(h Header, wrapped []byte) (*Share, error) {
+	pub, err := hex.DecodeString(h.PublicKey)
+	switch {
+	case err != nil || len(pub) != 33 || (pub[0] != 2 && pub[0] != 3):
+		return nil, fmt.Errorf("%w: public key", ErrInconsistent)
+	case h.Signer != HSMHolder || h.Threshold != 1 || !slices.Equal(h.Group, []string{HSMHolder}):
+		return nil, fmt.Errorf("%w: an HSM key's backup names signer %q, group %v, threshold %d", ErrInconsistent, h.Signer, h.Group, h.Threshold)
+	case h.WalletID == "" || h.KeyID == "":
+		return nil, fmt.Errorf("%w: no wallet id or master key fingerprint", ErrInconsistent)
+	case len(wrapped) < 16 || len(wrapped)%8 != 0:
+		return nil, fmt.Errorf("%w: %d bytes is no wrapped key", ErrInconsistent, len(wrapped))
+	}
+	return &Share{Header: h, Wrapped: wrapped}, nil
 }

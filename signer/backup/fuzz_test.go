@@ -29,11 +29,24 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(valid)
+	wh := Header{WalletID: "wal_x", Signer: HSMHolder, KeyScheme: KeySchemeSecp256k1, Protocol: ProtocolHSMWrapped, KeyID: "0011",
+		Threshold: 1, Group: []string{HSMHolder}, PublicKey: hd.PublicKey}
+	wrapped, err := encode(wh, make([]byte, 40))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(wrapped)
 	f.Add([]byte(magic))
 	f.Add(binary.BigEndian.AppendUint32(append([]byte(magic), Version), 0xffffffff))
 	f.Fuzz(func(t *testing.T, plain []byte) {
 		sh, err := decode(plain)
-		if err == nil {
+		switch {
+		case err != nil:
+		case sh.Protocol == ProtocolHSMWrapped:
+			if _, err := checkWrapped(sh.Header, sh.Wrapped); err != nil {
+				t.Fatalf("accepted a wrapped key that does not check: %v", err)
+			}
+		default:
 			if err := sh.Header.check(sh.Config); err != nil {
 				t.Fatalf("accepted a share that does not check: %v", err)
 			}

@@ -22,6 +22,9 @@ var (
 	ErrMismatch   = errors.New("the backups do not belong together")
 	ErrWrongKey   = errors.New("the rebuilt key does not match the wallet's public key")
 	ErrManyWallet = errors.New("backups of several wallets")
+	// ErrNeedsMasterKey reports an HSM wallet's backup given without the
+	// master key material.
+	ErrNeedsMasterKey = errors.New("the master key is needed")
 )
 
 // Recovered is a key rebuilt from backups.
@@ -95,6 +98,10 @@ func Recover(shares []*Share) (*Recovered, error) {
 	if wallets := walletsOf(shares); len(wallets) > 1 {
 		return nil, fmt.Errorf("%w: %s (choose one with --wallet)", ErrManyWallet, strings.Join(wallets, ", "))
 	}
+	if first.Protocol == ProtocolHSMWrapped {
+		return nil, fmt.Errorf("%w: wallet %s is an HSM wallet: its backup is its wrapped key, which takes the escrowed master key (--hsm-master-key)",
+			ErrNeedsMasterKey, first.WalletID)
+	}
 	bySigner := map[string]*Share{}
 	for _, sh := range shares {
 		if err := sameKey(first, sh); err != nil {
@@ -127,6 +134,8 @@ func walletsOf(shares []*Share) []string {
 // sameKey checks two headers describe the same key material.
 func sameKey(a, b *Share) error {
 	switch {
+	case a.Protocol != b.Protocol:
+		return fmt.Errorf("%w: the backups of %s and %s hold different kinds of key material (%s, %s)", ErrMismatch, a.Signer, b.Signer, a.Protocol, b.Protocol)
 	case a.PublicKey != b.PublicKey:
 		return fmt.Errorf("%w: the backups of %s and %s are for different public keys", ErrMismatch, a.Signer, b.Signer)
 	case a.KeyID != b.KeyID:
