@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg Config, d *db.DB, signer string, src Source, r
 		return nil, err
 	}
 	return &Uploader{
-		cfg: cfg, db: queue{d}, target: target, recipients: recs, config: fp + " " + target.Location(""),
+		cfg: cfg, db: queue{d}, target: target, recipients: recs, config: fp + " " + target.Location("") + " " + cfg.S3.Endpoint,
 		signer: signer, source: src, reporter: rep, logger: logger.With("component", "backup"),
 		metrics: newMetrics(reg), wake: make(chan struct{}, 1), now: time.Now,
 	}, nil
