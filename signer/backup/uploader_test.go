@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/db/dbtest"
+	"github.com/sigil-wallet/sigil/internal/s3test"
 	"github.com/sigil-wallet/sigil/signer"
 	"github.com/sigil-wallet/sigil/signer/backup"
 )
@@ -262,4 +265,35 @@ func TestUploaderDropsRefusedReports(t *testing.T) {
 		run(t, u)
 		e.reports.await(t, w.id, backup.StateComplete)
 	})
+}
+
+// TestUploaderSlowTarget: an S3 endpoint that accepts the connection but
+// never answers counts as failing once the upload timeout passes, with a
+// reason saying so; the uploader does not hang on it.
+func TestUploaderSlowTarget(t *testing.T) {
+	s3test.SetCredentials(t)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	e := newUploaderEnv(t)
+	e.cfg.Dir = ""
+	e.cfg.S3 = backup.S3Config{Bucket: "recovery", Endpoint: slow.URL}
+	e.cfg.UploadTimeout = 200 * time.Millisecond
+	w := newFixtureWallet(t, 3, 2)
+	e.source.set(w.id, w.keyID, w.shares["signer-1"])
+	u := e.open(t, dbtest.Open(t, db.SQLite))
+	run(t, u)
+	if err := u.Enqueue(context.Background(), w.id, w.keyID); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.reports.await(t, w.id, backup.StateFailing)
+	if !strings.Contains(rep.Reason, "no answer within 200ms") || !strings.Contains(rep.Reason, "s3://recovery/"+w.id+"/signer-1.age") {
+		t.Fatalf("reason: %q", rep.Reason)
+	}
 }
