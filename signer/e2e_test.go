@@ -41,7 +41,9 @@ func startClusterOpts(t *testing.T, opts cluster.Options) *testCluster {
 	t.Helper()
 	opts.Dir = t.TempDir()
 	opts.Server = server.Config{APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", QuorumWait: 3 * time.Second}
-	opts.Logger = servertest.Logger(t)
+	if opts.Logger == nil {
+		opts.Logger = servertest.Logger(t)
+	}
 	c, err := cluster.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,8 @@ import (
 )
 
 // ImportShare stores cfg as this signer's active share of walletID, sealed
-// under the signer's KEK exactly as a key generation would store it. Tests
+// under the signer's KEK and activated exactly as a key generation would
+// (so its backup is queued by the same hook). Tests
 // use it to reuse fixture keys instead of paying for a key generation.
 func ImportShare(ctx context.Context, s *Signer, walletID, keygenCeremonyID string, cfg *cmp.Config) error {
 	pub, err := mpc.PublicKey(cfg)
@@ -28,7 +29,7 @@ func ImportShare(ctx context.Context, s *Signer, walletID, keygenCeremonyID stri
 	if err := s.shares.putPending(ctx, walletID, keygenCeremonyID, pub, sealed); err != nil {
 		return err
 	}
-	return s.shares.activate(ctx, walletID, keygenCeremonyID)
+	return s.activateShare(ctx, walletID, keygenCeremonyID)
 }
 
 // ShareState returns the state of this signer's share of a wallet ("" when

@@ -12,14 +12,17 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"filippo.io/age"
 	"github.com/taurusgroup/multi-party-sig/pkg/math/curve"
 	"github.com/taurusgroup/multi-party-sig/pkg/math/polynomial"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
 	"github.com/taurusgroup/multi-party-sig/protocols/cmp"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/kek"
 )
 
@@ -34,7 +37,11 @@ func TestKeygenSignAndNoKeyMaterialInClear(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a full CMP key generation (about 30 s); skipped with -short")
 	}
-	tc := startCluster(t, 3, 2, false)
+	// Shares are backed up too: the backups of a real key generation are
+	// searched with the rest, and rebuild the wallet's key.
+	recipients, identity := recoveryKeys(t, true)
+	backupDir := t.TempDir()
+	tc := startClusterOpts(t, cluster.Options{Signers: 3, Threshold: 2, Backup: backup.Config{RecipientsFile: recipients, Dir: backupDir}})
 	ctx := context.Background()
 
 	// Capture what the relay stores while the ceremony runs (it deletes
@@ -96,8 +103,20 @@ func TestKeygenSignAndNoKeyMaterialInClear(t *testing.T) {
 	}
 	mu.Unlock()
 
+	tc.waitBackup(t, w.GetId(), walletv1.BackupState_BACKUP_STATE_COMPLETE)
+	backups, err := backup.Read(ctx, []backup.Location{{Store: backup.Dir{Root: backupDir}, Where: backupDir}}, []age.Identity{identity}, w.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := backup.Recover(backups)
+	if err != nil || !bytes.Equal(rec.PublicKey, w.GetPublicKey()) {
+		t.Fatalf("recover from the backups: %v", err)
+	}
+	rec.Key.Zero()
+
 	secrets := shareSecrets(t, tc, w.GetId(), w.GetPublicKey())
-	files := allFiles(t, tc.Dir()) // the coordinator's and every signer's databases
+	// The coordinator's and every signer's databases, and the backups.
+	files := append(allFiles(t, tc.Dir()), allFiles(t, backupDir)...)
 	for name, secret := range secrets {
 		for _, f := range files {
 			b, err := os.ReadFile(f)

@@ -38,12 +38,21 @@ type share struct {
 // shareStore keeps a signer's sealed shares.
 type shareStore struct{ db *db.DB }
 
-func openShares(ctx context.Context, d *db.DB) (*shareStore, error) {
+// MigrationTable is the goose version table of the signer's schema.
+const MigrationTable = "goose_signer"
+
+// Migrations returns the signer database's schema migrations, one folder
+// per dialect.
+func Migrations() fs.FS {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
-		return nil, err
+		panic(err) // the embedded tree is fixed at build time
 	}
-	if err := d.Migrate(ctx, sub, "goose_signer"); err != nil {
+	return sub
+}
+
+func openShares(ctx context.Context, d *db.DB) (*shareStore, error) {
+	if err := d.Migrate(ctx, Migrations(), MigrationTable); err != nil {
 		return nil, fmt.Errorf("migrate signer database: %w", err)
 	}
 	return &shareStore{db: d}, nil
@@ -102,15 +111,24 @@ func (s *shareStore) pending(ctx context.Context) ([]*share, error) {
 	return out, err
 }
 
-// settleCeremony activates (succeeded) or discards (failed) the pending
-// share a key generation left, if any.
-func (s *shareStore) settleCeremony(ctx context.Context, ceremonyID string, succeeded bool) error {
-	var err error
-	if succeeded {
-		_, err = s.db.ExecContext(ctx, s.db.Rebind(`UPDATE shares SET state = ?, updated_at = ? WHERE keygen_ceremony_id = ? AND state = ?`),
-			shareActive, time.Now().UnixMicro(), ceremonyID, sharePending)
-	} else {
-		_, err = s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM shares WHERE keygen_ceremony_id = ? AND state = ?`), ceremonyID, sharePending)
+// pendingOf returns the pending share a key generation left, or nil.
+func (s *shareStore) pendingOf(ctx context.Context, ceremonyID string) (*share, error) {
+	var sh share
+	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
+		FROM shares WHERE keygen_ceremony_id = ? AND state = ?`), ceremonyID, sharePending)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
 	}
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("load share: %w", err)
+	}
+	return &sh, nil
+}
+
+// active lists the shares that may sign.
+func (s *shareStore) active(ctx context.Context) ([]*share, error) {
+	var out []*share
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
+		FROM shares WHERE state = ?`), shareActive)
+	return out, err
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/journal"
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/seal"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/kek"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
@@ -53,6 +54,9 @@ type Config struct {
 	// Policy is the signer's signing policy: trusted request keys,
 	// validation gate.
 	Policy     guard.Settings
+	// Backup, when enabled, backs every active share up, encrypted to the
+	// operator's recovery recipients.
+	Backup     backup.Config
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -73,6 +77,7 @@ type Signer struct {
 	metrics   *metrics
 	guard     *guard.Guard
 	journal   *journal.Journal
+	backups   *backup.Uploader // nil: backups off
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -151,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		_ = d.Close()
 		return nil, err
 	}
-	return &Signer{
+	s := &Signer{
 		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g, journal: j,
 		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
 		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
@@ -159,7 +164,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		metrics:  newMetrics(cfg.Registerer),
 		running:  map[string]*run{},
 		finished: map[string]time.Time{},
-	}, nil
+	}
+	if err := s.openBackups(ctx); err != nil {
+		k.Destroy()
+		_ = d.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Journal is the signer's decision journal.
@@ -179,6 +190,9 @@ func (s *Signer) Close() error {
 // Run keeps a ceremony stream open to the coordinator, reconnecting with
 // backoff, and runs the ceremonies it delivers, until ctx ends.
 func (s *Signer) Run(ctx context.Context) error {
+	if s.backups != nil {
+		s.wg.Go(func() { s.runBackups(ctx) })
+	}
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		connected, err := s.watch(ctx)
@@ -302,9 +316,17 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 	}
 	// The ceremony may have finished here already (this signer reported
 	// before the others): settle any share it left pending. For signing
-	// ceremonies this matches nothing.
-	if err := s.shares.settleCeremony(ctx, id, state == ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED); err != nil {
+	// ceremonies this finds nothing.
+	sh, err := s.shares.pendingOf(ctx, id)
+	if err != nil {
 		s.logger.ErrorContext(ctx, "settle share", "ceremony", id, "error", err)
+		return
+	}
+	if sh != nil {
+		if state != ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED {
+			state = ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED
+		}
+		s.settle(ctx, sh.WalletID, id, state)
 	}
 }
 
@@ -314,7 +336,7 @@ func (s *Signer) settle(ctx context.Context, walletID, ceremonyID string, state 
 	var err error
 	switch state {
 	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
-		err = s.shares.activate(ctx, walletID, ceremonyID)
+		err = s.activateShare(ctx, walletID, ceremonyID)
 	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
 		err = s.shares.discard(ctx, walletID, ceremonyID)
 	default:

@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/store"
+	"github.com/sigil-wallet/sigil/signer/backup"
 )
 
 // devInfo is what `sigil dev` writes to <data-dir>/dev.json for tools and
@@ -47,13 +48,17 @@ the coordinator, the signers and the driver trust, and adds its path to
 dev.json as "request_key_file" (sign with "sigil sign --request-key FILE" or
 the SDKs' request key option). Without it, unsigned requests are accepted, so
 grpcurl works as shown. --validation-gate-url puts a validation gate in front
-of every signer and the driver.`,
+of every signer and the driver.
+
+The --backup-* flags are those of "sigil signer": every signer backs its
+shares up there, so "sigil recover" can be tried on a laptop.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg server.Config
 			var cors listFlag
 			var n, t int
 			var pkcs11Module string
 			var policy guard.Settings
+			var backupCfg backup.Config
 			fs.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "address of the API port")
 			fs.StringVar(&cfg.NodeAddr, "node-addr", server.DefaultNodeAddr, "address of the node port (mTLS, for the signers and the driver)")
 			fs.StringVar(&cfg.MetricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address serving Prometheus metrics at /metrics; empty disables")
@@ -67,10 +72,14 @@ of every signer and the driver.`,
 			fs.BoolVar(&policy.RequireSignedRequests, "require-signed-requests", false, "require signature requests signed with the dev request key (made in --data-dir)")
 			fs.DurationVar(&policy.RequestMaxAge, "request-max-age", reqsig.DefaultMaxAge, "how old a signed request may be")
 			gateFlags(fs, &policy.Gate)
+			addBackupFlags(fs, &backupCfg)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
 				if err != nil {
+					return err
+				}
+				if err := checkBackupFlags(backupCfg); err != nil {
 					return err
 				}
 				if n < 2 || t < 2 || t > n {
@@ -88,7 +97,7 @@ of every signer and the driver.`,
 					cfg.TrustedRequestKeysFile, cfg.RequireSignedRequests = policy.TrustedRequestKeysFile, true
 				}
 				cfg.RequestMaxAge = policy.RequestMaxAge
-				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Policy: policy, Logger: logger}
+				opts := cluster.Options{Dir: cfg.DataDir, Signers: n, Threshold: t, Server: cfg, Policy: policy, Logger: logger, Backup: backupCfg}
 				switch {
 				case pkcs11Module == "none":
 				case pkcs11Module != "":
@@ -108,6 +117,9 @@ of every signer and the driver.`,
 					return err
 				}
 				printDevBanner(env, info, cfg.DataDir, n, t, opts.HSM != nil)
+				if backupCfg.Enabled() {
+					printBackupHint(env, backupCfg)
+				}
 				<-env.ctx.Done()
 				logger.Info("stopping")
 				return nil
@@ -174,4 +186,17 @@ Try it:
 
 Stop with Ctrl-C; start again on the same --data-dir to keep the wallets.
 `, backends, info.APIURL, info.Token, filepath.Join(dataDir, "dev.json"), info.Token, host, host)
+}
+
+func printBackupHint(env *cliEnv, c backup.Config) {
+	where := c.Dir
+	if where == "" {
+		where = "s3://" + c.S3.Bucket + "/" + c.S3.Prefix
+	}
+	fmt.Fprintf(env.stdout, `Share backups go to %s (<wallet id>/<signer>.age, encrypted to %s).
+Rebuild a wallet's key from them offline:
+
+  sigil recover --identity <your age identity file> --backups %s --wallet <wal_...>
+
+`, where, c.RecipientsFile, where)
 }

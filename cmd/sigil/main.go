@@ -42,6 +42,7 @@ func commands() []*command {
 		hsmDriverJournalVerifyCommand(),
 		hsmDriverJournalListCommand(),
 		requestKeyInitCommand(),
+		recoverCommand(),
 		tokenCreateCommand(),
 		tokenListCommand(),
 		tokenRevokeCommand(),
@@ -54,6 +55,7 @@ func commands() []*command {
 		hsmGenerateMasterKeyCommand(),
 		hsmInitAttestationKeyCommand(),
 		hsmAttestationKeyCommand(),
+		hsmBackupKeysCommand(),
 	}
 }
 

@@ -30,7 +30,12 @@ The signer decides what it signs: with --trusted-request-keys it signs only
 requests signed end to end by one of those request keys (and refuses expired,
 mismatched and replayed ones); with --validation-gate-url it asks the operator's
 gate first. Every decision goes into its hash-chained journal, durably before it
-signs ("sigil signer journal verify|list").`,
+signs ("sigil signer journal verify|list").
+
+With --backup-recipients and --backup-dir or --backup-s3-bucket, the signer
+encrypts each active share to the operator's age recipients and stores it as
+<prefix>/<wallet id>/<signer>.age, retrying in the background while the target
+is down; "sigil recover" rebuilds a key from t such backups.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg signer.Config
 			var dataDir, metricsAddr string
@@ -45,6 +50,7 @@ signs ("sigil signer journal verify|list").`,
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL share database (postgres://...); empty uses SQLite in --data-dir")
 			fs.StringVar(&metricsAddr, "metrics-addr", "", "address serving Prometheus metrics at /metrics; empty disables")
 			policyFlags(fs, &cfg.Policy, "this signer")
+			addBackupFlags(fs, &cfg.Backup)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()
@@ -53,6 +59,9 @@ signs ("sigil signer journal verify|list").`,
 				}
 				if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
 					return fmt.Errorf("%w: --cert, --key and --ca are required", errUsage)
+				}
+				if err := checkBackupFlags(cfg.Backup); err != nil {
+					return err
 				}
 				if cfg.KEKFile == "" {
 					cfg.KEKFile = filepath.Join(dataDir, "kek.bin")

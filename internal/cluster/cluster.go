@@ -20,6 +20,7 @@ import (
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/signer"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/kek"
 )
 
@@ -40,6 +41,8 @@ type Options struct {
 	// Policy is every signer's and the driver's signing policy (trusted
 	// request keys, validation gate).
 	Policy guard.Settings
+	// Backup, when enabled, is every signer's share backup configuration.
+	Backup backup.Config
 	Logger *slog.Logger
 }
 
@@ -201,6 +204,7 @@ func (c *Cluster) StartSigner(name string) error {
 		CertFile:       paths.CertPath, KeyFile: paths.KeyPath, CAFile: c.PKI.CAPath,
 		KEKFile: kekPath, SQLitePath: filepath.Join(dir, "shares.db"),
 		ServerName: "localhost", Policy: c.opts.Policy,
+		Backup: c.opts.Backup,
 		Logger: c.opts.Logger.With("component", "signer"),
 	})
 	if err != nil {

@@ -53,6 +53,7 @@ type Backends struct {
 type Store interface {
 	store.Wallets
 	store.Signatures
+	store.Backups
 }
 
 // Notifier is told about new work, so the backend picks it up at once
@@ -160,6 +161,9 @@ func (s *WalletServer) GetWallet(ctx context.Context, req *connect.Request[walle
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
+	if err := s.attachBackups(ctx, []*store.Wallet{w}, []*walletv1.Wallet{pw}); err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
 	return connect.NewResponse(&walletv1.GetWalletResponse{Wallet: pw}), nil
 }
 
@@ -182,6 +186,9 @@ func (s *WalletServer) ListWallets(ctx context.Context, req *connect.Request[wal
 			return nil, s.toConnect(ctx, err)
 		}
 		out.Wallets = append(out.Wallets, pw)
+	}
+	if err := s.attachBackups(ctx, rows, out.Wallets); err != nil {
+		return nil, s.toConnect(ctx, err)
 	}
 	if len(rows) == page.Limit {
 		out.NextPageToken = encodePage(rows[len(rows)-1].Seq, "wallets", string(filter.Status))

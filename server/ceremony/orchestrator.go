@@ -27,6 +27,7 @@ import (
 type Store interface {
 	store.Ceremonies
 	store.Relay
+	store.Backups
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
 }

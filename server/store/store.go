@@ -282,4 +282,5 @@ type Store interface {
 	WalletOutcomes
 	Ceremonies
 	Relay
+	Backups
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"RelayQuota", testRelayQuota},
 	}
 	tests = append(tests, jobTests...)
+	tests = append(tests, backupTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))

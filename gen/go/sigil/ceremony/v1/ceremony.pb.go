@@ -1082,6 +1082,116 @@ func (x *FailCeremonyResponse) GetState() CeremonyState {
 	return CeremonyState_CEREMONY_STATE_UNSPECIFIED
 }
 
+// ReportBackupRequest is the backup state of the calling signer's share.
+type ReportBackupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The wallet.
+	WalletId string `protobuf:"bytes,1,opt,name=wallet_id,json=walletId,proto3" json:"wallet_id,omitempty"`
+	// The backup's state (not UNSPECIFIED).
+	State v1.BackupState `protobuf:"varint,2,opt,name=state,proto3,enum=sigil.wallet.v1.BackupState" json:"state,omitempty"`
+	// For FAILING, why (at most 1024 characters; never secret).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For COMPLETE, where the backup is stored (at most 1024 characters).
+	Location      string `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBackupRequest) Reset() {
+	*x = ReportBackupRequest{}
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBackupRequest) ProtoMessage() {}
+
+func (x *ReportBackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBackupRequest.ProtoReflect.Descriptor instead.
+func (*ReportBackupRequest) Descriptor() ([]byte, []int) {
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReportBackupRequest) GetWalletId() string {
+	if x != nil {
+		return x.WalletId
+	}
+	return ""
+}
+
+func (x *ReportBackupRequest) GetState() v1.BackupState {
+	if x != nil {
+		return x.State
+	}
+	return v1.BackupState(0)
+}
+
+func (x *ReportBackupRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportBackupRequest) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+// ReportBackupResponse acknowledges a backup report.
+type ReportBackupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBackupResponse) Reset() {
+	*x = ReportBackupResponse{}
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBackupResponse) ProtoMessage() {}
+
+func (x *ReportBackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBackupResponse.ProtoReflect.Descriptor instead.
+func (*ReportBackupResponse) Descriptor() ([]byte, []int) {
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{15}
+}
+
 var File_sigil_ceremony_v1_ceremony_proto protoreflect.FileDescriptor
 
 const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
@@ -1150,7 +1260,14 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"^[^\\x00]*$R\bculprits\x12\x1a\n" +
 	"\brejected\x18\x04 \x01(\bR\brejected\"N\n" +
 	"\x14FailCeremonyResponse\x126\n" +
-	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state*_\n" +
+	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"\xd5\x01\n" +
+	"\x13ReportBackupRequest\x126\n" +
+	"\twallet_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\bwalletId\x12>\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.sigil.wallet.v1.BackupStateB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05state\x12 \n" +
+	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\x12$\n" +
+	"\blocation\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\blocation\"\x16\n" +
+	"\x14ReportBackupResponse*_\n" +
 	"\fCeremonyKind\x12\x1d\n" +
 	"\x19CEREMONY_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CEREMONY_KIND_KEYGEN\x10\x01\x12\x16\n" +
@@ -1159,12 +1276,13 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\x1aCEREMONY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CEREMONY_STATE_RUNNING\x10\x01\x12\x1c\n" +
 	"\x18CEREMONY_STATE_SUCCEEDED\x10\x02\x12\x19\n" +
-	"\x15CEREMONY_STATE_FAILED\x10\x032\xae\x03\n" +
+	"\x15CEREMONY_STATE_FAILED\x10\x032\x94\x04\n" +
 	"\x0fCeremonyService\x12j\n" +
 	"\x0fWatchCeremonies\x12).sigil.ceremony.v1.WatchCeremoniesRequest\x1a*.sigil.ceremony.v1.WatchCeremoniesResponse0\x01\x12a\n" +
 	"\vGetCeremony\x12%.sigil.ceremony.v1.GetCeremonyRequest\x1a&.sigil.ceremony.v1.GetCeremonyResponse\"\x03\x90\x02\x01\x12k\n" +
 	"\x10CompleteCeremony\x12*.sigil.ceremony.v1.CompleteCeremonyRequest\x1a+.sigil.ceremony.v1.CompleteCeremonyResponse\x12_\n" +
-	"\fFailCeremony\x12&.sigil.ceremony.v1.FailCeremonyRequest\x1a'.sigil.ceremony.v1.FailCeremonyResponseBCZAgithub.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1;ceremonyv1b\x06proto3"
+	"\fFailCeremony\x12&.sigil.ceremony.v1.FailCeremonyRequest\x1a'.sigil.ceremony.v1.FailCeremonyResponse\x12d\n" +
+	"\fReportBackup\x12&.sigil.ceremony.v1.ReportBackupRequest\x1a'.sigil.ceremony.v1.ReportBackupResponse\"\x03\x90\x02\x02BCZAgithub.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1;ceremonyv1b\x06proto3"
 
 var (
 	file_sigil_ceremony_v1_ceremony_proto_rawDescOnce sync.Once
@@ -1179,7 +1297,7 @@ func file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP() []byte {
 }
 
 var file_sigil_ceremony_v1_ceremony_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sigil_ceremony_v1_ceremony_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_sigil_ceremony_v1_ceremony_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_sigil_ceremony_v1_ceremony_proto_goTypes = []any{
 	(CeremonyKind)(0),                // 0: sigil.ceremony.v1.CeremonyKind
 	(CeremonyState)(0),               // 1: sigil.ceremony.v1.CeremonyState
@@ -1197,38 +1315,44 @@ var file_sigil_ceremony_v1_ceremony_proto_goTypes = []any{
 	(*CompleteCeremonyResponse)(nil), // 13: sigil.ceremony.v1.CompleteCeremonyResponse
 	(*FailCeremonyRequest)(nil),      // 14: sigil.ceremony.v1.FailCeremonyRequest
 	(*FailCeremonyResponse)(nil),     // 15: sigil.ceremony.v1.FailCeremonyResponse
-	(v1.SignatureKind)(0),            // 16: sigil.wallet.v1.SignatureKind
-	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
+	(*ReportBackupRequest)(nil),      // 16: sigil.ceremony.v1.ReportBackupRequest
+	(*ReportBackupResponse)(nil),     // 17: sigil.ceremony.v1.ReportBackupResponse
+	(v1.SignatureKind)(0),            // 18: sigil.wallet.v1.SignatureKind
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(v1.BackupState)(0),              // 20: sigil.wallet.v1.BackupState
 }
 var file_sigil_ceremony_v1_ceremony_proto_depIdxs = []int32{
 	0,  // 0: sigil.ceremony.v1.Ceremony.kind:type_name -> sigil.ceremony.v1.CeremonyKind
 	2,  // 1: sigil.ceremony.v1.Ceremony.peers:type_name -> sigil.ceremony.v1.PeerAnnouncement
-	16, // 2: sigil.ceremony.v1.Ceremony.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
-	17, // 3: sigil.ceremony.v1.Ceremony.deadline:type_name -> google.protobuf.Timestamp
+	18, // 2: sigil.ceremony.v1.Ceremony.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
+	19, // 3: sigil.ceremony.v1.Ceremony.deadline:type_name -> google.protobuf.Timestamp
 	1,  // 4: sigil.ceremony.v1.Ceremony.state:type_name -> sigil.ceremony.v1.CeremonyState
 	3,  // 5: sigil.ceremony.v1.WatchCeremoniesResponse.ceremony:type_name -> sigil.ceremony.v1.Ceremony
 	6,  // 6: sigil.ceremony.v1.WatchCeremoniesResponse.ended:type_name -> sigil.ceremony.v1.CeremonyEnded
 	7,  // 7: sigil.ceremony.v1.WatchCeremoniesResponse.heartbeat:type_name -> sigil.ceremony.v1.Heartbeat
 	1,  // 8: sigil.ceremony.v1.CeremonyEnded.state:type_name -> sigil.ceremony.v1.CeremonyState
-	17, // 9: sigil.ceremony.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	19, // 9: sigil.ceremony.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	3,  // 10: sigil.ceremony.v1.GetCeremonyResponse.ceremony:type_name -> sigil.ceremony.v1.Ceremony
 	10, // 11: sigil.ceremony.v1.CompleteCeremonyRequest.keygen:type_name -> sigil.ceremony.v1.KeygenOutput
 	11, // 12: sigil.ceremony.v1.CompleteCeremonyRequest.sign:type_name -> sigil.ceremony.v1.SignOutput
 	1,  // 13: sigil.ceremony.v1.CompleteCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
 	1,  // 14: sigil.ceremony.v1.FailCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
-	4,  // 15: sigil.ceremony.v1.CeremonyService.WatchCeremonies:input_type -> sigil.ceremony.v1.WatchCeremoniesRequest
-	8,  // 16: sigil.ceremony.v1.CeremonyService.GetCeremony:input_type -> sigil.ceremony.v1.GetCeremonyRequest
-	12, // 17: sigil.ceremony.v1.CeremonyService.CompleteCeremony:input_type -> sigil.ceremony.v1.CompleteCeremonyRequest
-	14, // 18: sigil.ceremony.v1.CeremonyService.FailCeremony:input_type -> sigil.ceremony.v1.FailCeremonyRequest
-	5,  // 19: sigil.ceremony.v1.CeremonyService.WatchCeremonies:output_type -> sigil.ceremony.v1.WatchCeremoniesResponse
-	9,  // 20: sigil.ceremony.v1.CeremonyService.GetCeremony:output_type -> sigil.ceremony.v1.GetCeremonyResponse
-	13, // 21: sigil.ceremony.v1.CeremonyService.CompleteCeremony:output_type -> sigil.ceremony.v1.CompleteCeremonyResponse
-	15, // 22: sigil.ceremony.v1.CeremonyService.FailCeremony:output_type -> sigil.ceremony.v1.FailCeremonyResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	20, // 15: sigil.ceremony.v1.ReportBackupRequest.state:type_name -> sigil.wallet.v1.BackupState
+	4,  // 16: sigil.ceremony.v1.CeremonyService.WatchCeremonies:input_type -> sigil.ceremony.v1.WatchCeremoniesRequest
+	8,  // 17: sigil.ceremony.v1.CeremonyService.GetCeremony:input_type -> sigil.ceremony.v1.GetCeremonyRequest
+	12, // 18: sigil.ceremony.v1.CeremonyService.CompleteCeremony:input_type -> sigil.ceremony.v1.CompleteCeremonyRequest
+	14, // 19: sigil.ceremony.v1.CeremonyService.FailCeremony:input_type -> sigil.ceremony.v1.FailCeremonyRequest
+	16, // 20: sigil.ceremony.v1.CeremonyService.ReportBackup:input_type -> sigil.ceremony.v1.ReportBackupRequest
+	5,  // 21: sigil.ceremony.v1.CeremonyService.WatchCeremonies:output_type -> sigil.ceremony.v1.WatchCeremoniesResponse
+	9,  // 22: sigil.ceremony.v1.CeremonyService.GetCeremony:output_type -> sigil.ceremony.v1.GetCeremonyResponse
+	13, // 23: sigil.ceremony.v1.CeremonyService.CompleteCeremony:output_type -> sigil.ceremony.v1.CompleteCeremonyResponse
+	15, // 24: sigil.ceremony.v1.CeremonyService.FailCeremony:output_type -> sigil.ceremony.v1.FailCeremonyResponse
+	17, // 25: sigil.ceremony.v1.CeremonyService.ReportBackup:output_type -> sigil.ceremony.v1.ReportBackupResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sigil_ceremony_v1_ceremony_proto_init() }
@@ -1251,7 +1375,7 @@ func file_sigil_ceremony_v1_ceremony_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_ceremony_v1_ceremony_proto_rawDesc), len(file_sigil_ceremony_v1_ceremony_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

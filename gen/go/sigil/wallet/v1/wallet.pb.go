@@ -187,6 +187,64 @@ func (WalletStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{2}
 }
 
+// BackupState is where the backup of a wallet's key material is.
+type BackupState int32
+
+const (
+	// Not reported.
+	BackupState_BACKUP_STATE_UNSPECIFIED BackupState = 0
+	// Not every share is backed up yet, and none is failing.
+	BackupState_BACKUP_STATE_PENDING BackupState = 1
+	// Every share is stored, encrypted to the recovery recipients.
+	BackupState_BACKUP_STATE_COMPLETE BackupState = 2
+	// At least one backup is failing (the reason says which and why); the
+	// signers keep retrying, and signing is not affected.
+	BackupState_BACKUP_STATE_FAILING BackupState = 3
+)
+
+// Enum value maps for BackupState.
+var (
+	BackupState_name = map[int32]string{
+		0: "BACKUP_STATE_UNSPECIFIED",
+		1: "BACKUP_STATE_PENDING",
+		2: "BACKUP_STATE_COMPLETE",
+		3: "BACKUP_STATE_FAILING",
+	}
+	BackupState_value = map[string]int32{
+		"BACKUP_STATE_UNSPECIFIED": 0,
+		"BACKUP_STATE_PENDING":     1,
+		"BACKUP_STATE_COMPLETE":    2,
+		"BACKUP_STATE_FAILING":     3,
+	}
+)
+
+func (x BackupState) Enum() *BackupState {
+	p := new(BackupState)
+	*p = x
+	return p
+}
+
+func (x BackupState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BackupState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sigil_wallet_v1_wallet_proto_enumTypes[3].Descriptor()
+}
+
+func (BackupState) Type() protoreflect.EnumType {
+	return &file_sigil_wallet_v1_wallet_proto_enumTypes[3]
+}
+
+func (x BackupState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BackupState.Descriptor instead.
+func (BackupState) EnumDescriptor() ([]byte, []int) {
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{3}
+}
+
 // SignatureKind says what was given to sign and how its digest was made.
 type SignatureKind int32
 
@@ -226,11 +284,11 @@ func (x SignatureKind) String() string {
 }
 
 func (SignatureKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sigil_wallet_v1_wallet_proto_enumTypes[3].Descriptor()
+	return file_sigil_wallet_v1_wallet_proto_enumTypes[4].Descriptor()
 }
 
 func (SignatureKind) Type() protoreflect.EnumType {
-	return &file_sigil_wallet_v1_wallet_proto_enumTypes[3]
+	return &file_sigil_wallet_v1_wallet_proto_enumTypes[4]
 }
 
 func (x SignatureKind) Number() protoreflect.EnumNumber {
@@ -239,7 +297,7 @@ func (x SignatureKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SignatureKind.Descriptor instead.
 func (SignatureKind) EnumDescriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{3}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{4}
 }
 
 // SignatureStatus is where a signature request is in its life.
@@ -288,11 +346,11 @@ func (x SignatureStatus) String() string {
 }
 
 func (SignatureStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_sigil_wallet_v1_wallet_proto_enumTypes[4].Descriptor()
+	return file_sigil_wallet_v1_wallet_proto_enumTypes[5].Descriptor()
 }
 
 func (SignatureStatus) Type() protoreflect.EnumType {
-	return &file_sigil_wallet_v1_wallet_proto_enumTypes[4]
+	return &file_sigil_wallet_v1_wallet_proto_enumTypes[5]
 }
 
 func (x SignatureStatus) Number() protoreflect.EnumNumber {
@@ -301,7 +359,7 @@ func (x SignatureStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SignatureStatus.Descriptor instead.
 func (SignatureStatus) EnumDescriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{4}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{5}
 }
 
 // RequestKeyAlgorithm is the algorithm of an application's request key.
@@ -342,11 +400,11 @@ func (x RequestKeyAlgorithm) String() string {
 }
 
 func (RequestKeyAlgorithm) Descriptor() protoreflect.EnumDescriptor {
-	return file_sigil_wallet_v1_wallet_proto_enumTypes[5].Descriptor()
+	return file_sigil_wallet_v1_wallet_proto_enumTypes[6].Descriptor()
 }
 
 func (RequestKeyAlgorithm) Type() protoreflect.EnumType {
-	return &file_sigil_wallet_v1_wallet_proto_enumTypes[5]
+	return &file_sigil_wallet_v1_wallet_proto_enumTypes[6]
 }
 
 func (x RequestKeyAlgorithm) Number() protoreflect.EnumNumber {
@@ -355,7 +413,7 @@ func (x RequestKeyAlgorithm) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestKeyAlgorithm.Descriptor instead.
 func (RequestKeyAlgorithm) EnumDescriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{5}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{6}
 }
 
 // Wallet is one key and what is derived from it.
@@ -384,7 +442,12 @@ type Wallet struct {
 	// When the wallet was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the wallet last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Whether the wallet's key material is backed up to the operator's
+	// recovery target (see the README's recovery runbook); unset when no
+	// holder of the key has reported a backup (backups not configured, an HSM
+	// wallet, or a wallet not ACTIVE yet).
+	Backup        *Backup `protobuf:"bytes,13,opt,name=backup,proto3" json:"backup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,6 +566,161 @@ func (x *Wallet) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Wallet) GetBackup() *Backup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+// Backup is the backup state of a wallet, summed over its shares.
+type Backup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The wallet's state: FAILING if any share's backup fails, COMPLETE when
+	// every share is backed up, PENDING otherwise.
+	State BackupState `protobuf:"varint,1,opt,name=state,proto3,enum=sigil.wallet.v1.BackupState" json:"state,omitempty"`
+	// For FAILING, the failing shares and why; for PENDING, the shares not
+	// backed up yet.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Each share's backup, as its signer last reported it.
+	Shares        []*ShareBackup `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Backup) Reset() {
+	*x = Backup{}
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Backup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Backup) ProtoMessage() {}
+
+func (x *Backup) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Backup.ProtoReflect.Descriptor instead.
+func (*Backup) Descriptor() ([]byte, []int) {
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Backup) GetState() BackupState {
+	if x != nil {
+		return x.State
+	}
+	return BackupState_BACKUP_STATE_UNSPECIFIED
+}
+
+func (x *Backup) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Backup) GetShares() []*ShareBackup {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// ShareBackup is the backup of one signer's share.
+type ShareBackup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signer holding the share.
+	Signer string `protobuf:"bytes,1,opt,name=signer,proto3" json:"signer,omitempty"`
+	// Where its backup is.
+	State BackupState `protobuf:"varint,2,opt,name=state,proto3,enum=sigil.wallet.v1.BackupState" json:"state,omitempty"`
+	// For FAILING, why (never secret).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For COMPLETE, where the backup is stored (a path or an s3:// URL).
+	Location string `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	// When the signer reported this state.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareBackup) Reset() {
+	*x = ShareBackup{}
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareBackup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareBackup) ProtoMessage() {}
+
+func (x *ShareBackup) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareBackup.ProtoReflect.Descriptor instead.
+func (*ShareBackup) Descriptor() ([]byte, []int) {
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ShareBackup) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
+
+func (x *ShareBackup) GetState() BackupState {
+	if x != nil {
+		return x.State
+	}
+	return BackupState_BACKUP_STATE_UNSPECIFIED
+}
+
+func (x *ShareBackup) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ShareBackup) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *ShareBackup) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // Addresses are the blockchain addresses of a wallet's public key.
 type Addresses struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -516,7 +734,7 @@ type Addresses struct {
 
 func (x *Addresses) Reset() {
 	*x = Addresses{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[1]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +746,7 @@ func (x *Addresses) String() string {
 func (*Addresses) ProtoMessage() {}
 
 func (x *Addresses) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[1]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +759,7 @@ func (x *Addresses) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Addresses.ProtoReflect.Descriptor instead.
 func (*Addresses) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{1}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Addresses) GetEthereum() string {
@@ -571,7 +789,7 @@ type MpcGroup struct {
 
 func (x *MpcGroup) Reset() {
 	*x = MpcGroup{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[2]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +801,7 @@ func (x *MpcGroup) String() string {
 func (*MpcGroup) ProtoMessage() {}
 
 func (x *MpcGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[2]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +814,7 @@ func (x *MpcGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpcGroup.ProtoReflect.Descriptor instead.
 func (*MpcGroup) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{2}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MpcGroup) GetThreshold() uint32 {
@@ -631,7 +849,7 @@ type CreateWalletRequest struct {
 
 func (x *CreateWalletRequest) Reset() {
 	*x = CreateWalletRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[3]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +861,7 @@ func (x *CreateWalletRequest) String() string {
 func (*CreateWalletRequest) ProtoMessage() {}
 
 func (x *CreateWalletRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[3]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +874,7 @@ func (x *CreateWalletRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWalletRequest.ProtoReflect.Descriptor instead.
 func (*CreateWalletRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{3}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateWalletRequest) GetExternalId() string {
@@ -698,7 +916,7 @@ type CreateWalletResponse struct {
 
 func (x *CreateWalletResponse) Reset() {
 	*x = CreateWalletResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[4]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +928,7 @@ func (x *CreateWalletResponse) String() string {
 func (*CreateWalletResponse) ProtoMessage() {}
 
 func (x *CreateWalletResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[4]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +941,7 @@ func (x *CreateWalletResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWalletResponse.ProtoReflect.Descriptor instead.
 func (*CreateWalletResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{4}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateWalletResponse) GetWallet() *Wallet {
@@ -744,7 +962,7 @@ type GetWalletRequest struct {
 
 func (x *GetWalletRequest) Reset() {
 	*x = GetWalletRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[5]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +974,7 @@ func (x *GetWalletRequest) String() string {
 func (*GetWalletRequest) ProtoMessage() {}
 
 func (x *GetWalletRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[5]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +987,7 @@ func (x *GetWalletRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWalletRequest.ProtoReflect.Descriptor instead.
 func (*GetWalletRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{5}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetWalletRequest) GetId() string {
@@ -790,7 +1008,7 @@ type GetWalletResponse struct {
 
 func (x *GetWalletResponse) Reset() {
 	*x = GetWalletResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[6]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1020,7 @@ func (x *GetWalletResponse) String() string {
 func (*GetWalletResponse) ProtoMessage() {}
 
 func (x *GetWalletResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[6]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1033,7 @@ func (x *GetWalletResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWalletResponse.ProtoReflect.Descriptor instead.
 func (*GetWalletResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{6}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetWalletResponse) GetWallet() *Wallet {
@@ -840,7 +1058,7 @@ type ListWalletsRequest struct {
 
 func (x *ListWalletsRequest) Reset() {
 	*x = ListWalletsRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[7]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1070,7 @@ func (x *ListWalletsRequest) String() string {
 func (*ListWalletsRequest) ProtoMessage() {}
 
 func (x *ListWalletsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[7]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1083,7 @@ func (x *ListWalletsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWalletsRequest.ProtoReflect.Descriptor instead.
 func (*ListWalletsRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{7}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListWalletsRequest) GetPageSize() int32 {
@@ -902,7 +1120,7 @@ type ListWalletsResponse struct {
 
 func (x *ListWalletsResponse) Reset() {
 	*x = ListWalletsResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[8]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1132,7 @@ func (x *ListWalletsResponse) String() string {
 func (*ListWalletsResponse) ProtoMessage() {}
 
 func (x *ListWalletsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[8]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1145,7 @@ func (x *ListWalletsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWalletsResponse.ProtoReflect.Descriptor instead.
 func (*ListWalletsResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{8}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListWalletsResponse) GetWallets() []*Wallet {
@@ -984,7 +1202,7 @@ type Signature struct {
 
 func (x *Signature) Reset() {
 	*x = Signature{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[9]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1214,7 @@ func (x *Signature) String() string {
 func (*Signature) ProtoMessage() {}
 
 func (x *Signature) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[9]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1227,7 @@ func (x *Signature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signature.ProtoReflect.Descriptor instead.
 func (*Signature) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{9}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Signature) GetId() string {
@@ -1137,7 +1355,7 @@ type RequestSignature struct {
 
 func (x *RequestSignature) Reset() {
 	*x = RequestSignature{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1367,7 @@ func (x *RequestSignature) String() string {
 func (*RequestSignature) ProtoMessage() {}
 
 func (x *RequestSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[10]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1380,7 @@ func (x *RequestSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSignature.ProtoReflect.Descriptor instead.
 func (*RequestSignature) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{10}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RequestSignature) GetRequestId() string {
@@ -1221,7 +1439,7 @@ type SignatureResult struct {
 
 func (x *SignatureResult) Reset() {
 	*x = SignatureResult{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1451,7 @@ func (x *SignatureResult) String() string {
 func (*SignatureResult) ProtoMessage() {}
 
 func (x *SignatureResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[11]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1464,7 @@ func (x *SignatureResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignatureResult.ProtoReflect.Descriptor instead.
 func (*SignatureResult) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{11}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignatureResult) GetR() []byte {
@@ -1308,7 +1526,7 @@ type CreateSignatureRequest struct {
 
 func (x *CreateSignatureRequest) Reset() {
 	*x = CreateSignatureRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1538,7 @@ func (x *CreateSignatureRequest) String() string {
 func (*CreateSignatureRequest) ProtoMessage() {}
 
 func (x *CreateSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[12]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1551,7 @@ func (x *CreateSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSignatureRequest.ProtoReflect.Descriptor instead.
 func (*CreateSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{12}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateSignatureRequest) GetWalletId() string {
@@ -1413,7 +1631,7 @@ type CreateSignatureResponse struct {
 
 func (x *CreateSignatureResponse) Reset() {
 	*x = CreateSignatureResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1643,7 @@ func (x *CreateSignatureResponse) String() string {
 func (*CreateSignatureResponse) ProtoMessage() {}
 
 func (x *CreateSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[13]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1656,7 @@ func (x *CreateSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSignatureResponse.ProtoReflect.Descriptor instead.
 func (*CreateSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{13}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateSignatureResponse) GetSignature() *Signature {
@@ -1459,7 +1677,7 @@ type GetSignatureRequest struct {
 
 func (x *GetSignatureRequest) Reset() {
 	*x = GetSignatureRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1689,7 @@ func (x *GetSignatureRequest) String() string {
 func (*GetSignatureRequest) ProtoMessage() {}
 
 func (x *GetSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[14]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1702,7 @@ func (x *GetSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignatureRequest.ProtoReflect.Descriptor instead.
 func (*GetSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{14}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetSignatureRequest) GetId() string {
@@ -1505,7 +1723,7 @@ type GetSignatureResponse struct {
 
 func (x *GetSignatureResponse) Reset() {
 	*x = GetSignatureResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1735,7 @@ func (x *GetSignatureResponse) String() string {
 func (*GetSignatureResponse) ProtoMessage() {}
 
 func (x *GetSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[15]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1748,7 @@ func (x *GetSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignatureResponse.ProtoReflect.Descriptor instead.
 func (*GetSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{15}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSignatureResponse) GetSignature() *Signature {
@@ -1555,7 +1773,7 @@ type ListSignaturesRequest struct {
 
 func (x *ListSignaturesRequest) Reset() {
 	*x = ListSignaturesRequest{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1785,7 @@ func (x *ListSignaturesRequest) String() string {
 func (*ListSignaturesRequest) ProtoMessage() {}
 
 func (x *ListSignaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[16]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1798,7 @@ func (x *ListSignaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListSignaturesRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{16}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSignaturesRequest) GetWalletId() string {
@@ -1617,7 +1835,7 @@ type ListSignaturesResponse struct {
 
 func (x *ListSignaturesResponse) Reset() {
 	*x = ListSignaturesResponse{}
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1847,7 @@ func (x *ListSignaturesResponse) String() string {
 func (*ListSignaturesResponse) ProtoMessage() {}
 
 func (x *ListSignaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[17]
+	mi := &file_sigil_wallet_v1_wallet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1860,7 @@ func (x *ListSignaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListSignaturesResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{17}
+	return file_sigil_wallet_v1_wallet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSignaturesResponse) GetSignatures() []*Signature {
@@ -1663,7 +1881,7 @@ var File_sigil_wallet_v1_wallet_proto protoreflect.FileDescriptor
 
 const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
-	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x04\n" +
+	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x04\n" +
 	"\x06Wallet\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1682,6 +1900,18 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12/\n" +
+	"\x06backup\x18\r \x01(\v2\x17.sigil.wallet.v1.BackupR\x06backup\"\x8a\x01\n" +
+	"\x06Backup\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.sigil.wallet.v1.BackupStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x124\n" +
+	"\x06shares\x18\x03 \x03(\v2\x1c.sigil.wallet.v1.ShareBackupR\x06shares\"\xca\x01\n" +
+	"\vShareBackup\x12\x16\n" +
+	"\x06signer\x18\x01 \x01(\tR\x06signer\x122\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.sigil.wallet.v1.BackupStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\blocation\x18\x04 \x01(\tR\blocation\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\"N\n" +
 	"\tAddresses\x12\x1a\n" +
 	"\bethereum\x18\x01 \x01(\tR\bethereum\x12%\n" +
@@ -1786,7 +2016,12 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x19WALLET_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WALLET_STATUS_CREATING\x10\x01\x12\x18\n" +
 	"\x14WALLET_STATUS_ACTIVE\x10\x02\x12\x18\n" +
-	"\x14WALLET_STATUS_FAILED\x10\x03*k\n" +
+	"\x14WALLET_STATUS_FAILED\x10\x03*z\n" +
+	"\vBackupState\x12\x1c\n" +
+	"\x18BACKUP_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14BACKUP_STATE_PENDING\x10\x01\x12\x19\n" +
+	"\x15BACKUP_STATE_COMPLETE\x10\x02\x12\x18\n" +
+	"\x14BACKUP_STATE_FAILING\x10\x03*k\n" +
 	"\rSignatureKind\x12\x1e\n" +
 	"\x1aSIGNATURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SIGNATURE_KIND_HASH\x10\x01\x12!\n" +
@@ -1821,77 +2056,85 @@ func file_sigil_wallet_v1_wallet_proto_rawDescGZIP() []byte {
 	return file_sigil_wallet_v1_wallet_proto_rawDescData
 }
 
-var file_sigil_wallet_v1_wallet_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sigil_wallet_v1_wallet_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_sigil_wallet_v1_wallet_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sigil_wallet_v1_wallet_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_sigil_wallet_v1_wallet_proto_goTypes = []any{
 	(Backend)(0),                    // 0: sigil.wallet.v1.Backend
 	(KeyScheme)(0),                  // 1: sigil.wallet.v1.KeyScheme
 	(WalletStatus)(0),               // 2: sigil.wallet.v1.WalletStatus
-	(SignatureKind)(0),              // 3: sigil.wallet.v1.SignatureKind
-	(SignatureStatus)(0),            // 4: sigil.wallet.v1.SignatureStatus
-	(RequestKeyAlgorithm)(0),        // 5: sigil.wallet.v1.RequestKeyAlgorithm
-	(*Wallet)(nil),                  // 6: sigil.wallet.v1.Wallet
-	(*Addresses)(nil),               // 7: sigil.wallet.v1.Addresses
-	(*MpcGroup)(nil),                // 8: sigil.wallet.v1.MpcGroup
-	(*CreateWalletRequest)(nil),     // 9: sigil.wallet.v1.CreateWalletRequest
-	(*CreateWalletResponse)(nil),    // 10: sigil.wallet.v1.CreateWalletResponse
-	(*GetWalletRequest)(nil),        // 11: sigil.wallet.v1.GetWalletRequest
-	(*GetWalletResponse)(nil),       // 12: sigil.wallet.v1.GetWalletResponse
-	(*ListWalletsRequest)(nil),      // 13: sigil.wallet.v1.ListWalletsRequest
-	(*ListWalletsResponse)(nil),     // 14: sigil.wallet.v1.ListWalletsResponse
-	(*Signature)(nil),               // 15: sigil.wallet.v1.Signature
-	(*RequestSignature)(nil),        // 16: sigil.wallet.v1.RequestSignature
-	(*SignatureResult)(nil),         // 17: sigil.wallet.v1.SignatureResult
-	(*CreateSignatureRequest)(nil),  // 18: sigil.wallet.v1.CreateSignatureRequest
-	(*CreateSignatureResponse)(nil), // 19: sigil.wallet.v1.CreateSignatureResponse
-	(*GetSignatureRequest)(nil),     // 20: sigil.wallet.v1.GetSignatureRequest
-	(*GetSignatureResponse)(nil),    // 21: sigil.wallet.v1.GetSignatureResponse
-	(*ListSignaturesRequest)(nil),   // 22: sigil.wallet.v1.ListSignaturesRequest
-	(*ListSignaturesResponse)(nil),  // 23: sigil.wallet.v1.ListSignaturesResponse
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
+	(BackupState)(0),                // 3: sigil.wallet.v1.BackupState
+	(SignatureKind)(0),              // 4: sigil.wallet.v1.SignatureKind
+	(SignatureStatus)(0),            // 5: sigil.wallet.v1.SignatureStatus
+	(RequestKeyAlgorithm)(0),        // 6: sigil.wallet.v1.RequestKeyAlgorithm
+	(*Wallet)(nil),                  // 7: sigil.wallet.v1.Wallet
+	(*Backup)(nil),                  // 8: sigil.wallet.v1.Backup
+	(*ShareBackup)(nil),             // 9: sigil.wallet.v1.ShareBackup
+	(*Addresses)(nil),               // 10: sigil.wallet.v1.Addresses
+	(*MpcGroup)(nil),                // 11: sigil.wallet.v1.MpcGroup
+	(*CreateWalletRequest)(nil),     // 12: sigil.wallet.v1.CreateWalletRequest
+	(*CreateWalletResponse)(nil),    // 13: sigil.wallet.v1.CreateWalletResponse
+	(*GetWalletRequest)(nil),        // 14: sigil.wallet.v1.GetWalletRequest
+	(*GetWalletResponse)(nil),       // 15: sigil.wallet.v1.GetWalletResponse
+	(*ListWalletsRequest)(nil),      // 16: sigil.wallet.v1.ListWalletsRequest
+	(*ListWalletsResponse)(nil),     // 17: sigil.wallet.v1.ListWalletsResponse
+	(*Signature)(nil),               // 18: sigil.wallet.v1.Signature
+	(*RequestSignature)(nil),        // 19: sigil.wallet.v1.RequestSignature
+	(*SignatureResult)(nil),         // 20: sigil.wallet.v1.SignatureResult
+	(*CreateSignatureRequest)(nil),  // 21: sigil.wallet.v1.CreateSignatureRequest
+	(*CreateSignatureResponse)(nil), // 22: sigil.wallet.v1.CreateSignatureResponse
+	(*GetSignatureRequest)(nil),     // 23: sigil.wallet.v1.GetSignatureRequest
+	(*GetSignatureResponse)(nil),    // 24: sigil.wallet.v1.GetSignatureResponse
+	(*ListSignaturesRequest)(nil),   // 25: sigil.wallet.v1.ListSignaturesRequest
+	(*ListSignaturesResponse)(nil),  // 26: sigil.wallet.v1.ListSignaturesResponse
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
 }
 var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 0: sigil.wallet.v1.Wallet.backend:type_name -> sigil.wallet.v1.Backend
 	1,  // 1: sigil.wallet.v1.Wallet.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
 	2,  // 2: sigil.wallet.v1.Wallet.status:type_name -> sigil.wallet.v1.WalletStatus
-	7,  // 3: sigil.wallet.v1.Wallet.addresses:type_name -> sigil.wallet.v1.Addresses
-	8,  // 4: sigil.wallet.v1.Wallet.mpc_group:type_name -> sigil.wallet.v1.MpcGroup
-	24, // 5: sigil.wallet.v1.Wallet.create_time:type_name -> google.protobuf.Timestamp
-	24, // 6: sigil.wallet.v1.Wallet.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: sigil.wallet.v1.CreateWalletRequest.backend:type_name -> sigil.wallet.v1.Backend
-	1,  // 8: sigil.wallet.v1.CreateWalletRequest.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
-	6,  // 9: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	6,  // 10: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	2,  // 11: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
-	6,  // 12: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
-	3,  // 13: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
-	4,  // 14: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
-	17, // 15: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
-	24, // 16: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
-	24, // 17: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
-	24, // 18: sigil.wallet.v1.RequestSignature.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 19: sigil.wallet.v1.RequestSignature.algorithm:type_name -> sigil.wallet.v1.RequestKeyAlgorithm
-	16, // 20: sigil.wallet.v1.CreateSignatureRequest.request_signature:type_name -> sigil.wallet.v1.RequestSignature
-	15, // 21: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	15, // 22: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	15, // 23: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
-	9,  // 24: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
-	11, // 25: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
-	13, // 26: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
-	18, // 27: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
-	20, // 28: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
-	22, // 29: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
-	10, // 30: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
-	12, // 31: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
-	14, // 32: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
-	19, // 33: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
-	21, // 34: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
-	23, // 35: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	10, // 3: sigil.wallet.v1.Wallet.addresses:type_name -> sigil.wallet.v1.Addresses
+	11, // 4: sigil.wallet.v1.Wallet.mpc_group:type_name -> sigil.wallet.v1.MpcGroup
+	27, // 5: sigil.wallet.v1.Wallet.create_time:type_name -> google.protobuf.Timestamp
+	27, // 6: sigil.wallet.v1.Wallet.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: sigil.wallet.v1.Wallet.backup:type_name -> sigil.wallet.v1.Backup
+	3,  // 8: sigil.wallet.v1.Backup.state:type_name -> sigil.wallet.v1.BackupState
+	9,  // 9: sigil.wallet.v1.Backup.shares:type_name -> sigil.wallet.v1.ShareBackup
+	3,  // 10: sigil.wallet.v1.ShareBackup.state:type_name -> sigil.wallet.v1.BackupState
+	27, // 11: sigil.wallet.v1.ShareBackup.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 12: sigil.wallet.v1.CreateWalletRequest.backend:type_name -> sigil.wallet.v1.Backend
+	1,  // 13: sigil.wallet.v1.CreateWalletRequest.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
+	7,  // 14: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	7,  // 15: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	2,  // 16: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
+	7,  // 17: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
+	4,  // 18: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
+	5,  // 19: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
+	20, // 20: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
+	27, // 21: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
+	27, // 22: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
+	27, // 23: sigil.wallet.v1.RequestSignature.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 24: sigil.wallet.v1.RequestSignature.algorithm:type_name -> sigil.wallet.v1.RequestKeyAlgorithm
+	19, // 25: sigil.wallet.v1.CreateSignatureRequest.request_signature:type_name -> sigil.wallet.v1.RequestSignature
+	18, // 26: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	18, // 27: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	18, // 28: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
+	12, // 29: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
+	14, // 30: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
+	16, // 31: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
+	21, // 32: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
+	23, // 33: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
+	25, // 34: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
+	13, // 35: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
+	15, // 36: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
+	17, // 37: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
+	22, // 38: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
+	24, // 39: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
+	26, // 40: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sigil_wallet_v1_wallet_proto_init() }
@@ -1899,7 +2142,7 @@ func file_sigil_wallet_v1_wallet_proto_init() {
 	if File_sigil_wallet_v1_wallet_proto != nil {
 		return
 	}
-	file_sigil_wallet_v1_wallet_proto_msgTypes[12].OneofWrappers = []any{
+	file_sigil_wallet_v1_wallet_proto_msgTypes[14].OneofWrappers = []any{
 		(*CreateSignatureRequest_Hash)(nil),
 		(*CreateSignatureRequest_Message)(nil),
 	}
@@ -1908,8 +2151,8 @@ func file_sigil_wallet_v1_wallet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_wallet_v1_wallet_proto_rawDesc), len(file_sigil_wallet_v1_wallet_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   18,
+			NumEnums:      7,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/wallet/v1/wallet.proto.
  */
 export const file_sigil_wallet_v1_wallet: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEirAMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkioAIKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSZwoEbmFtZRgCIAEoCUJZukhWugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiigEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAEiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkipQMKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgNIAEoCRIVCg1yZXF1ZXN0ZXJfa2V5GA4gASgJIv8BChBSZXF1ZXN0U2lnbmF0dXJlEjIKCnJlcXVlc3RfaWQYASABKAlCHrpIG3IZEAEYgAEyEl5bQS1aYS16MC05Ll86LV0rJBI3CgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARJDCglhbGdvcml0aG0YAyABKA4yJC5zaWdpbC53YWxsZXQudjEuUmVxdWVzdEtleUFsZ29yaXRobUIKukgHggEEEAEgABIdCgpwdWJsaWNfa2V5GAQgASgMQgm6SAZ6BBAgGEESGgoJc2lnbmF0dXJlGAUgASgMQge6SAR6AmhAIlsKD1NpZ25hdHVyZVJlc3VsdBIJCgFyGAEgASgMEgkKAXMYAiABKAwSEwoLcmVjb3ZlcnlfaWQYAyABKA0SCwoDZGVyGAQgASgMEhAKCGV0aGVyZXVtGAUgASgMItMCChZDcmVhdGVTaWduYXR1cmVSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBIxCgtleHRlcm5hbF9pZBgCIAEoCUIcukgZchcYgAEyEl5bQS1aYS16MC05Ll86LV0qJBIXCgRoYXNoGAMgASgMQge6SAR6AmggSAASbwoHbWVzc2FnZRgEIAEoCUJcukhZugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgYgASiAgARIABI8ChFyZXF1ZXN0X3NpZ25hdHVyZRgFIAEoCzIhLnNpZ2lsLndhbGxldC52MS5SZXF1ZXN0U2lnbmF0dXJlQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqRwoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABKn0KDFdhbGxldFN0YXR1cxIdChlXQUxMRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWV0FMTEVUX1NUQVRVU19DUkVBVElORxABEhgKFFdBTExFVF9TVEFUVVNfQUNUSVZFEAISGAoUV0FMTEVUX1NUQVRVU19GQUlMRUQQAyprCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAIqqgEKD1NpZ25hdHVyZVN0YXR1cxIgChxTSUdOQVRVUkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0lHTkFUVVJFX1NUQVRVU19QRU5ESU5HEAESGwoXU0lHTkFUVVJFX1NUQVRVU19TSUdORUQQAhIdChlTSUdOQVRVUkVfU1RBVFVTX1JFSkVDVEVEEAMSGwoXU0lHTkFUVVJFX1NUQVRVU19GQUlMRUQQBCqMAQoTUmVxdWVzdEtleUFsZ29yaXRobRIlCiFSRVFVRVNUX0tFWV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIhCh1SRVFVRVNUX0tFWV9BTEdPUklUSE1fRUQyNTUxORABEisKJ1JFUVVFU1RfS0VZX0FMR09SSVRITV9FQ0RTQV9QMjU2X1NIQTI1NhACMtQECg1XYWxsZXRTZXJ2aWNlElsKDENyZWF0ZVdhbGxldBIkLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXF1ZXN0GiUuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVdhbGxldFJlc3BvbnNlElcKCUdldFdhbGxldBIhLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXF1ZXN0GiIuc2lnaWwud2FsbGV0LnYxLkdldFdhbGxldFJlc3BvbnNlIgOQAgESXQoLTGlzdFdhbGxldHMSIy5zaWdpbC53YWxsZXQudjEuTGlzdFdhbGxldHNSZXF1ZXN0GiQuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UiA5ACARJkCg9DcmVhdGVTaWduYXR1cmUSJy5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBooLnNpZ2lsLndhbGxldC52MS5DcmVhdGVTaWduYXR1cmVSZXNwb25zZRJgCgxHZXRTaWduYXR1cmUSJC5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5HZXRTaWduYXR1cmVSZXNwb25zZSIDkAIBEmYKDkxpc3RTaWduYXR1cmVzEiYuc2lnaWwud2FsbGV0LnYxLkxpc3RTaWduYXR1cmVzUmVxdWVzdBonLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1Jlc3BvbnNlIgOQAgFCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL3dhbGxldC92MTt3YWxsZXR2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEi1QMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgZiYWNrdXAYDSABKAsyFy5zaWdpbC53YWxsZXQudjEuQmFja3VwInMKBkJhY2t1cBIrCgVzdGF0ZRgBIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZRIOCgZyZWFzb24YAiABKAkSLAoGc2hhcmVzGAMgAygLMhwuc2lnaWwud2FsbGV0LnYxLlNoYXJlQmFja3VwIp0BCgtTaGFyZUJhY2t1cBIOCgZzaWduZXIYASABKAkSKwoFc3RhdGUYAiABKA4yHC5zaWdpbC53YWxsZXQudjEuQmFja3VwU3RhdGUSDgoGcmVhc29uGAMgASgJEhAKCGxvY2F0aW9uGAQgASgJEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkioAIKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSZwoEbmFtZRgCIAEoCUJZukhWugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiigEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAEiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkipQMKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgNIAEoCRIVCg1yZXF1ZXN0ZXJfa2V5GA4gASgJIv8BChBSZXF1ZXN0U2lnbmF0dXJlEjIKCnJlcXVlc3RfaWQYASABKAlCHrpIG3IZEAEYgAEyEl5bQS1aYS16MC05Ll86LV0rJBI3CgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARJDCglhbGdvcml0aG0YAyABKA4yJC5zaWdpbC53YWxsZXQudjEuUmVxdWVzdEtleUFsZ29yaXRobUIKukgHggEEEAEgABIdCgpwdWJsaWNfa2V5GAQgASgMQgm6SAZ6BBAgGEESGgoJc2lnbmF0dXJlGAUgASgMQge6SAR6AmhAIlsKD1NpZ25hdHVyZVJlc3VsdBIJCgFyGAEgASgMEgkKAXMYAiABKAwSEwoLcmVjb3ZlcnlfaWQYAyABKA0SCwoDZGVyGAQgASgMEhAKCGV0aGVyZXVtGAUgASgMItMCChZDcmVhdGVTaWduYXR1cmVSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBIxCgtleHRlcm5hbF9pZBgCIAEoCUIcukgZchcYgAEyEl5bQS1aYS16MC05Ll86LV0qJBIXCgRoYXNoGAMgASgMQge6SAR6AmggSAASbwoHbWVzc2FnZRgEIAEoCUJcukhZugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgYgASiAgARIABI8ChFyZXF1ZXN0X3NpZ25hdHVyZRgFIAEoCzIhLnNpZ2lsLndhbGxldC52MS5SZXF1ZXN0U2lnbmF0dXJlQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqRwoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABKn0KDFdhbGxldFN0YXR1cxIdChlXQUxMRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWV0FMTEVUX1NUQVRVU19DUkVBVElORxABEhgKFFdBTExFVF9TVEFUVVNfQUNUSVZFEAISGAoUV0FMTEVUX1NUQVRVU19GQUlMRUQQAyp6CgtCYWNrdXBTdGF0ZRIcChhCQUNLVVBfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRCQUNLVVBfU1RBVEVfUEVORElORxABEhkKFUJBQ0tVUF9TVEFURV9DT01QTEVURRACEhgKFEJBQ0tVUF9TVEFURV9GQUlMSU5HEAMqawoNU2lnbmF0dXJlS2luZBIeChpTSUdOQVRVUkVfS0lORF9VTlNQRUNJRklFRBAAEhcKE1NJR05BVFVSRV9LSU5EX0hBU0gQARIhCh1TSUdOQVRVUkVfS0lORF9FSVAxOTFfTUVTU0FHRRACKqoBCg9TaWduYXR1cmVTdGF0dXMSIAocU0lHTkFUVVJFX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGFNJR05BVFVSRV9TVEFUVVNfUEVORElORxABEhsKF1NJR05BVFVSRV9TVEFUVVNfU0lHTkVEEAISHQoZU0lHTkFUVVJFX1NUQVRVU19SRUpFQ1RFRBADEhsKF1NJR05BVFVSRV9TVEFUVVNfRkFJTEVEEAQqjAEKE1JlcXVlc3RLZXlBbGdvcml0aG0SJQohUkVRVUVTVF9LRVlfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASIQodUkVRVUVTVF9LRVlfQUxHT1JJVEhNX0VEMjU1MTkQARIrCidSRVFVRVNUX0tFWV9BTEdPUklUSE1fRUNEU0FfUDI1Nl9TSEEyNTYQAjLUBAoNV2FsbGV0U2VydmljZRJbCgxDcmVhdGVXYWxsZXQSJC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlV2FsbGV0UmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXNwb25zZRJXCglHZXRXYWxsZXQSIS5zaWdpbC53YWxsZXQudjEuR2V0V2FsbGV0UmVxdWVzdBoiLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXNwb25zZSIDkAIBEl0KC0xpc3RXYWxsZXRzEiMuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBokLnNpZ2lsLndhbGxldC52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlIgOQAgESZAoPQ3JlYXRlU2lnbmF0dXJlEicuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QaKC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVzcG9uc2USYAoMR2V0U2lnbmF0dXJlEiQuc2lnaWwud2FsbGV0LnYxLkdldFNpZ25hdHVyZVJlcXVlc3QaJS5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVzcG9uc2UiA5ACARJmCg5MaXN0U2lnbmF0dXJlcxImLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1JlcXVlc3QaJy5zaWdpbC53YWxsZXQudjEuTGlzdFNpZ25hdHVyZXNSZXNwb25zZSIDkAIBQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC93YWxsZXQvdjE7d2FsbGV0djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * Wallet is one key and what is derived from it.
@@ -107,6 +107,16 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Whether the wallet's key material is backed up to the operator's
+   * recovery target (see the README's recovery runbook); unset when no
+   * holder of the key has reported a backup (backups not configured, an HSM
+   * wallet, or a wallet not ACTIVE yet).
+   *
+   * @generated from field: sigil.wallet.v1.Backup backup = 13;
+   */
+  backup?: Backup | undefined;
 };
 
 /**
@@ -115,6 +125,92 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
   messageDesc(file_sigil_wallet_v1_wallet, 0);
+
+/**
+ * Backup is the backup state of a wallet, summed over its shares.
+ *
+ * @generated from message sigil.wallet.v1.Backup
+ */
+export type Backup = Message<"sigil.wallet.v1.Backup"> & {
+  /**
+   * The wallet's state: FAILING if any share's backup fails, COMPLETE when
+   * every share is backed up, PENDING otherwise.
+   *
+   * @generated from field: sigil.wallet.v1.BackupState state = 1;
+   */
+  state: BackupState;
+
+  /**
+   * For FAILING, the failing shares and why; for PENDING, the shares not
+   * backed up yet.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * Each share's backup, as its signer last reported it.
+   *
+   * @generated from field: repeated sigil.wallet.v1.ShareBackup shares = 3;
+   */
+  shares: ShareBackup[];
+};
+
+/**
+ * Describes the message sigil.wallet.v1.Backup.
+ * Use `create(BackupSchema)` to create a new message.
+ */
+export const BackupSchema: GenMessage<Backup> = /*@__PURE__*/
+  messageDesc(file_sigil_wallet_v1_wallet, 1);
+
+/**
+ * ShareBackup is the backup of one signer's share.
+ *
+ * @generated from message sigil.wallet.v1.ShareBackup
+ */
+export type ShareBackup = Message<"sigil.wallet.v1.ShareBackup"> & {
+  /**
+   * The signer holding the share.
+   *
+   * @generated from field: string signer = 1;
+   */
+  signer: string;
+
+  /**
+   * Where its backup is.
+   *
+   * @generated from field: sigil.wallet.v1.BackupState state = 2;
+   */
+  state: BackupState;
+
+  /**
+   * For FAILING, why (never secret).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * For COMPLETE, where the backup is stored (a path or an s3:// URL).
+   *
+   * @generated from field: string location = 4;
+   */
+  location: string;
+
+  /**
+   * When the signer reported this state.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 5;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sigil.wallet.v1.ShareBackup.
+ * Use `create(ShareBackupSchema)` to create a new message.
+ */
+export const ShareBackupSchema: GenMessage<ShareBackup> = /*@__PURE__*/
+  messageDesc(file_sigil_wallet_v1_wallet, 2);
 
 /**
  * Addresses are the blockchain addresses of a wallet's public key.
@@ -142,7 +238,7 @@ export type Addresses = Message<"sigil.wallet.v1.Addresses"> & {
  * Use `create(AddressesSchema)` to create a new message.
  */
 export const AddressesSchema: GenMessage<Addresses> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 1);
+  messageDesc(file_sigil_wallet_v1_wallet, 3);
 
 /**
  * MpcGroup describes the signers that hold an MPC wallet's key shares.
@@ -170,7 +266,7 @@ export type MpcGroup = Message<"sigil.wallet.v1.MpcGroup"> & {
  * Use `create(MpcGroupSchema)` to create a new message.
  */
 export const MpcGroupSchema: GenMessage<MpcGroup> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 2);
+  messageDesc(file_sigil_wallet_v1_wallet, 4);
 
 /**
  * CreateWalletRequest asks for a new wallet.
@@ -213,7 +309,7 @@ export type CreateWalletRequest = Message<"sigil.wallet.v1.CreateWalletRequest">
  * Use `create(CreateWalletRequestSchema)` to create a new message.
  */
 export const CreateWalletRequestSchema: GenMessage<CreateWalletRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 3);
+  messageDesc(file_sigil_wallet_v1_wallet, 5);
 
 /**
  * CreateWalletResponse carries the wallet, in status CREATING when new.
@@ -234,7 +330,7 @@ export type CreateWalletResponse = Message<"sigil.wallet.v1.CreateWalletResponse
  * Use `create(CreateWalletResponseSchema)` to create a new message.
  */
 export const CreateWalletResponseSchema: GenMessage<CreateWalletResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 4);
+  messageDesc(file_sigil_wallet_v1_wallet, 6);
 
 /**
  * GetWalletRequest names one wallet.
@@ -255,7 +351,7 @@ export type GetWalletRequest = Message<"sigil.wallet.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 5);
+  messageDesc(file_sigil_wallet_v1_wallet, 7);
 
 /**
  * GetWalletResponse carries one wallet.
@@ -276,7 +372,7 @@ export type GetWalletResponse = Message<"sigil.wallet.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 6);
+  messageDesc(file_sigil_wallet_v1_wallet, 8);
 
 /**
  * ListWalletsRequest asks for one page of wallets.
@@ -311,7 +407,7 @@ export type ListWalletsRequest = Message<"sigil.wallet.v1.ListWalletsRequest"> &
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 7);
+  messageDesc(file_sigil_wallet_v1_wallet, 9);
 
 /**
  * ListWalletsResponse is one page of wallets.
@@ -339,7 +435,7 @@ export type ListWalletsResponse = Message<"sigil.wallet.v1.ListWalletsResponse">
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 8);
+  messageDesc(file_sigil_wallet_v1_wallet, 10);
 
 /**
  * Signature is one signature request and, once signed, its result.
@@ -454,7 +550,7 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
  * Use `create(SignatureSchema)` to create a new message.
  */
 export const SignatureSchema: GenMessage<Signature> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 9);
+  messageDesc(file_sigil_wallet_v1_wallet, 11);
 
 /**
  * RequestSignature is an application's signature of a CreateSignature
@@ -511,7 +607,7 @@ export type RequestSignature = Message<"sigil.wallet.v1.RequestSignature"> & {
  * Use `create(RequestSignatureSchema)` to create a new message.
  */
 export const RequestSignatureSchema: GenMessage<RequestSignature> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 10);
+  messageDesc(file_sigil_wallet_v1_wallet, 12);
 
 /**
  * SignatureResult is an ECDSA secp256k1 signature in the encodings callers
@@ -562,7 +658,7 @@ export type SignatureResult = Message<"sigil.wallet.v1.SignatureResult"> & {
  * Use `create(SignatureResultSchema)` to create a new message.
  */
 export const SignatureResultSchema: GenMessage<SignatureResult> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 11);
+  messageDesc(file_sigil_wallet_v1_wallet, 13);
 
 /**
  * CreateSignatureRequest asks a wallet to sign a hash or a message.
@@ -623,7 +719,7 @@ export type CreateSignatureRequest = Message<"sigil.wallet.v1.CreateSignatureReq
  * Use `create(CreateSignatureRequestSchema)` to create a new message.
  */
 export const CreateSignatureRequestSchema: GenMessage<CreateSignatureRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 12);
+  messageDesc(file_sigil_wallet_v1_wallet, 14);
 
 /**
  * CreateSignatureResponse carries the new (or, for a repeated external_id,
@@ -645,7 +741,7 @@ export type CreateSignatureResponse = Message<"sigil.wallet.v1.CreateSignatureRe
  * Use `create(CreateSignatureResponseSchema)` to create a new message.
  */
 export const CreateSignatureResponseSchema: GenMessage<CreateSignatureResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 13);
+  messageDesc(file_sigil_wallet_v1_wallet, 15);
 
 /**
  * GetSignatureRequest names one signature request.
@@ -666,7 +762,7 @@ export type GetSignatureRequest = Message<"sigil.wallet.v1.GetSignatureRequest">
  * Use `create(GetSignatureRequestSchema)` to create a new message.
  */
 export const GetSignatureRequestSchema: GenMessage<GetSignatureRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 14);
+  messageDesc(file_sigil_wallet_v1_wallet, 16);
 
 /**
  * GetSignatureResponse carries one signature request.
@@ -687,7 +783,7 @@ export type GetSignatureResponse = Message<"sigil.wallet.v1.GetSignatureResponse
  * Use `create(GetSignatureResponseSchema)` to create a new message.
  */
 export const GetSignatureResponseSchema: GenMessage<GetSignatureResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 15);
+  messageDesc(file_sigil_wallet_v1_wallet, 17);
 
 /**
  * ListSignaturesRequest asks for one page of signature requests.
@@ -722,7 +818,7 @@ export type ListSignaturesRequest = Message<"sigil.wallet.v1.ListSignaturesReque
  * Use `create(ListSignaturesRequestSchema)` to create a new message.
  */
 export const ListSignaturesRequestSchema: GenMessage<ListSignaturesRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 16);
+  messageDesc(file_sigil_wallet_v1_wallet, 18);
 
 /**
  * ListSignaturesResponse is one page of signature requests.
@@ -750,7 +846,7 @@ export type ListSignaturesResponse = Message<"sigil.wallet.v1.ListSignaturesResp
  * Use `create(ListSignaturesResponseSchema)` to create a new message.
  */
 export const ListSignaturesResponseSchema: GenMessage<ListSignaturesResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_wallet_v1_wallet, 17);
+  messageDesc(file_sigil_wallet_v1_wallet, 19);
 
 /**
  * Backend says where a wallet's private key lives.
@@ -857,6 +953,48 @@ export const WalletStatusSchema: GenEnum<WalletStatus> = /*@__PURE__*/
   enumDesc(file_sigil_wallet_v1_wallet, 2);
 
 /**
+ * BackupState is where the backup of a wallet's key material is.
+ *
+ * @generated from enum sigil.wallet.v1.BackupState
+ */
+export enum BackupState {
+  /**
+   * Not reported.
+   *
+   * @generated from enum value: BACKUP_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not every share is backed up yet, and none is failing.
+   *
+   * @generated from enum value: BACKUP_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Every share is stored, encrypted to the recovery recipients.
+   *
+   * @generated from enum value: BACKUP_STATE_COMPLETE = 2;
+   */
+  COMPLETE = 2,
+
+  /**
+   * At least one backup is failing (the reason says which and why); the
+   * signers keep retrying, and signing is not affected.
+   *
+   * @generated from enum value: BACKUP_STATE_FAILING = 3;
+   */
+  FAILING = 3,
+}
+
+/**
+ * Describes the enum sigil.wallet.v1.BackupState.
+ */
+export const BackupStateSchema: GenEnum<BackupState> = /*@__PURE__*/
+  enumDesc(file_sigil_wallet_v1_wallet, 3);
+
+/**
  * SignatureKind says what was given to sign and how its digest was made.
  *
  * @generated from enum sigil.wallet.v1.SignatureKind
@@ -890,7 +1028,7 @@ export enum SignatureKind {
  * Describes the enum sigil.wallet.v1.SignatureKind.
  */
 export const SignatureKindSchema: GenEnum<SignatureKind> = /*@__PURE__*/
-  enumDesc(file_sigil_wallet_v1_wallet, 3);
+  enumDesc(file_sigil_wallet_v1_wallet, 4);
 
 /**
  * SignatureStatus is where a signature request is in its life.
@@ -939,7 +1077,7 @@ export enum SignatureStatus {
  * Describes the enum sigil.wallet.v1.SignatureStatus.
  */
 export const SignatureStatusSchema: GenEnum<SignatureStatus> = /*@__PURE__*/
-  enumDesc(file_sigil_wallet_v1_wallet, 4);
+  enumDesc(file_sigil_wallet_v1_wallet, 5);
 
 /**
  * RequestKeyAlgorithm is the algorithm of an application's request key.
@@ -974,7 +1112,7 @@ export enum RequestKeyAlgorithm {
  * Describes the enum sigil.wallet.v1.RequestKeyAlgorithm.
  */
 export const RequestKeyAlgorithmSchema: GenEnum<RequestKeyAlgorithm> = /*@__PURE__*/
-  enumDesc(file_sigil_wallet_v1_wallet, 5);
+  enumDesc(file_sigil_wallet_v1_wallet, 6);
 
 /**
  * WalletService creates wallets and signs with them. It is served on the

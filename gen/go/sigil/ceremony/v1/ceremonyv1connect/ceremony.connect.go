@@ -47,6 +47,9 @@ const (
 	// CeremonyServiceFailCeremonyProcedure is the fully-qualified name of the CeremonyService's
 	// FailCeremony RPC.
 	CeremonyServiceFailCeremonyProcedure = "/sigil.ceremony.v1.CeremonyService/FailCeremony"
+	// CeremonyServiceReportBackupProcedure is the fully-qualified name of the CeremonyService's
+	// ReportBackup RPC.
+	CeremonyServiceReportBackupProcedure = "/sigil.ceremony.v1.CeremonyService/ReportBackup"
 )
 
 // CeremonyServiceClient is a client for the sigil.ceremony.v1.CeremonyService service.
@@ -68,6 +71,10 @@ type CeremonyServiceClient interface {
 	// FailCeremony reports that the calling signer could not finish a
 	// ceremony, or refused to sign.
 	FailCeremony(context.Context, *connect.Request[v1.FailCeremonyRequest]) (*connect.Response[v1.FailCeremonyResponse], error)
+	// ReportBackup records the state of the backup of the calling signer's
+	// share of a wallet (encrypted to the operator's recovery recipients,
+	// stored in the backup target). The wallet API sums these per wallet.
+	ReportBackup(context.Context, *connect.Request[v1.ReportBackupRequest]) (*connect.Response[v1.ReportBackupResponse], error)
 }
 
 // NewCeremonyServiceClient constructs a client for the sigil.ceremony.v1.CeremonyService service.
@@ -106,6 +113,13 @@ func NewCeremonyServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(ceremonyServiceMethods.ByName("FailCeremony")),
 			connect.WithClientOptions(opts...),
 		),
+		reportBackup: connect.NewClient[v1.ReportBackupRequest, v1.ReportBackupResponse](
+			httpClient,
+			baseURL+CeremonyServiceReportBackupProcedure,
+			connect.WithSchema(ceremonyServiceMethods.ByName("ReportBackup")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +129,7 @@ type ceremonyServiceClient struct {
 	getCeremony      *connect.Client[v1.GetCeremonyRequest, v1.GetCeremonyResponse]
 	completeCeremony *connect.Client[v1.CompleteCeremonyRequest, v1.CompleteCeremonyResponse]
 	failCeremony     *connect.Client[v1.FailCeremonyRequest, v1.FailCeremonyResponse]
+	reportBackup     *connect.Client[v1.ReportBackupRequest, v1.ReportBackupResponse]
 }
 
 // WatchCeremonies calls sigil.ceremony.v1.CeremonyService.WatchCeremonies.
@@ -137,6 +152,11 @@ func (c *ceremonyServiceClient) FailCeremony(ctx context.Context, req *connect.R
 	return c.failCeremony.CallUnary(ctx, req)
 }
 
+// ReportBackup calls sigil.ceremony.v1.CeremonyService.ReportBackup.
+func (c *ceremonyServiceClient) ReportBackup(ctx context.Context, req *connect.Request[v1.ReportBackupRequest]) (*connect.Response[v1.ReportBackupResponse], error) {
+	return c.reportBackup.CallUnary(ctx, req)
+}
+
 // CeremonyServiceHandler is an implementation of the sigil.ceremony.v1.CeremonyService service.
 type CeremonyServiceHandler interface {
 	// WatchCeremonies marks the calling signer online for as long as the
@@ -156,6 +176,10 @@ type CeremonyServiceHandler interface {
 	// FailCeremony reports that the calling signer could not finish a
 	// ceremony, or refused to sign.
 	FailCeremony(context.Context, *connect.Request[v1.FailCeremonyRequest]) (*connect.Response[v1.FailCeremonyResponse], error)
+	// ReportBackup records the state of the backup of the calling signer's
+	// share of a wallet (encrypted to the operator's recovery recipients,
+	// stored in the backup target). The wallet API sums these per wallet.
+	ReportBackup(context.Context, *connect.Request[v1.ReportBackupRequest]) (*connect.Response[v1.ReportBackupResponse], error)
 }
 
 // NewCeremonyServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -190,6 +214,13 @@ func NewCeremonyServiceHandler(svc CeremonyServiceHandler, opts ...connect.Handl
 		connect.WithSchema(ceremonyServiceMethods.ByName("FailCeremony")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ceremonyServiceReportBackupHandler := connect.NewUnaryHandler(
+		CeremonyServiceReportBackupProcedure,
+		svc.ReportBackup,
+		connect.WithSchema(ceremonyServiceMethods.ByName("ReportBackup")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sigil.ceremony.v1.CeremonyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CeremonyServiceWatchCeremoniesProcedure:
@@ -200,6 +231,8 @@ func NewCeremonyServiceHandler(svc CeremonyServiceHandler, opts ...connect.Handl
 			ceremonyServiceCompleteCeremonyHandler.ServeHTTP(w, r)
 		case CeremonyServiceFailCeremonyProcedure:
 			ceremonyServiceFailCeremonyHandler.ServeHTTP(w, r)
+		case CeremonyServiceReportBackupProcedure:
+			ceremonyServiceReportBackupHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -223,4 +256,8 @@ func (UnimplementedCeremonyServiceHandler) CompleteCeremony(context.Context, *co
 
 func (UnimplementedCeremonyServiceHandler) FailCeremony(context.Context, *connect.Request[v1.FailCeremonyRequest]) (*connect.Response[v1.FailCeremonyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sigil.ceremony.v1.CeremonyService.FailCeremony is not implemented"))
+}
+
+func (UnimplementedCeremonyServiceHandler) ReportBackup(context.Context, *connect.Request[v1.ReportBackupRequest]) (*connect.Response[v1.ReportBackupResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sigil.ceremony.v1.CeremonyService.ReportBackup is not implemented"))
 }
