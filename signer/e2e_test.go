@@ -88,7 +88,8 @@ func (tc *testCluster) seedWalletWithout(t *testing.T, n, threshold int, lacking
 	if _, _, err := st.CreateWallet(ctx, w, store.Work{Ceremony: keygen}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: keygen.ID, State: store.CeremonySucceeded, PublicKey: pub}); err != nil {
+	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: keygen.ID, State: store.CeremonySucceeded,
+		Wallet: &store.WalletOutcome{Status: store.WalletActive, PublicKey: pub}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range tc.Names {

@@ -16,19 +16,12 @@ func ImportShare(ctx context.Context, s *Signer, walletID, keygenCeremonyID stri
 	if err != nil {
 		return err
 	}
-	plain, err := cfg.MarshalBinary()
-	if err != nil {
+	sh := &share{WalletID: walletID, KeyEpoch: firstEpoch, Scheme: schemeSecp256k1, KeygenCeremonyID: keygenCeremonyID, PublicKey: pub}
+	if err := s.storeShare(ctx, sh, cfg); err != nil {
 		return err
 	}
-	sealed, err := s.kek.Seal(walletID, s.name, plain)
-	clear(plain)
-	if err != nil {
-		return err
-	}
-	if err := s.shares.putPending(ctx, walletID, keygenCeremonyID, pub, sealed); err != nil {
-		return err
-	}
-	return s.shares.activate(ctx, walletID, keygenCeremonyID)
+	_, err = s.shares.activate(ctx, sh)
+	return err
 }
 
 // ShareState returns the state of this signer's share of a wallet ("" when

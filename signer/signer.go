@@ -65,6 +65,7 @@ type Signer struct {
 	ceremony  ceremonyv1connect.CeremonyServiceClient
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
+	protocols protocols
 	metrics   *metrics
 
 	mu      sync.Mutex
@@ -140,12 +141,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	logger := cfg.Logger.With("signer", id.Name)
 	return &Signer{
 		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares,
-		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
-		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
-		runner:   &mpc.Runner{Logger: logger},
-		metrics:  newMetrics(cfg.Registerer),
-		running:  map[string]*run{},
-		finished: map[string]time.Time{},
+		ceremony:  ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
+		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
+		runner:    &mpc.Runner{Logger: logger},
+		protocols: defaultProtocols(),
+		metrics:   newMetrics(cfg.Registerer),
+		running:   map[string]*run{},
+		finished:  map[string]time.Time{},
 	}, nil
 }
 
@@ -285,27 +287,39 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 		r.cancel()
 	}
 	// The ceremony may have finished here already (this signer reported
-	// before the others): settle any share it left pending. For signing
+	// before the others): settle any share it left pending. For other
 	// ceremonies this matches nothing.
-	if err := s.shares.settleCeremony(ctx, id, state == ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED); err != nil {
-		s.logger.ErrorContext(ctx, "settle share", "ceremony", id, "error", err)
-	}
+	s.settleKeygen(ctx, id, state)
 }
 
-// settle activates or discards the share of a key generation whose outcome
-// is known.
-func (s *Signer) settle(ctx context.Context, walletID, ceremonyID string, state ceremonyv1.CeremonyState) {
-	var err error
-	switch state {
-	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
-		err = s.shares.activate(ctx, walletID, ceremonyID)
-	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
-		err = s.shares.discard(ctx, walletID, ceremonyID)
-	default:
+// settleKeygen activates or discards the share a key generation left
+// pending, once its outcome is known.
+func (s *Signer) settleKeygen(ctx context.Context, ceremonyID string, state ceremonyv1.CeremonyState) {
+	sh, err := s.shares.byCeremony(ctx, ceremonyID)
+	if err != nil {
+		if !errors.Is(err, ErrNoShare) {
+			s.logger.ErrorContext(ctx, "settle share", "ceremony", ceremonyID, "error", err)
+		}
 		return
 	}
-	if err != nil {
-		s.logger.ErrorContext(ctx, "settle share", "wallet", walletID, "error", err)
+	s.settleShare(ctx, sh, state)
+}
+
+func (s *Signer) settleShare(ctx context.Context, sh *share, state ceremonyv1.CeremonyState) {
+	switch state {
+	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
+		activated, err := s.shares.activate(ctx, sh)
+		if err != nil {
+			s.logger.ErrorContext(ctx, "activate share", "wallet", sh.WalletID, "error", err)
+			return
+		}
+		if activated {
+			s.onKeyActive(ctx, sh.WalletID, sh.KeyEpoch)
+		}
+	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
+		if err := s.shares.discard(ctx, sh); err != nil {
+			s.logger.ErrorContext(ctx, "discard share", "wallet", sh.WalletID, "error", err)
+		}
 	}
 }
 
@@ -321,11 +335,11 @@ func (s *Signer) resolvePending(ctx context.Context) {
 		res, err := s.ceremony.GetCeremony(ctx, connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: sh.KeygenCeremonyID}))
 		switch {
 		case connect.CodeOf(err) == connect.CodeNotFound:
-			s.settle(ctx, sh.WalletID, sh.KeygenCeremonyID, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
+			s.settleShare(ctx, sh, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
 		case err != nil:
 			s.logger.WarnContext(ctx, "check pending share", "wallet", sh.WalletID, "error", err)
 		default:
-			s.settle(ctx, sh.WalletID, sh.KeygenCeremonyID, res.Msg.GetCeremony().GetState())
+			s.settleShare(ctx, sh, res.Msg.GetCeremony().GetState())
 		}
 	}
 }

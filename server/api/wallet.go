@@ -126,7 +126,7 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	case store.BackendMPC:
 		w.Threshold, w.Signers = s.backends.MPC.Threshold, s.backends.MPC.Signers
 		work.Ceremony = &store.Ceremony{
-			ID: ids.New(ids.Ceremony), Kind: store.CeremonyKeygen, WalletID: w.ID, State: store.CeremonyWaiting,
+			ID: ids.New(ids.Ceremony), Kind: store.CeremonyKeygen, KeyScheme: w.KeyScheme, WalletID: w.ID, State: store.CeremonyWaiting,
 			Threshold: w.Threshold, GroupSigners: w.Signers,
 		}
 	case store.BackendHSM:
@@ -216,7 +216,7 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	switch w.Backend {
 	case store.BackendMPC:
 		work.Ceremony = &store.Ceremony{
-			ID: ids.New(ids.Ceremony), Kind: store.CeremonySign, WalletID: w.ID, SignatureID: sg.ID,
+			ID: ids.New(ids.Ceremony), Kind: store.CeremonySign, KeyScheme: w.KeyScheme, WalletID: w.ID, SignatureID: sg.ID,
 			State: store.CeremonyWaiting, Threshold: w.Threshold, GroupSigners: w.Signers,
 		}
 	case store.BackendHSM:

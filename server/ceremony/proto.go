@@ -7,7 +7,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
-	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -58,9 +57,8 @@ func stateToProto(s store.CeremonyState) ceremonyv1.CeremonyState {
 	}
 }
 
-// toProto renders a ceremony for its parties, with what a signer needs to
-// check a signature request on its own: the digest, what it was made from,
-// and the wallet's public key.
+// toProto renders a ceremony for its parties; its protocol adds what they
+// need to check and run it.
 func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*ceremonyv1.PeerAnnouncement) (*ceremonyv1.Ceremony, error) {
 	out := &ceremonyv1.Ceremony{
 		Id: c.ID, WalletId: c.WalletID, SignatureId: c.SignatureID, Threshold: uint32(c.Threshold),
@@ -69,26 +67,13 @@ func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*
 	if !c.Deadline.IsZero() {
 		out.Deadline = timestamppb.New(c.Deadline)
 	}
-	switch c.Kind {
-	case store.CeremonyKeygen:
-		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN
-	case store.CeremonySign:
-		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN
-		sg, err := o.store.GetSignature(ctx, c.SignatureID)
-		if err != nil {
-			return nil, err
-		}
-		w, err := o.store.GetWallet(ctx, c.WalletID)
-		if err != nil {
-			return nil, err
-		}
-		out.Digest, out.PublicKey = sg.Digest, w.PublicKey
-		switch sg.Kind {
-		case store.KindHash:
-			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
-		case store.KindEIP191:
-			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
-		}
+	p, err := o.cfg.Protocols.Lookup(c)
+	if err != nil {
+		return nil, err
+	}
+	out.Kind, out.KeyScheme = p.Kind(), c.KeyScheme
+	if err := p.Describe(ctx, o.store, c, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -391,10 +391,10 @@ func (s *SQL) insertWork(ctx context.Context, tx *sqlx.Tx, work Work, now time.T
 		c := work.Ceremony
 		c.CreatedAt, c.UpdatedAt = now, now
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO ceremonies
-			(id, kind, wallet_id, signature_id, state, threshold, group_signers, parties, excluded, attempt,
+			(id, kind, key_scheme, wallet_id, signature_id, state, threshold, group_signers, parties, excluded, attempt,
 			 deadline, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, string(c.Kind), c.WalletID, nullString(c.SignatureID), string(c.State), c.Threshold,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			c.ID, string(c.Kind), keyScheme(c.KeyScheme), c.WalletID, nullString(c.SignatureID), string(c.State), c.Threshold,
 			joinNames(c.GroupSigners), joinNames(c.Parties), joinNames(c.Excluded), c.Attempt,
 			micros(c.Deadline), micros(now), micros(now))
 		if err != nil {
@@ -419,4 +419,13 @@ func (s *SQL) insertWork(ctx context.Context, tx *sqlx.Tx, work Work, now time.T
 	default:
 		return errors.New("store: work must be exactly one of a ceremony or a job")
 	}
+}
+
+// keyScheme defaults an unset scheme to the one every wallet had before
+// schemes were recorded on ceremonies.
+func keyScheme(s string) string {
+	if s == "" {
+		return KeySchemeSecp256k1
+	}
+	return s
 }

@@ -139,8 +139,9 @@ type Ceremony struct {
 	Seq           int64
 	ID            string
 	Kind          CeremonyKind
+	KeyScheme     string // the wallet's key scheme; with Kind, selects the protocol
 	WalletID      string
-	SignatureID   string // sign only
+	SignatureID   string // signing kinds only
 	State         CeremonyState
 	Threshold     int
 	GroupSigners  []string // all n signers of the wallet's group

@@ -232,7 +232,10 @@ type Ceremony struct {
 	// When the coordinator gives up on this ceremony.
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// The current state.
-	State         CeremonyState `protobuf:"varint,13,opt,name=state,proto3,enum=sigil.ceremony.v1.CeremonyState" json:"state,omitempty"`
+	State CeremonyState `protobuf:"varint,13,opt,name=state,proto3,enum=sigil.ceremony.v1.CeremonyState" json:"state,omitempty"`
+	// The wallet's key scheme (for example "ecdsa-secp256k1"); with kind, it
+	// selects the protocol the signer runs. Empty means ecdsa-secp256k1.
+	KeyScheme     string `protobuf:"bytes,14,opt,name=key_scheme,json=keyScheme,proto3" json:"key_scheme,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +359,13 @@ func (x *Ceremony) GetState() CeremonyState {
 		return x.State
 	}
 	return CeremonyState_CEREMONY_STATE_UNSPECIFIED
+}
+
+func (x *Ceremony) GetKeyScheme() string {
+	if x != nil {
+		return x.KeyScheme
+	}
+	return ""
 }
 
 // WatchCeremoniesRequest opens the calling signer's ceremony stream.
@@ -1064,7 +1074,7 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	" sigil/ceremony/v1/ceremony.proto\x12\x11sigil.ceremony.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"N\n" +
 	"\x10PeerAnnouncement\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\"\n" +
-	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\x8a\x04\n" +
+	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xa9\x04\n" +
 	"\bCeremony\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.sigil.ceremony.v1.CeremonyKindR\x04kind\x12\x1b\n" +
@@ -1080,7 +1090,9 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\v \x01(\fR\tpublicKey\x126\n" +
 	"\bdeadline\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x126\n" +
-	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"I\n" +
+	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"key_scheme\x18\x0e \x01(\tR\tkeyScheme\"I\n" +
 	"\x16WatchCeremoniesRequest\x12/\n" +
 	"\fannouncement\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x01R\fannouncement\"\xd5\x01\n" +
 	"\x17WatchCeremoniesResponse\x129\n" +
