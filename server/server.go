@@ -29,6 +29,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/jobs"
+	"github.com/sigil-wallet/sigil/server/settle"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -40,6 +41,8 @@ type Server struct {
 	registry *prometheus.Registry
 	mpc      *ceremony.Orchestrator
 	queue    *jobs.Queue
+	// settled wakes API calls waiting for a wallet or signature outcome.
+	settled *settle.Hub
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -59,7 +62,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
+	s = &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry(), settled: settle.New()}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -71,7 +74,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := s.buildOrchestrator(); err != nil {
 		return nil, err
 	}
-	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}, Settled: s.settled.Notify})
 	apiHandler, err := s.apiHandler()
 	if err != nil {
 		return nil, err
@@ -123,6 +126,7 @@ func (s *Server) buildOrchestrator() error {
 		QuorumWait:    s.cfg.QuorumWait,
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
+		Settled:       s.settled.Notify,
 		Logger:        s.logger.With("component", "mpc"),
 		Registerer:    s.registry,
 	})
@@ -150,7 +154,7 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	)
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger),
+		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger, api.WithWaiter(s.settled)),
 		interceptors,
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 	))

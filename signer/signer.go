@@ -357,6 +357,7 @@ type metrics struct {
 	ceremonies *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	dropped    prometheus.Counter
+	sends      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -367,6 +368,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.5, 1, 2, 4, 8, 15, 30, 60, 120}}, []string{"kind"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_signer_dropped_messages_total", Help: "Relayed messages dropped because they failed to verify, decrypt or decode."}),
 	}
-	reg.MustRegister(m.connected, m.ceremonies, m.duration, m.dropped)
+	m.sends = prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_signer_relay_sends_total", Help: "Send calls to the relay (each carries every message one protocol round emitted)."})
+	reg.MustRegister(m.connected, m.ceremonies, m.duration, m.dropped, m.sends)
 	return m
 }

@@ -32,7 +32,7 @@ func ToConnect(ctx context.Context, logger interface {
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, store.ErrWalletNotActive), errors.Is(err, ErrBackendUnavailable), errors.Is(err, store.ErrStateConflict):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, ErrBadPageToken):
+	case errors.Is(err, ErrBadPageToken), errors.Is(err, errInvalidWait):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))

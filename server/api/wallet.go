@@ -65,14 +65,19 @@ type WalletServer struct {
 	store    Store
 	backends Backends
 	notifier Notifier
+	waiter   Waiter
 	logger   *slog.Logger
 }
 
 var _ walletv1connect.WalletServiceHandler = (*WalletServer)(nil)
 
 // NewWalletServer returns the WalletService handler.
-func NewWalletServer(s Store, b Backends, n Notifier, logger *slog.Logger) *WalletServer {
-	return &WalletServer{store: s, backends: b, notifier: n, logger: logger}
+func NewWalletServer(s Store, b Backends, n Notifier, logger *slog.Logger, opts ...Option) *WalletServer {
+	ws := &WalletServer{store: s, backends: b, notifier: n, logger: logger}
+	for _, o := range opts {
+		o(ws)
+	}
+	return ws
 }
 
 func (s *WalletServer) notify() {
@@ -148,9 +153,15 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	return connect.NewResponse(&walletv1.CreateWalletResponse{Wallet: pw}), nil
 }
 
-// GetWallet returns one wallet.
+// GetWallet returns one wallet, after waiting up to the request's wait
+// for a creating wallet to settle.
 func (s *WalletServer) GetWallet(ctx context.Context, req *connect.Request[walletv1.GetWalletRequest]) (*connect.Response[walletv1.GetWalletResponse], error) {
-	w, err := s.store.GetWallet(ctx, req.Msg.GetId())
+	wait, err := waitDuration(req.Msg.GetWait())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	id := req.Msg.GetId()
+	w, err := awaitSettled(ctx, s.waiter, id, wait, func(ctx context.Context) (*store.Wallet, error) { return s.store.GetWallet(ctx, id) }, walletSettled)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("wallet %s: %w", req.Msg.GetId(), err))
 	}
@@ -235,9 +246,15 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	return connect.NewResponse(&walletv1.CreateSignatureResponse{Signature: signatureToProto(got)}), nil
 }
 
-// GetSignature returns one signature request.
+// GetSignature returns one signature request, after waiting up to the
+// request's wait for a pending one to settle.
 func (s *WalletServer) GetSignature(ctx context.Context, req *connect.Request[walletv1.GetSignatureRequest]) (*connect.Response[walletv1.GetSignatureResponse], error) {
-	sg, err := s.store.GetSignature(ctx, req.Msg.GetId())
+	wait, err := waitDuration(req.Msg.GetWait())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	id := req.Msg.GetId()
+	sg, err := awaitSettled(ctx, s.waiter, id, wait, func(ctx context.Context) (*store.Signature, error) { return s.store.GetSignature(ctx, id) }, signatureSettled)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("signature %s: %w", req.Msg.GetId(), err))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/internal/ids"
+	"github.com/sigil-wallet/sigil/server/settle"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -112,10 +113,12 @@ type Orchestrator struct {
 	// what decisions consult (streams unless a test injects another).
 	streams  *streams
 	presence Presence
-	hub      *hub
-	metrics  *metrics
-	wake     chan struct{}
-	now      func() time.Time
+	// hub wakes the relay's Receive streams of a ceremony when a message
+	// for it arrives or it ends.
+	hub     *settle.Hub
+	metrics *metrics
+	wake    chan struct{}
+	now     func() time.Time
 
 	// mu serialises decisions about one ceremony's outcome, so a report and
 	// a timeout never both finish it.
@@ -131,7 +134,7 @@ func New(s Store, cfg Config) *Orchestrator {
 		pr = cfg.Presence
 	}
 	return &Orchestrator{
-		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, hub: newHub(),
+		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, hub: settle.New(),
 		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
 	}
 }
@@ -363,7 +366,7 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 	o.logger.Log(ctx, level, "ceremony ended", "ceremony", c.ID, "kind", c.Kind, "state", f.State, "reason", f.Reason,
 		"wallet", c.WalletID, "signature", c.SignatureID)
 	o.presence.Send(c.Parties, ended(c.ID, f.State))
-	o.hub.notify(c.ID)
+	o.hub.Notify(c.ID)
 	o.settled(c, f)
 	if f.Retry != nil {
 		o.NotifyWork()

@@ -13,6 +13,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -683,7 +684,12 @@ func (x *CreateWalletResponse) GetWallet() *Wallet {
 type GetWalletRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The wallet's id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long to hold the call while the wallet is CREATING: the answer
+	// comes the moment its key generation ends, or when this much time has
+	// passed (with the wallet still CREATING). Unset or zero answers at once;
+	// at most 60 s.
+	Wait          *durationpb.Duration `protobuf:"bytes,2,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +729,13 @@ func (x *GetWalletRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetWalletRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
 }
 
 // GetWalletResponse carries one wallet.
@@ -1277,7 +1290,12 @@ func (x *CreateSignatureResponse) GetSignature() *Signature {
 type GetSignatureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The signature request's id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long to hold the call while the request is PENDING: the answer
+	// comes the moment it is signed, rejected or failed, or when this much
+	// time has passed (still PENDING). Unset or zero answers at once; at
+	// most 60 s.
+	Wait          *durationpb.Duration `protobuf:"bytes,2,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1317,6 +1335,13 @@ func (x *GetSignatureRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetSignatureRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
 }
 
 // GetSignatureResponse carries one signature request.
@@ -1488,7 +1513,7 @@ var File_sigil_wallet_v1_wallet_proto protoreflect.FileDescriptor
 
 const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
-	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x04\n" +
+	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x04\n" +
 	"\x06Wallet\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1522,9 +1547,10 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
 	"key_scheme\x18\x04 \x01(\x0e2\x1a.sigil.wallet.v1.KeySchemeB\b\xbaH\x05\x82\x01\x02\x10\x01R\tkeyScheme\"G\n" +
 	"\x14CreateWalletResponse\x12/\n" +
-	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"=\n" +
+	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"z\n" +
 	"\x10GetWalletRequest\x12)\n" +
-	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\x02id\"D\n" +
+	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\x02id\x12;\n" +
+	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\"D\n" +
 	"\x11GetWalletResponse\x12/\n" +
 	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"\xa7\x01\n" +
 	"\x12ListWalletsRequest\x12'\n" +
@@ -1568,9 +1594,10 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tB\v\xbaH\br\x06 \x01(\x80\x80\x04H\x00R\amessageB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x17CreateSignatureResponse\x128\n" +
-	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"@\n" +
+	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"}\n" +
 	"\x13GetSignatureRequest\x12)\n" +
-	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^sig_[0-9a-z]{26}$R\x02id\"P\n" +
+	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^sig_[0-9a-z]{26}$R\x02id\x12;\n" +
+	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\"P\n" +
 	"\x14GetSignatureResponse\x128\n" +
 	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"\xa4\x01\n" +
 	"\x15ListSignaturesRequest\x129\n" +
@@ -1652,6 +1679,7 @@ var file_sigil_wallet_v1_wallet_proto_goTypes = []any{
 	(*ListSignaturesRequest)(nil),   // 20: sigil.wallet.v1.ListSignaturesRequest
 	(*ListSignaturesResponse)(nil),  // 21: sigil.wallet.v1.ListSignaturesResponse
 	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 23: google.protobuf.Duration
 }
 var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 0: sigil.wallet.v1.Wallet.backend:type_name -> sigil.wallet.v1.Backend
@@ -1664,34 +1692,36 @@ var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 7: sigil.wallet.v1.CreateWalletRequest.backend:type_name -> sigil.wallet.v1.Backend
 	1,  // 8: sigil.wallet.v1.CreateWalletRequest.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
 	5,  // 9: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	5,  // 10: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	2,  // 11: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
-	5,  // 12: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
-	3,  // 13: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
-	4,  // 14: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
-	15, // 15: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
-	22, // 16: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
-	22, // 17: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
-	14, // 18: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	14, // 19: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	14, // 20: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
-	8,  // 21: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
-	10, // 22: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
-	12, // 23: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
-	16, // 24: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
-	18, // 25: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
-	20, // 26: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
-	9,  // 27: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
-	11, // 28: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
-	13, // 29: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
-	17, // 30: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
-	19, // 31: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
-	21, // 32: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	23, // 10: sigil.wallet.v1.GetWalletRequest.wait:type_name -> google.protobuf.Duration
+	5,  // 11: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	2,  // 12: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
+	5,  // 13: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
+	3,  // 14: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
+	4,  // 15: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
+	15, // 16: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
+	22, // 17: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
+	22, // 18: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
+	14, // 19: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	23, // 20: sigil.wallet.v1.GetSignatureRequest.wait:type_name -> google.protobuf.Duration
+	14, // 21: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	14, // 22: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
+	8,  // 23: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
+	10, // 24: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
+	12, // 25: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
+	16, // 26: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
+	18, // 27: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
+	20, // 28: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
+	9,  // 29: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
+	11, // 30: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
+	13, // 31: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
+	17, // 32: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
+	19, // 33: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
+	21, // 34: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_sigil_wallet_v1_wallet_proto_init() }
