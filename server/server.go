@@ -127,8 +127,13 @@ func (s *Server) buildOrchestrator() error {
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
 		Settled:       s.settled.Notify,
-		Logger:        s.logger.With("component", "mpc"),
-		Registerer:    s.registry,
+		PresignPool:   s.cfg.PresignPool,
+		KeyPool:       s.cfg.KeyPool,
+		KeyPoolGroup:  ceremony.Group{Threshold: s.cfg.MPCThreshold, Signers: s.cfg.MPCSigners},
+		// The pool total is defaulted by SetDefaults.
+		PresignPoolTotal: s.cfg.PresignPoolTotal,
+		Logger:           s.logger.With("component", "mpc"),
+		Registerer:       s.registry,
 	})
 	return nil
 }

@@ -131,6 +131,8 @@ func failureReason(err error) string {
 		return "timed out waiting for the other signers"
 	case errors.Is(err, ErrNoShare):
 		return "this signer holds no share of the wallet"
+	case errors.Is(err, errPresigUnavailable):
+		return errPresigUnavailable.Error()
 	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers), errors.Is(err, errUnsupported):
 		return truncate(err.Error(), 1024)
 	default:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/taurusgroup/multi-party-sig/pkg/ecdsa"
 	"github.com/taurusgroup/multi-party-sig/pkg/math/curve"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
 	"github.com/taurusgroup/multi-party-sig/protocols/cmp"
@@ -76,12 +77,22 @@ func (cmpSign) run(ctx context.Context, s *Signer, c *ceremonyv1.Ceremony, parti
 	if err := s.authorize(ctx, c); err != nil {
 		return nil, err
 	}
-	cfg, err := s.loadShare(ctx, c.GetWalletId(), c.GetPublicKey())
+	cfg, epoch, err := s.loadShare(ctx, c.GetWalletId(), c.GetPublicKey())
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.runner.Sign(ctx, []byte(c.GetId()), cfg, parties, c.GetDigest(), tr)
-	if err != nil {
+	var sig *ecdsa.Signature
+	if c.GetPresignatureId() != "" {
+		// One round with a presignature, used up before it starts.
+		pre, err := s.takePresig(ctx, c, epoch, parties)
+		if err != nil {
+			return nil, err
+		}
+		sig, err = s.runner.PresignOnline(ctx, []byte(c.GetId()), cfg, pre, c.GetDigest(), tr)
+		if err != nil {
+			return nil, err
+		}
+	} else if sig, err = s.runner.Sign(ctx, []byte(c.GetId()), cfg, parties, c.GetDigest(), tr); err != nil {
 		return nil, err
 	}
 	out, err := mpc.ToSignature(sig, c.GetPublicKey(), c.GetDigest())
@@ -94,36 +105,37 @@ func (cmpSign) run(ctx context.Context, s *Signer, c *ceremonyv1.Ceremony, parti
 
 func (cmpSign) settle(context.Context, *Signer, *ceremonyv1.Ceremony, ceremonyv1.CeremonyState) {}
 
-// loadShare decrypts this signer's share of a wallet's current key,
-// refusing a share whose key generation is not known to have succeeded.
-func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*cmp.Config, error) {
+// loadShare decrypts this signer's share of a wallet's current key, and
+// returns it with its key epoch, refusing a share whose key generation is
+// not known to have succeeded.
+func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*cmp.Config, int, error) {
 	sh, err := s.shares.get(ctx, walletID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if sh.State != shareActive {
 		s.resolvePending(ctx)
 		if sh, err = s.shares.get(ctx, walletID); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if sh.State != shareActive {
-			return nil, fmt.Errorf("the share of wallet %s is from a key generation not known to have succeeded", walletID)
+			return nil, 0, fmt.Errorf("the share of wallet %s is from a key generation not known to have succeeded", walletID)
 		}
 	}
 	if sh.Scheme != schemeSecp256k1 {
-		return nil, fmt.Errorf("the share of wallet %s is of scheme %q, not %q", walletID, sh.Scheme, schemeSecp256k1)
+		return nil, 0, fmt.Errorf("the share of wallet %s is of scheme %q, not %q", walletID, sh.Scheme, schemeSecp256k1)
 	}
 	if !bytes.Equal(sh.PublicKey, pub) {
-		return nil, fmt.Errorf("the share of wallet %s is for another public key", walletID)
+		return nil, 0, fmt.Errorf("the share of wallet %s is for another public key", walletID)
 	}
 	plain, err := s.kek.Open(sealBinding(walletID, sh.KeyEpoch), s.name, sh.Sealed)
 	if err != nil {
-		return nil, fmt.Errorf("decrypt share of wallet %s: %w", walletID, err)
+		return nil, 0, fmt.Errorf("decrypt share of wallet %s: %w", walletID, err)
 	}
 	defer clear(plain)
 	cfg := cmp.EmptyConfig(curve.Secp256k1{})
 	if err := cfg.UnmarshalBinary(plain); err != nil {
-		return nil, fmt.Errorf("decode share of wallet %s: %w", walletID, err)
+		return nil, 0, fmt.Errorf("decode share of wallet %s: %w", walletID, err)
 	}
-	return cfg, nil
+	return cfg, sh.KeyEpoch, nil
 }

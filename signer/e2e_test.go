@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
@@ -16,7 +17,6 @@ import (
 	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/ethtest"
 	"github.com/sigil-wallet/sigil/internal/ids"
-	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/servertest"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -40,7 +40,7 @@ func startCluster(t *testing.T, n, threshold int, deferSigners bool) *testCluste
 func startClusterOpts(t *testing.T, opts cluster.Options) *testCluster {
 	t.Helper()
 	opts.Dir = t.TempDir()
-	opts.Server = server.Config{APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", QuorumWait: 3 * time.Second}
+	opts.Server.APIAddr, opts.Server.NodeAddr, opts.Server.QuorumWait = "127.0.0.1:0", "127.0.0.1:0", 3*time.Second
 	opts.Logger = servertest.Logger(t)
 	c, err := cluster.Start(context.Background(), opts)
 	if err != nil {
@@ -106,11 +106,12 @@ func (tc *testCluster) seedWalletWithout(t *testing.T, n, threshold int, lacking
 	return w.ID, pub
 }
 
+// waitWallet holds GetWallet calls (their wait) until the wallet settles.
 func (tc *testCluster) waitWallet(t *testing.T, id string, timeout time.Duration) *walletv1.Wallet {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		res, err := tc.client.GetWallet(context.Background(), connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+		res, err := tc.client.GetWallet(context.Background(), connect.NewRequest(&walletv1.GetWalletRequest{Id: id, Wait: durationpb.New(20 * time.Second)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +121,6 @@ func (tc *testCluster) waitWallet(t *testing.T, id string, timeout time.Duration
 		if time.Now().After(deadline) {
 			t.Fatalf("wallet %s still creating after %s", id, timeout)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -133,11 +133,13 @@ func (tc *testCluster) sign(t *testing.T, req *walletv1.CreateSignatureRequest, 
 	return tc.waitSignature(t, res.Msg.GetSignature().GetId(), timeout)
 }
 
+// waitSignature holds GetSignature calls (their wait) until the request
+// settles.
 func (tc *testCluster) waitSignature(t *testing.T, id string, timeout time.Duration) *walletv1.Signature {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		res, err := tc.client.GetSignature(context.Background(), connect.NewRequest(&walletv1.GetSignatureRequest{Id: id}))
+		res, err := tc.client.GetSignature(context.Background(), connect.NewRequest(&walletv1.GetSignatureRequest{Id: id, Wait: durationpb.New(20 * time.Second)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +149,6 @@ func (tc *testCluster) waitSignature(t *testing.T, id string, timeout time.Durat
 		if time.Now().After(deadline) {
 			t.Fatalf("signature %s still pending after %s", id, timeout)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

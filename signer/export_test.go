@@ -33,3 +33,8 @@ func ShareState(ctx context.Context, s *Signer, walletID string) string {
 	}
 	return sh.State
 }
+
+// OnPresignatureUsed makes s call hook right after it durably marked a
+// presignature used and before it computes or releases anything from it;
+// an error from hook ends the ceremony there, as a crash would.
+func OnPresignatureUsed(s *Signer, hook func(ctx context.Context) error) { s.afterPresigUsed = hook }

@@ -37,8 +37,9 @@ type protocols map[protocolKey]ceremonyProtocol
 
 func defaultProtocols() protocols {
 	return protocols{
-		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN}: cmpKeygen{},
-		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN}:   cmpSign{},
+		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN}:  cmpKeygen{},
+		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN}:    cmpSign{},
+		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_PRESIGN}: cmpPresign{},
 	}
 }
 

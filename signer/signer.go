@@ -67,6 +67,9 @@ type Signer struct {
 	runner    *mpc.Runner
 	protocols protocols
 	metrics   *metrics
+	// afterPresigUsed, set only by tests, runs between marking a
+	// presignature used and the online round.
+	afterPresigUsed func(ctx context.Context) error
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -287,9 +290,12 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 		r.cancel()
 	}
 	// The ceremony may have finished here already (this signer reported
-	// before the others): settle any share it left pending. For other
-	// ceremonies this matches nothing.
+	// before the others): settle any share or presignature it left. For
+	// other ceremonies this matches nothing.
 	s.settleKeygen(ctx, id, state)
+	if state == ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED {
+		s.dropPresig(ctx, id)
+	}
 }
 
 // settleKeygen activates or discards the share a key generation left

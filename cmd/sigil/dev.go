@@ -51,6 +51,7 @@ writes <data-dir>/dev.json with "api_url" and "token".`,
 			fs.StringVar(&pkcs11Module, "pkcs11-module", "", `PKCS#11 module for the HSM driver (default: SoftHSM2 when installed; "none" disables the HSM backend)`)
 			fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take")
 			fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take")
+			presignFlags(fs, &cfg)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

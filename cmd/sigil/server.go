@@ -30,6 +30,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFla
 	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
 	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
+	presignFlags(fs, cfg)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
 }
 
@@ -62,4 +63,14 @@ Stops gracefully on SIGTERM or SIGINT.`,
 			}
 		},
 	}
+}
+
+// presignFlags are the pool flags of sigil server and sigil dev.
+func presignFlags(fs *flag.FlagSet, cfg *server.Config) {
+	fs.IntVar(&cfg.KeyPool, "key-pool", server.DefaultKeyPool,
+		"MPC keys kept generated ahead by all the signers, unassigned, so a new MPC wallet is active at once; 0 turns the key pool off")
+	fs.IntVar(&cfg.PresignPool, "presign-pool", server.DefaultPresignPool,
+		"CMP presignatures kept ready per MPC wallet, made when the signers are idle, so a signature needs one round instead of the whole protocol; 0 turns pools off")
+	fs.IntVar(&cfg.PresignPoolTotal, "presign-pool-total", server.DefaultPresignPoolTotal,
+		"most presignatures kept across all MPC wallets (wallets with the fewest are filled first)")
 }

@@ -52,6 +52,7 @@ type Backends struct {
 type Store interface {
 	store.Wallets
 	store.Signatures
+	store.KeyPool
 }
 
 // Notifier is told about new work, so the backend picks it up at once
@@ -138,7 +139,7 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 		work.Job = &store.Job{ID: ids.New(ids.Job), Kind: store.JobKeygen, WalletID: w.ID, State: store.JobQueued}
 	}
 	w.RequestHash = fingerprint("wallet", string(backend), w.KeyScheme, w.Name)
-	got, created, err := s.store.CreateWallet(ctx, w, work)
+	got, created, err := s.createWallet(ctx, w, work)
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -151,6 +152,18 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 		return nil, s.toConnect(ctx, err)
 	}
 	return connect.NewResponse(&walletv1.CreateWalletResponse{Wallet: pw}), nil
+}
+
+// createWallet records w: an MPC wallet takes a key from the key pool when
+// one is ready (active at once), else it waits for its key generation.
+func (s *WalletServer) createWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error) {
+	if w.Backend == store.BackendMPC {
+		got, created, err := s.store.AssignPooledWallet(ctx, w)
+		if !errors.Is(err, store.ErrNotFound) {
+			return got, created, err
+		}
+	}
+	return s.store.CreateWallet(ctx, w, work)
 }
 
 // GetWallet returns one wallet, after waiting up to the request's wait

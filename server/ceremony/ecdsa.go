@@ -100,6 +100,13 @@ func (ecdsaSign) Retries() bool                 { return true }
 // up when no quorum came within the quorum wait.
 func (ecdsaSign) Plan(env PlanEnv, c *store.Ceremony) Plan {
 	candidates := without(env.Online, c.Excluded)
+	// The first attempt signs in one round when a presignature of an
+	// online quorum is ready; a retry runs the full protocol.
+	if c.Attempt == 0 && env.Presignature != nil && len(candidates) >= c.Threshold {
+		if p := env.Presignature(candidates); p != nil {
+			return Plan{Parties: p.Signers, Deadline: env.Now.Add(env.Config.SignTimeout), Presignature: p.ID}
+		}
+	}
 	if len(candidates) >= c.Threshold {
 		// Each attempt starts the choice at another signer, so a retry
 		// tries another quorum even when nobody could be blamed.

@@ -27,7 +27,10 @@ import (
 // Store is what the orchestrator needs of storage.
 type Store interface {
 	store.Ceremonies
+	store.Presignatures
+	store.KeyPool
 	store.Relay
+	CreateWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
 }
@@ -48,6 +51,19 @@ type Config struct {
 	OfflineGrace time.Duration
 	// MaxSignAttempts bounds the quorums tried for one signature (default 4).
 	MaxSignAttempts int
+	// PresignPool is how many presignatures each active MPC wallet keeps
+	// ready, made when the signers are idle (0: no pools; signatures run
+	// the full protocol).
+	PresignPool int
+	// PresignPoolTotal bounds the ready presignatures across all wallets
+	// (default DefaultPresignPoolTotal).
+	PresignPoolTotal int
+	// KeyPool is how many MPC keys of KeyPoolGroup are kept generated
+	// ahead, unassigned, for CreateWallet to take (0: none).
+	KeyPool      int
+	KeyPoolGroup Group
+	// PresignTimeout bounds one presigning (default 2 min).
+	PresignTimeout time.Duration
 	// Heartbeat is the interval of stream heartbeats (default 15 s).
 	Heartbeat time.Duration
 	// SignerRoots verifies signer announcements (the node CA).
@@ -87,6 +103,12 @@ func (c *Config) setDefaults() {
 	if c.MaxSignAttempts == 0 {
 		c.MaxSignAttempts = 4
 	}
+	if c.PresignPoolTotal == 0 {
+		c.PresignPoolTotal = DefaultPresignPoolTotal
+	}
+	if c.PresignTimeout == 0 {
+		c.PresignTimeout = 2 * time.Minute
+	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -102,6 +124,12 @@ func (c *Config) setDefaults() {
 	if c.Protocols == nil {
 		c.Protocols = DefaultRegistry()
 	}
+}
+
+// Group is an MPC signer group: t of these signers sign.
+type Group struct {
+	Threshold int
+	Signers   []string
 }
 
 // Orchestrator drives every MPC ceremony of one coordinator.
@@ -210,6 +238,12 @@ func (o *Orchestrator) step(ctx context.Context) error {
 			errs = append(errs, o.checkRunning(ctx, c))
 		}
 	}
+	// Idle signers make keys for the key pool first, then presignatures.
+	started, err := o.fillKeyPool(ctx, open)
+	errs = append(errs, err)
+	if !started && err == nil {
+		errs = append(errs, o.fillPools(ctx, open))
+	}
 	return errors.Join(errs...)
 }
 
@@ -218,11 +252,13 @@ func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
 	if err != nil {
 		return err
 	}
-	plan := p.Plan(PlanEnv{Now: o.now(), Online: o.presence.Online(c.GroupSigners), Config: &o.cfg}, c)
+	plan := p.Plan(PlanEnv{Now: o.now(), Online: o.presence.Online(c.GroupSigners), Config: &o.cfg,
+		Presignature: o.takePresignature(ctx, c)}, c)
 	switch {
 	case plan.Fail != "":
 		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
 	case len(plan.Parties) > 0:
+		c.PresignatureID = plan.Presignature
 		return o.start(ctx, c, plan.Parties, plan.Deadline)
 	}
 	return nil
@@ -321,6 +357,7 @@ func (o *Orchestrator) failAttemptLocked(ctx context.Context, c *store.Ceremony,
 		return o.finishLocked(ctx, c, p.Failed(c, fmt.Sprintf("%s failed after %d attempts; last: %s", p.Name(), c.Attempt+1, reason), false))
 	}
 	excluded := o.exclude(c, faulty)
+	o.dropPresignatures(ctx, c, without(excluded, c.Excluded))
 	o.metrics.retries.Inc()
 	o.logger.WarnContext(ctx, "attempt failed; retrying with another quorum", "ceremony", c.ID, "kind", c.Kind,
 		"signature", c.SignatureID, "reason", reason, "excluded", excluded)

@@ -132,13 +132,19 @@ type fixture struct {
 
 func newFixture(t *testing.T, online ...string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, Config{}, online...)
+}
+
+func newFixtureWith(t *testing.T, cfg Config, online ...string) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	s, err := store.Open(ctx, dbtest.Open(t, db.SQLite))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, ctx: ctx, store: s, clock: &fakeClock{now: time.Now()}, presence: newFakePresence(online...)}
-	f.o = New(s, Config{Now: f.clock.Now, Presence: f.presence})
+	cfg.Now, cfg.Presence = f.clock.Now, f.presence
+	f.o = New(s, cfg)
 	return f
 }
 

@@ -15,9 +15,11 @@ type metrics struct {
 	ended    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	retries  prometheus.Counter
-	online   prometheus.Gauge
-	relayed  prometheus.Counter
-	bytes    prometheus.Counter
+	// presigUsed counts signatures started with a presignature.
+	presigUsed prometheus.Counter
+	online     prometheus.Gauge
+	relayed    prometheus.Counter
+	bytes      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,11 +29,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sigil_ceremony_duration_seconds", Help: "Time from start to end of MPC ceremonies.",
 			Buckets: []float64{.5, 1, 2, 4, 8, 15, 30, 60, 120, 300}}, []string{"kind", "state"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_sign_retries_total", Help: "Signing attempts retried with another quorum."}),
+		presigUsed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_presignatures_used_total",
+			Help: "Signatures started with a presignature (one round) instead of the full protocol."}),
 		online:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_signers_online", Help: "MPC signers with a ceremony stream open."}),
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_messages_total", Help: "Sealed messages accepted by the relay."}),
 		bytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_bytes_total", Help: "Bytes of sealed messages accepted by the relay."}),
 	}
-	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.online, m.relayed, m.bytes)
+	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.presigUsed, m.online, m.relayed, m.bytes)
 	return m
 }
 
@@ -71,7 +75,7 @@ func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*
 	if err != nil {
 		return nil, err
 	}
-	out.Kind, out.KeyScheme = p.Kind(), c.KeyScheme
+	out.Kind, out.KeyScheme, out.PresignatureId = p.Kind(), c.KeyScheme, c.PresignatureID
 	if err := p.Describe(ctx, o.store, c, out); err != nil {
 		return nil, err
 	}

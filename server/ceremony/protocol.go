@@ -46,6 +46,9 @@ type PlanEnv struct {
 	// order.
 	Online []string
 	Config *Config
+	// Presignature, when not nil, takes a presignature of the ceremony's
+	// wallet whose quorum is among usable, for good (nil: none fits).
+	Presignature func(usable []string) *store.Presignature
 }
 
 // Plan is a Protocol's choice for a waiting ceremony: its parties and
@@ -54,6 +57,8 @@ type Plan struct {
 	Parties  []string
 	Deadline time.Time
 	Fail     string
+	// Presignature is the presignature the parties sign with, if any.
+	Presignature string
 }
 
 // Verdict is a Protocol's decision on the reports of a ceremony: success
@@ -83,6 +88,7 @@ func DefaultRegistry() *Registry {
 	r := NewRegistry()
 	r.Register(store.KeySchemeSecp256k1, store.CeremonyKeygen, ecdsaKeygen{})
 	r.Register(store.KeySchemeSecp256k1, store.CeremonySign, ecdsaSign{})
+	r.Register(store.KeySchemeSecp256k1, store.CeremonyPresign, ecdsaPresign{})
 	return r
 }
 

@@ -53,6 +53,9 @@ type CeremonyFinish struct {
 	Wallet *WalletOutcome
 	// Signature, when set, finishes the ceremony's pending signature.
 	Signature *SignatureOutcome
+	// Presignature, when set, joins its wallet's pool (a presigning
+	// ceremony's success).
+	Presignature *Presignature
 	// Retry, when set, is a new waiting ceremony of the same kind for the
 	// same wallet and signature (id, attempt and exclusions given; the rest
 	// copied from the ceremony that ends).
@@ -77,25 +80,26 @@ type SignatureOutcome struct {
 }
 
 const ceremonyColumns = `seq, id, kind, key_scheme, wallet_id, signature_id, state, threshold, group_signers, parties, excluded,
-	attempt, deadline, failure_reason, created_at, updated_at`
+	attempt, deadline, failure_reason, presignature_id, created_at, updated_at`
 
 type ceremonyRow struct {
-	Seq           int64          `db:"seq"`
-	ID            string         `db:"id"`
-	Kind          string         `db:"kind"`
-	KeyScheme     string         `db:"key_scheme"`
-	WalletID      string         `db:"wallet_id"`
-	SignatureID   sql.NullString `db:"signature_id"`
-	State         string         `db:"state"`
-	Threshold     int            `db:"threshold"`
-	GroupSigners  string         `db:"group_signers"`
-	Parties       string         `db:"parties"`
-	Excluded      string         `db:"excluded"`
-	Attempt       int            `db:"attempt"`
-	Deadline      int64          `db:"deadline"`
-	FailureReason string         `db:"failure_reason"`
-	CreatedAt     int64          `db:"created_at"`
-	UpdatedAt     int64          `db:"updated_at"`
+	Seq            int64          `db:"seq"`
+	ID             string         `db:"id"`
+	Kind           string         `db:"kind"`
+	KeyScheme      string         `db:"key_scheme"`
+	WalletID       string         `db:"wallet_id"`
+	SignatureID    sql.NullString `db:"signature_id"`
+	State          string         `db:"state"`
+	Threshold      int            `db:"threshold"`
+	GroupSigners   string         `db:"group_signers"`
+	Parties        string         `db:"parties"`
+	Excluded       string         `db:"excluded"`
+	Attempt        int            `db:"attempt"`
+	Deadline       int64          `db:"deadline"`
+	FailureReason  string         `db:"failure_reason"`
+	PresignatureID string         `db:"presignature_id"`
+	CreatedAt      int64          `db:"created_at"`
+	UpdatedAt      int64          `db:"updated_at"`
 }
 
 func (r *ceremonyRow) ceremony() *Ceremony {
@@ -103,7 +107,7 @@ func (r *ceremonyRow) ceremony() *Ceremony {
 		Seq: r.Seq, ID: r.ID, Kind: CeremonyKind(r.Kind), KeyScheme: r.KeyScheme, WalletID: r.WalletID, SignatureID: r.SignatureID.String,
 		State: CeremonyState(r.State), Threshold: r.Threshold, GroupSigners: splitNames(r.GroupSigners),
 		Parties: splitNames(r.Parties), Excluded: splitNames(r.Excluded), Attempt: r.Attempt,
-		Deadline: fromMicros(r.Deadline), FailureReason: r.FailureReason,
+		Deadline: fromMicros(r.Deadline), FailureReason: r.FailureReason, PresignatureID: r.PresignatureID,
 		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 	}
 }
@@ -244,6 +248,11 @@ func (s *SQL) FinishCeremony(ctx context.Context, f *CeremonyFinish) error {
 		if err := s.applySignatureOutcome(ctx, tx, c, f.Signature, now); err != nil {
 			return err
 		}
+		if p := f.Presignature; p != nil {
+			if err := s.insertPresignature(ctx, tx, p, now); err != nil {
+				return err
+			}
+		}
 		if r := f.Retry; r != nil {
 			r.Kind, r.KeyScheme, r.WalletID, r.SignatureID, r.State = c.Kind, c.KeyScheme, c.WalletID, c.SignatureID, CeremonyWaiting
 			r.Threshold, r.GroupSigners = c.Threshold, c.GroupSigners
@@ -262,15 +271,21 @@ func (s *SQL) applyWalletOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, 
 	}
 	var err error
 	switch o.Status {
+	// A pooled key's generation leaves it pooled (or failed), never
+	// visible: see KeyPool.
 	case WalletActive:
 		if len(o.PublicKey) != 33 {
 			return fmt.Errorf("ceremony %s: public key is %d bytes, want 33", c.ID, len(o.PublicKey))
 		}
-		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, updated_at = ? WHERE id = ? AND status = ?`),
-			string(WalletActive), o.PublicKey, micros(now), c.WalletID, string(WalletCreating))
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
+			public_key = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
+			string(WalletPooling), string(WalletPooled), string(WalletActive),
+			o.PublicKey, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
 	case WalletFailed:
-		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ? AND status = ?`),
-			string(WalletFailed), o.Reason, micros(now), c.WalletID, string(WalletCreating))
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
+			failure_reason = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
+			string(WalletPooling), string(WalletPoolFailed), string(WalletFailed),
+			o.Reason, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
 	default:
 		return fmt.Errorf("ceremony %s: a wallet cannot end %q", c.ID, o.Status)
 	}

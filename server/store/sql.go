@@ -219,7 +219,7 @@ func (s *SQL) GetWallet(ctx context.Context, id string) (*Wallet, error) {
 
 func (s *SQL) getWallet(ctx context.Context, q sqlx.QueryerContext, id string) (*Wallet, error) {
 	var r walletRow
-	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE id = ?`), id)
+	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE id = ? AND status NOT IN `+hiddenStatuses), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -231,7 +231,7 @@ func (s *SQL) getWallet(ctx context.Context, q sqlx.QueryerContext, id string) (
 
 // ListWallets returns up to p.Limit wallets after p.AfterSeq, oldest first.
 func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Wallet, error) {
-	query := `SELECT ` + walletColumns + ` FROM wallets WHERE seq > ?`
+	query := `SELECT ` + walletColumns + ` FROM wallets WHERE seq > ? AND status NOT IN ` + hiddenStatuses
 	args := []any{p.AfterSeq}
 	if f.Status != "" {
 		query += ` AND status = ?`
@@ -420,6 +420,8 @@ func (s *SQL) insertWork(ctx context.Context, tx *sqlx.Tx, work Work, now time.T
 		return errors.New("store: work must be exactly one of a ceremony or a job")
 	}
 }
+
+var errNoRows = sql.ErrNoRows
 
 // keyScheme defaults an unset scheme to the one every wallet had before
 // schemes were recorded on ceremonies.

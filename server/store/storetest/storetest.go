@@ -37,6 +37,10 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"CeremonySignRetryThenSucceed", testCeremonySignRetryThenSucceed},
 		{"CeremonySignRejected", testCeremonySignRejected},
 		{"RelayMailbox", testRelayMailbox},
+		{"PresignaturePool", testPresignaturePool},
+		{"PresignatureTakenOnce", testPresignatureTakenOnce},
+		{"KeyPoolAssignedOnce", testKeyPoolAssignedOnce},
+		{"KeyPoolIdempotency", testKeyPoolIdempotency},
 	}
 	tests = append(tests, jobTests...)
 	for _, tc := range tests {

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/ceremony/v1/ceremony.proto.
  */
 export const file_sigil_ceremony_v1_ceremony: GenFile = /*@__PURE__*/
-  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIqYDCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlEhIKCmtleV9zY2hlbWUYDiABKAkiOwoWV2F0Y2hDZXJlbW9uaWVzUmVxdWVzdBIhCgxhbm5vdW5jZW1lbnQYASABKAxCC7pICHoGEAEYgIABIrkBChdXYXRjaENlcmVtb25pZXNSZXNwb25zZRIvCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255SAASMQoFZW5kZWQYAiABKAsyIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUVuZGVkSAASMQoJaGVhcnRiZWF0GAMgASgLMhwuc2lnaWwuY2VyZW1vbnkudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQiVQoNQ2VyZW1vbnlFbmRlZBITCgtjZXJlbW9ueV9pZBgBIAEoCRIvCgVzdGF0ZRgCIAEoDjIgLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255U3RhdGUiNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkQKEkdldENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JCJEChNHZXRDZXJlbW9ueVJlc3BvbnNlEi0KCGNlcmVtb255GAEgASgLMhsuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnkiKwoMS2V5Z2VuT3V0cHV0EhsKCnB1YmxpY19rZXkYASABKAxCB7pIBHoCaCEiKAoKU2lnbk91dHB1dBIaCglzaWduYXR1cmUYASABKAxCB7pIBHoCaEAivAEKF0NvbXBsZXRlQ2VyZW1vbnlSZXF1ZXN0Ei4KC2NlcmVtb255X2lkGAEgASgJQhm6SBZyFDISXmNlcl9bMC05YS16XXsyNn0kEjEKBmtleWdlbhgCIAEoCzIfLnNpZ2lsLmNlcmVtb255LnYxLktleWdlbk91dHB1dEgAEi0KBHNpZ24YAyABKAsyHS5zaWdpbC5jZXJlbW9ueS52MS5TaWduT3V0cHV0SABCDwoGb3V0cHV0EgW6SAIIASJLChhDb21wbGV0ZUNlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIpcBChNGYWlsQ2VyZW1vbnlSZXF1ZXN0Ei4KC2NlcmVtb255X2lkGAEgASgJQhm6SBZyFDISXmNlcl9bMC05YS16XXsyNn0kEhoKBnJlYXNvbhgCIAEoCUIKukgHcgUQARiACBIiCghjdWxwcml0cxgDIAMoCUIQukgNkgEKEEAiBnIEEAEYQBIQCghyZWplY3RlZBgEIAEoCCJHChRGYWlsQ2VyZW1vbnlSZXNwb25zZRIvCgVzdGF0ZRgBIAEoDjIgLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255U3RhdGUqXwoMQ2VyZW1vbnlLaW5kEh0KGUNFUkVNT05ZX0tJTkRfVU5TUEVDSUZJRUQQABIYChRDRVJFTU9OWV9LSU5EX0tFWUdFThABEhYKEkNFUkVNT05ZX0tJTkRfU0lHThACKoQBCg1DZXJlbW9ueVN0YXRlEh4KGkNFUkVNT05ZX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQ0VSRU1PTllfU1RBVEVfUlVOTklORxABEhwKGENFUkVNT05ZX1NUQVRFX1NVQ0NFRURFRBACEhkKFUNFUkVNT05ZX1NUQVRFX0ZBSUxFRBADMq4DCg9DZXJlbW9ueVNlcnZpY2USagoPV2F0Y2hDZXJlbW9uaWVzEikuc2lnaWwuY2VyZW1vbnkudjEuV2F0Y2hDZXJlbW9uaWVzUmVxdWVzdBoqLnNpZ2lsLmNlcmVtb255LnYxLldhdGNoQ2VyZW1vbmllc1Jlc3BvbnNlMAESYQoLR2V0Q2VyZW1vbnkSJS5zaWdpbC5jZXJlbW9ueS52MS5HZXRDZXJlbW9ueVJlcXVlc3QaJi5zaWdpbC5jZXJlbW9ueS52MS5HZXRDZXJlbW9ueVJlc3BvbnNlIgOQAgESawoQQ29tcGxldGVDZXJlbW9ueRIqLnNpZ2lsLmNlcmVtb255LnYxLkNvbXBsZXRlQ2VyZW1vbnlSZXF1ZXN0Gisuc2lnaWwuY2VyZW1vbnkudjEuQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEl8KDEZhaWxDZXJlbW9ueRImLnNpZ2lsLmNlcmVtb255LnYxLkZhaWxDZXJlbW9ueVJlcXVlc3QaJy5zaWdpbC5jZXJlbW9ueS52MS5GYWlsQ2VyZW1vbnlSZXNwb25zZUJDWkFnaXRodWIuY29tL3NpZ2lsLXdhbGxldC9zaWdpbC9nZW4vZ28vc2lnaWwvY2VyZW1vbnkvdjE7Y2VyZW1vbnl2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
+  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIr8DCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlEhIKCmtleV9zY2hlbWUYDiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGA8gASgJIjsKFldhdGNoQ2VyZW1vbmllc1JlcXVlc3QSIQoMYW5ub3VuY2VtZW50GAEgASgMQgu6SAh6BhABGICAASK5AQoXV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2USLwoIY2VyZW1vbnkYASABKAsyGy5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUgAEjEKBWVuZGVkGAIgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlFbmRlZEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnNpZ2lsLmNlcmVtb255LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IlUKDUNlcmVtb255RW5kZWQSEwoLY2VyZW1vbnlfaWQYASABKAkSLwoFc3RhdGUYAiABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChJHZXRDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQiRAoTR2V0Q2VyZW1vbnlSZXNwb25zZRItCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255IisKDEtleWdlbk91dHB1dBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIigKClNpZ25PdXRwdXQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIiMKDVByZXNpZ25PdXRwdXQSEgoBchgBIAEoDEIHukgEegJoISLxAQoXQ29tcGxldGVDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQSMQoGa2V5Z2VuGAIgASgLMh8uc2lnaWwuY2VyZW1vbnkudjEuS2V5Z2VuT3V0cHV0SAASLQoEc2lnbhgDIAEoCzIdLnNpZ2lsLmNlcmVtb255LnYxLlNpZ25PdXRwdXRIABIzCgdwcmVzaWduGAQgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuUHJlc2lnbk91dHB1dEgAQg8KBm91dHB1dBIFukgCCAEiSwoYQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEi8KBXN0YXRlGAEgASgOMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlTdGF0ZSKXAQoTRmFpbENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAEYgAgSIgoIY3VscHJpdHMYAyADKAlCELpIDZIBChBAIgZyBBABGEASEAoIcmVqZWN0ZWQYBCABKAgiRwoURmFpbENlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlKnoKDENlcmVtb255S2luZBIdChlDRVJFTU9OWV9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUQ0VSRU1PTllfS0lORF9LRVlHRU4QARIWChJDRVJFTU9OWV9LSU5EX1NJR04QAhIZChVDRVJFTU9OWV9LSU5EX1BSRVNJR04QAyqEAQoNQ2VyZW1vbnlTdGF0ZRIeChpDRVJFTU9OWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkNFUkVNT05ZX1NUQVRFX1JVTk5JTkcQARIcChhDRVJFTU9OWV9TVEFURV9TVUNDRUVERUQQAhIZChVDRVJFTU9OWV9TVEFURV9GQUlMRUQQAzKuAwoPQ2VyZW1vbnlTZXJ2aWNlEmoKD1dhdGNoQ2VyZW1vbmllcxIpLnNpZ2lsLmNlcmVtb255LnYxLldhdGNoQ2VyZW1vbmllc1JlcXVlc3QaKi5zaWdpbC5jZXJlbW9ueS52MS5XYXRjaENlcmVtb25pZXNSZXNwb25zZTABEmEKC0dldENlcmVtb255EiUuc2lnaWwuY2VyZW1vbnkudjEuR2V0Q2VyZW1vbnlSZXF1ZXN0GiYuc2lnaWwuY2VyZW1vbnkudjEuR2V0Q2VyZW1vbnlSZXNwb25zZSIDkAIBEmsKEENvbXBsZXRlQ2VyZW1vbnkSKi5zaWdpbC5jZXJlbW9ueS52MS5Db21wbGV0ZUNlcmVtb255UmVxdWVzdBorLnNpZ2lsLmNlcmVtb255LnYxLkNvbXBsZXRlQ2VyZW1vbnlSZXNwb25zZRJfCgxGYWlsQ2VyZW1vbnkSJi5zaWdpbC5jZXJlbW9ueS52MS5GYWlsQ2VyZW1vbnlSZXF1ZXN0Gicuc2lnaWwuY2VyZW1vbnkudjEuRmFpbENlcmVtb255UmVzcG9uc2VCQ1pBZ2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL2NlcmVtb255L3YxO2NlcmVtb255djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
 
 /**
  * PeerAnnouncement is a signer's announcement as relayed by the coordinator.
@@ -161,6 +161,14 @@ export type Ceremony = Message<"sigil.ceremony.v1.Ceremony"> & {
    * @generated from field: string key_scheme = 14;
    */
   keyScheme: string;
+
+  /**
+   * Signing with a presignature: the id of the presigning ceremony that
+   * made it (each party uses its own part, once). Empty: the full protocol.
+   *
+   * @generated from field: string presignature_id = 15;
+   */
+  presignatureId: string;
 };
 
 /**
@@ -372,6 +380,28 @@ export const SignOutputSchema: GenMessage<SignOutput> = /*@__PURE__*/
   messageDesc(file_sigil_ceremony_v1_ceremony, 9);
 
 /**
+ * PresignOutput is what a signer made in a presigning ceremony.
+ *
+ * @generated from message sigil.ceremony.v1.PresignOutput
+ */
+export type PresignOutput = Message<"sigil.ceremony.v1.PresignOutput"> & {
+  /**
+   * The presignature's nonce point R, 33-byte compressed: the same at every
+   * party of one presigning.
+   *
+   * @generated from field: bytes r = 1;
+   */
+  r: Uint8Array;
+};
+
+/**
+ * Describes the message sigil.ceremony.v1.PresignOutput.
+ * Use `create(PresignOutputSchema)` to create a new message.
+ */
+export const PresignOutputSchema: GenMessage<PresignOutput> = /*@__PURE__*/
+  messageDesc(file_sigil_ceremony_v1_ceremony, 10);
+
+/**
  * CompleteCeremonyRequest reports the calling signer's result.
  *
  * @generated from message sigil.ceremony.v1.CompleteCeremonyRequest
@@ -405,6 +435,14 @@ export type CompleteCeremonyRequest = Message<"sigil.ceremony.v1.CompleteCeremon
      */
     value: SignOutput;
     case: "sign";
+  } | {
+    /**
+     * The result of a presigning ceremony.
+     *
+     * @generated from field: sigil.ceremony.v1.PresignOutput presign = 4;
+     */
+    value: PresignOutput;
+    case: "presign";
   } | { case: undefined; value?: undefined };
 };
 
@@ -413,7 +451,7 @@ export type CompleteCeremonyRequest = Message<"sigil.ceremony.v1.CompleteCeremon
  * Use `create(CompleteCeremonyRequestSchema)` to create a new message.
  */
 export const CompleteCeremonyRequestSchema: GenMessage<CompleteCeremonyRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 10);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 11);
 
 /**
  * CompleteCeremonyResponse acknowledges a result.
@@ -434,7 +472,7 @@ export type CompleteCeremonyResponse = Message<"sigil.ceremony.v1.CompleteCeremo
  * Use `create(CompleteCeremonyResponseSchema)` to create a new message.
  */
 export const CompleteCeremonyResponseSchema: GenMessage<CompleteCeremonyResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 11);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 12);
 
 /**
  * FailCeremonyRequest reports that the calling signer could not finish.
@@ -477,7 +515,7 @@ export type FailCeremonyRequest = Message<"sigil.ceremony.v1.FailCeremonyRequest
  * Use `create(FailCeremonyRequestSchema)` to create a new message.
  */
 export const FailCeremonyRequestSchema: GenMessage<FailCeremonyRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 12);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 13);
 
 /**
  * FailCeremonyResponse acknowledges a failure report.
@@ -498,7 +536,7 @@ export type FailCeremonyResponse = Message<"sigil.ceremony.v1.FailCeremonyRespon
  * Use `create(FailCeremonyResponseSchema)` to create a new message.
  */
 export const FailCeremonyResponseSchema: GenMessage<FailCeremonyResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 13);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 14);
 
 /**
  * CeremonyKind says which protocol a ceremony runs.
@@ -521,11 +559,20 @@ export enum CeremonyKind {
   KEYGEN = 1,
 
   /**
-   * CMP threshold signing by t signers.
+   * CMP threshold signing by t signers; with a presignature_id, only the
+   * online round with that presignature.
    *
    * @generated from enum value: CEREMONY_KIND_SIGN = 2;
    */
   SIGN = 2,
+
+  /**
+   * CMP presigning by t signers, ahead of any message: the presignature
+   * signs one later message in one round.
+   *
+   * @generated from enum value: CEREMONY_KIND_PRESIGN = 3;
+   */
+  PRESIGN = 3,
 }
 
 /**
