@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sigil-wallet/sigil/server/ceremony"
+
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/reqsig"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -76,6 +78,17 @@ type Config struct {
 	// QuorumWait is how long a signature waits for t MPC signers to be
 	// online before it fails (default 10 s).
 	QuorumWait time.Duration
+	// PresignPool is how many CMP presignatures each active MPC wallet
+	// keeps ready, made in the background when the signers are idle, so a
+	// signature needs one round (0 turns pools off).
+	PresignPool int
+	// PresignPoolTotal bounds the ready presignatures across all wallets
+	// (default DefaultPresignPoolTotal).
+	PresignPoolTotal int
+	// KeyPool is how many MPC keys are kept generated ahead (by all the
+	// --mpc-signers), unassigned, so CreateWallet makes an MPC wallet
+	// active at once (0: none).
+	KeyPool int
 	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration
 	// TrustedRequestKeysFile lists the request keys the coordinator
@@ -99,6 +112,12 @@ const (
 	DefaultMetricsAddr     = "127.0.0.1:9464"
 	DefaultDataDir         = "./sigil-data"
 	DefaultMaxRequestBytes = 1 << 20
+	// DefaultKeyPool is the MPC keys kept generated ahead: none.
+	DefaultKeyPool = 0
+	// DefaultPresignPool is the presignatures kept per MPC wallet: off.
+	DefaultPresignPool = 0
+	// DefaultPresignPoolTotal bounds the presignatures of all wallets.
+	DefaultPresignPoolTotal = ceremony.DefaultPresignPoolTotal
 	// nodeMaxRequestBytes bounds node-port requests: a CMP key generation
 	// message for a large group, sealed, stays well under it.
 	nodeMaxRequestBytes = 64 << 20
@@ -123,6 +142,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.SignTimeout == 0 {
 		c.SignTimeout = 60 * time.Second
+	}
+	if c.PresignPoolTotal == 0 {
+		c.PresignPoolTotal = DefaultPresignPoolTotal
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
@@ -169,6 +191,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		errs = append(errs, errors.New("--database-url: only postgres:// URLs are supported; leave it empty for SQLite in --data-dir"))
+	}
+	if c.KeyPool < 0 {
+		errs = append(errs, fmt.Errorf("--key-pool %d: want 0 or more", c.KeyPool))
+	}
+	if c.PresignPool < 0 || c.PresignPoolTotal < 0 {
+		errs = append(errs, fmt.Errorf("--presign-pool %d, --presign-pool-total %d: want 0 or more", c.PresignPool, c.PresignPoolTotal))
 	}
 	for _, o := range c.CORSOrigins {
 		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {

@@ -32,6 +32,7 @@ import (
 	"github.com/sigil-wallet/sigil/server/ceremony"
 	"github.com/sigil-wallet/sigil/server/jobs"
 	"github.com/sigil-wallet/sigil/server/node"
+	"github.com/sigil-wallet/sigil/server/settle"
 	"github.com/sigil-wallet/sigil/server/store"
 	"github.com/sigil-wallet/sigil/server/wire"
 )
@@ -46,6 +47,8 @@ type Server struct {
 	queue    *jobs.Queue
 	attest   node.Attestation
 	deny     *node.DenyGuard // nil without --node-deny-list
+	// settled wakes API calls waiting for a wallet or signature outcome.
+	settled *settle.Hub
 
 	servers   []*http.Server
 	listeners []net.Listener
@@ -65,7 +68,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, registry: observe.NewRegistry(), settled: settle.New()}
 	if err := s.build(ctx); err != nil {
 		if cerr := s.Close(); cerr != nil {
 			s.logger.Warn("closing after a failed start", "error", cerr)
@@ -84,7 +87,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.buildOrchestrator(); err != nil {
 		return err
 	}
-	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}})
+	s.queue = jobs.New(s.store, jobs.Config{Lease: cfg.HSMLease, MaxLease: cfg.HSMMaxLease, Retry: store.RetryPolicy{MaxAttempts: cfg.HSMMaxAttempts}, Settled: s.settled.Notify})
 	var err error
 	if s.attest, err = s.loadAttestation(); err != nil {
 		return err
@@ -152,8 +155,14 @@ func (s *Server) buildOrchestrator() error {
 		QuorumWait:    s.cfg.QuorumWait,
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
-		Logger:        s.logger.With("component", "mpc"),
-		Registerer:    s.registry,
+		Settled:       s.settled.Notify,
+		PresignPool:   s.cfg.PresignPool,
+		KeyPool:       s.cfg.KeyPool,
+		KeyPoolGroup:  ceremony.Group{Threshold: s.cfg.MPCThreshold, Signers: s.cfg.MPCSigners},
+		// The pool total is defaulted by SetDefaults.
+		PresignPoolTotal: s.cfg.PresignPoolTotal,
+		Logger:           s.logger.With("component", "mpc"),
+		Registerer:       s.registry,
 	})
 	return nil
 }
@@ -214,7 +223,7 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger).WithRequestPolicy(requests),
+		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger, api.WithWaiter(s.settled)).WithRequestPolicy(requests),
 		opts...,
 	))
 	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName,

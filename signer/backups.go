@@ -11,24 +11,10 @@ import (
 	"github.com/sigil-wallet/sigil/signer/backup"
 )
 
-// activateShare marks the share a key generation made usable. It is the
-// one place a share becomes active, so every new share reaches
-// shareActivated.
-func (s *Signer) activateShare(ctx context.Context, walletID, ceremonyID string) error {
-	if err := s.shares.activate(ctx, walletID, ceremonyID); err != nil {
-		return err
-	}
-	if sh, err := s.shares.get(ctx, walletID); err == nil && sh.State == shareActive && sh.KeygenCeremonyID == ceremonyID {
-		s.shareActivated(ctx, walletID, ceremonyID)
-	}
-	return nil
-}
-
-// shareActivated is the hook for new key material at this signer (a key
-// generation now; a key refresh calls it too): it queues the share's
-// backup. It only writes a row, so it never holds up signing; a row lost to
+// queueBackup queues the backup of new key material at this signer (called
+// by onKeyActive: a key generation now, a key refresh too). It only writes a row, so it never holds up signing; a row lost to
 // a crash right here is made again by reconcileBackups at the next start.
-func (s *Signer) shareActivated(ctx context.Context, walletID, keyID string) {
+func (s *Signer) queueBackup(ctx context.Context, walletID, keyID string) {
 	if s.backups == nil {
 		return
 	}
@@ -60,7 +46,7 @@ func (s *Signer) runBackups(ctx context.Context) {
 		s.logger.ErrorContext(ctx, "list active shares for backup", "error", err)
 	}
 	for _, sh := range active {
-		s.shareActivated(ctx, sh.WalletID, sh.KeygenCeremonyID)
+		s.queueBackup(ctx, sh.WalletID, sh.KeygenCeremonyID)
 	}
 	s.backups.Run(ctx)
 }
@@ -76,7 +62,7 @@ func (b backupSource) BackupShare(ctx context.Context, walletID string) (string,
 	if sh.State != shareActive {
 		return "", nil, fmt.Errorf("the share of wallet %s is not active", walletID)
 	}
-	plain, err := b.s.kek.Open(walletID, b.s.name, sh.Sealed)
+	plain, err := b.s.kek.Open(sealBinding(walletID, sh.KeyEpoch), b.s.name, sh.Sealed)
 	if err != nil {
 		return "", nil, fmt.Errorf("decrypt share of wallet %s: %w", walletID, err)
 	}

@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/taurusgroup/multi-party-sig/pkg/math/curve"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
-	"github.com/taurusgroup/multi-party-sig/protocols/cmp"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
@@ -31,6 +29,8 @@ var errCeremonyEnded = errors.New("the coordinator ended the ceremony")
 var (
 	errNotParty = errors.New("this signer is not a party of the ceremony")
 	errBadPeers = errors.New("the peers' announcements do not verify against the signer CA")
+	// errUnsupported: a ceremony kind or key scheme this signer does not run.
+	errUnsupported = errors.New("unsupported ceremony")
 )
 
 // errRejected marks a request this signer refuses to sign (as opposed to
@@ -40,14 +40,19 @@ var errRejected = errors.New("rejected")
 
 // runCeremony runs one ceremony to its end and reports the outcome.
 func (s *Signer) runCeremony(ctx context.Context, c *ceremonyv1.Ceremony) {
-	kind := "keygen"
-	if c.GetKind() == ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN {
-		kind = "sign"
+	p, err := s.protocols.lookup(c)
+	if err != nil {
+		s.logger.WarnContext(ctx, "ceremony refused", "ceremony", c.GetId(), "error", err)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		s.reportFailure(rctx, c, err)
+		return
 	}
+	kind := p.label()
 	log := s.logger.With("ceremony", c.GetId(), "kind", kind, "wallet", c.GetWalletId())
 	log.InfoContext(ctx, "ceremony received", "parties", c.GetParties())
 	start := time.Now()
-	output, err := s.execute(ctx, c)
+	output, err := s.execute(ctx, c, p)
 	s.metrics.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	// Reports must reach the coordinator even when the ceremony's own
 	// deadline has passed.
@@ -68,17 +73,15 @@ func (s *Signer) runCeremony(ctx context.Context, c *ceremonyv1.Ceremony) {
 	})
 	if err != nil {
 		log.WarnContext(ctx, "result not accepted", "error", err)
-		if kind == "keygen" && connect.CodeOf(err) == connect.CodeFailedPrecondition {
-			// The key generation ended without us: the share must not live on.
-			s.settle(rctx, c.GetWalletId(), c.GetId(), ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
+		if connect.CodeOf(err) == connect.CodeFailedPrecondition {
+			// The ceremony ended without us: what it yielded must not live on.
+			p.settle(rctx, s, c, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
 		}
 		return
 	}
 	s.metrics.ceremonies.WithLabelValues(kind, "ok").Inc()
 	log.InfoContext(ctx, "ceremony done", "duration", time.Since(start).Round(time.Millisecond))
-	if kind == "keygen" {
-		s.settle(rctx, c.GetWalletId(), c.GetId(), res.Msg.GetState())
-	}
+	p.settle(rctx, s, c, res.Msg.GetState())
 }
 
 // retryReport sends a report again while the coordinator is briefly
@@ -129,7 +132,9 @@ func failureReason(err error) string {
 		return "timed out waiting for the other signers"
 	case errors.Is(err, ErrNoShare):
 		return "this signer holds no share of the wallet"
-	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers), errors.Is(err, guard.ErrGateFailed):
+	case errors.Is(err, errPresigUnavailable):
+		return errPresigUnavailable.Error()
+	case errors.Is(err, errNotParty), errors.Is(err, errBadPeers), errors.Is(err, errUnsupported), errors.Is(err, guard.ErrGateFailed):
 		return truncate(err.Error(), 1024)
 	default:
 		return "local error at the signer (see its log)"
@@ -154,8 +159,8 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// execute checks the ceremony, runs the protocol, and returns the report.
-func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony) (*ceremonyv1.CompleteCeremonyRequest, error) {
+// execute checks the ceremony, runs its protocol, and returns the report.
+func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony, p ceremonyProtocol) (*ceremonyv1.CompleteCeremonyRequest, error) {
 	parties := make([]party.ID, 0, len(c.GetParties()))
 	for _, p := range c.GetParties() {
 		parties = append(parties, party.ID(p))
@@ -171,15 +176,7 @@ func (s *Signer) execute(ctx context.Context, c *ceremonyv1.Ceremony) (*ceremony
 	defer stop(nil)
 	tr := newRelayTransport(ctx, s, c.GetId(), sess, func() { stop(errCeremonyEnded) })
 	defer tr.close()
-	var out *ceremonyv1.CompleteCeremonyRequest
-	switch c.GetKind() {
-	case ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN:
-		out, err = s.keygen(ctx, c, parties, tr)
-	case ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN:
-		out, err = s.sign(ctx, c, parties, tr)
-	default:
-		return nil, fmt.Errorf("unknown ceremony kind %v", c.GetKind())
-	}
+	out, err := p.run(ctx, s, c, parties, tr)
 	if err != nil && errors.Is(context.Cause(ctx), errCeremonyEnded) {
 		return nil, errCeremonyEnded
 	}
@@ -208,64 +205,6 @@ func (s *Signer) session(c *ceremonyv1.Ceremony) (*seal.Session, error) {
 	return seal.NewSession(s.identity, c.GetId(), peers)
 }
 
-func (s *Signer) keygen(ctx context.Context, c *ceremonyv1.Ceremony, parties []party.ID, tr *relayTransport) (*ceremonyv1.CompleteCeremonyRequest, error) {
-	if sh, err := s.shares.get(ctx, c.GetWalletId()); err == nil {
-		if sh.KeygenCeremonyID == c.GetId() {
-			// This signer finished this very key generation before a restart
-			// and its report may have been lost: report the stored key again.
-			return &ceremonyv1.CompleteCeremonyRequest{CeremonyId: c.GetId(),
-				Output: &ceremonyv1.CompleteCeremonyRequest_Keygen{Keygen: &ceremonyv1.KeygenOutput{PublicKey: sh.PublicKey}}}, nil
-		}
-		return nil, fmt.Errorf("this signer already holds a share of wallet %s", c.GetWalletId())
-	}
-	cfg, err := s.runner.Keygen(ctx, []byte(c.GetId()), party.ID(s.name), parties, int(c.GetThreshold()), tr)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := mpc.PublicKey(cfg)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := cfg.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("encode share: %w", err)
-	}
-	sealed, err := s.kek.Seal(c.GetWalletId(), s.name, plain)
-	clear(plain)
-	if err != nil {
-		return nil, fmt.Errorf("seal share: %w", err)
-	}
-	// Durable before anyone is told the key exists.
-	if err := s.shares.putPending(ctx, c.GetWalletId(), c.GetId(), pub, sealed); err != nil {
-		return nil, err
-	}
-	return &ceremonyv1.CompleteCeremonyRequest{CeremonyId: c.GetId(),
-		Output: &ceremonyv1.CompleteCeremonyRequest_Keygen{Keygen: &ceremonyv1.KeygenOutput{PublicKey: pub}}}, nil
-}
-
-func (s *Signer) sign(ctx context.Context, c *ceremonyv1.Ceremony, parties []party.ID, tr *relayTransport) (*ceremonyv1.CompleteCeremonyRequest, error) {
-	if err := s.authorize(ctx, c); err != nil {
-		return nil, err
-	}
-	if err := checkDigest(c); err != nil {
-		return nil, err
-	}
-	cfg, err := s.loadShare(ctx, c.GetWalletId(), c.GetPublicKey())
-	if err != nil {
-		return nil, err
-	}
-	sig, err := s.runner.Sign(ctx, []byte(c.GetId()), cfg, parties, c.GetDigest(), tr)
-	if err != nil {
-		return nil, err
-	}
-	out, err := mpc.ToSignature(sig, c.GetPublicKey(), c.GetDigest())
-	if err != nil {
-		return nil, err
-	}
-	return &ceremonyv1.CompleteCeremonyRequest{CeremonyId: c.GetId(),
-		Output: &ceremonyv1.CompleteCeremonyRequest_Sign{Sign: &ceremonyv1.SignOutput{Signature: append(out.R[:], out.S[:]...)}}}, nil
-}
-
 // checkDigest recomputes the digest from what the application asked to
 // sign: a signer signs nothing it cannot account for.
 func checkDigest(c *ceremonyv1.Ceremony) error {
@@ -282,35 +221,4 @@ func checkDigest(c *ceremonyv1.Ceremony) error {
 		return fmt.Errorf("%w: the digest does not match the payload", errRejected)
 	}
 	return nil
-}
-
-// loadShare decrypts this signer's share of a wallet, refusing a share
-// whose key generation is not known to have succeeded.
-func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*cmp.Config, error) {
-	sh, err := s.shares.get(ctx, walletID)
-	if err != nil {
-		return nil, err
-	}
-	if sh.State != shareActive {
-		s.resolvePending(ctx)
-		if sh, err = s.shares.get(ctx, walletID); err != nil {
-			return nil, err
-		}
-		if sh.State != shareActive {
-			return nil, fmt.Errorf("the share of wallet %s is from a key generation not known to have succeeded", walletID)
-		}
-	}
-	if !bytes.Equal(sh.PublicKey, pub) {
-		return nil, fmt.Errorf("the share of wallet %s is for another public key", walletID)
-	}
-	plain, err := s.kek.Open(walletID, s.name, sh.Sealed)
-	if err != nil {
-		return nil, fmt.Errorf("decrypt share of wallet %s: %w", walletID, err)
-	}
-	defer clear(plain)
-	cfg := cmp.EmptyConfig(curve.Secp256k1{})
-	if err := cfg.UnmarshalBinary(plain); err != nil {
-		return nil, fmt.Errorf("decode share of wallet %s: %w", walletID, err)
-	}
-	return cfg, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
@@ -16,7 +17,6 @@ import (
 	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/ethtest"
 	"github.com/sigil-wallet/sigil/internal/ids"
-	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/auth"
 	"github.com/sigil-wallet/sigil/server/servertest"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -40,7 +40,7 @@ func startCluster(t *testing.T, n, threshold int, deferSigners bool) *testCluste
 func startClusterOpts(t *testing.T, opts cluster.Options) *testCluster {
 	t.Helper()
 	opts.Dir = t.TempDir()
-	opts.Server = server.Config{APIAddr: "127.0.0.1:0", NodeAddr: "127.0.0.1:0", QuorumWait: 3 * time.Second}
+	opts.Server.APIAddr, opts.Server.NodeAddr, opts.Server.QuorumWait = "127.0.0.1:0", "127.0.0.1:0", 3*time.Second
 	if opts.Logger == nil {
 		opts.Logger = servertest.Logger(t)
 	}
@@ -90,7 +90,8 @@ func (tc *testCluster) seedWalletWithout(t *testing.T, n, threshold int, lacking
 	if _, _, err := st.CreateWallet(ctx, w, store.Work{Ceremony: keygen}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: keygen.ID, State: store.CeremonySucceeded, PublicKey: pub}); err != nil {
+	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: keygen.ID, State: store.CeremonySucceeded,
+		Wallet: &store.WalletOutcome{Status: store.WalletActive, PublicKey: pub}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range tc.Names {
@@ -107,11 +108,12 @@ func (tc *testCluster) seedWalletWithout(t *testing.T, n, threshold int, lacking
 	return w.ID, pub
 }
 
+// waitWallet holds GetWallet calls (their wait) until the wallet settles.
 func (tc *testCluster) waitWallet(t *testing.T, id string, timeout time.Duration) *walletv1.Wallet {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		res, err := tc.client.GetWallet(context.Background(), connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+		res, err := tc.client.GetWallet(context.Background(), connect.NewRequest(&walletv1.GetWalletRequest{Id: id, Wait: durationpb.New(20 * time.Second)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +123,6 @@ func (tc *testCluster) waitWallet(t *testing.T, id string, timeout time.Duration
 		if time.Now().After(deadline) {
 			t.Fatalf("wallet %s still creating after %s", id, timeout)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -134,11 +135,13 @@ func (tc *testCluster) sign(t *testing.T, req *walletv1.CreateSignatureRequest, 
 	return tc.waitSignature(t, res.Msg.GetSignature().GetId(), timeout)
 }
 
+// waitSignature holds GetSignature calls (their wait) until the request
+// settles.
 func (tc *testCluster) waitSignature(t *testing.T, id string, timeout time.Duration) *walletv1.Signature {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		res, err := tc.client.GetSignature(context.Background(), connect.NewRequest(&walletv1.GetSignatureRequest{Id: id}))
+		res, err := tc.client.GetSignature(context.Background(), connect.NewRequest(&walletv1.GetSignatureRequest{Id: id, Wait: durationpb.New(20 * time.Second)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +151,6 @@ func (tc *testCluster) waitSignature(t *testing.T, id string, timeout time.Durat
 		if time.Now().After(deadline) {
 			t.Fatalf("signature %s still pending after %s", id, timeout)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/taurusgroup/multi-party-sig/protocols/cmp"
 
+	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
 
@@ -17,19 +18,12 @@ func ImportShare(ctx context.Context, s *Signer, walletID, keygenCeremonyID stri
 	if err != nil {
 		return err
 	}
-	plain, err := cfg.MarshalBinary()
-	if err != nil {
+	sh := &share{WalletID: walletID, KeyEpoch: firstEpoch, Scheme: schemeSecp256k1, KeygenCeremonyID: keygenCeremonyID, PublicKey: pub}
+	if err := s.storeShare(ctx, sh, cfg); err != nil {
 		return err
 	}
-	sealed, err := s.kek.Seal(walletID, s.name, plain)
-	clear(plain)
-	if err != nil {
-		return err
-	}
-	if err := s.shares.putPending(ctx, walletID, keygenCeremonyID, pub, sealed); err != nil {
-		return err
-	}
-	return s.activateShare(ctx, walletID, keygenCeremonyID)
+	s.settleShare(ctx, sh, ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED)
+	return nil
 }
 
 // ShareState returns the state of this signer's share of a wallet ("" when
@@ -41,3 +35,8 @@ func ShareState(ctx context.Context, s *Signer, walletID string) string {
 	}
 	return sh.State
 }
+
+// OnPresignatureUsed makes s call hook right after it durably marked a
+// presignature used and before it computes or releases anything from it;
+// an error from hook ends the ceremony there, as a crash would.
+func OnPresignatureUsed(s *Signer, hook func(ctx context.Context) error) { s.afterPresigUsed = hook }

@@ -21,7 +21,10 @@ func (s *Signer) authorize(ctx context.Context, c *ceremonyv1.Ceremony) error {
 	if errors.As(err, &refusal) {
 		return rejection(refusal.Reason)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return checkDigest(c)
 }
 
 // rejection is a refusal whose text (the guard's reason) goes to the

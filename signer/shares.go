@@ -24,9 +24,12 @@ const (
 // ErrNoShare reports that this signer holds no share of the wallet.
 var ErrNoShare = errors.New("no share for this wallet")
 
-// share is one stored, sealed key share.
+// share is one stored, sealed key share: this signer's part of one key
+// epoch of a wallet.
 type share struct {
 	WalletID         string `db:"wallet_id"`
+	KeyEpoch         int    `db:"key_epoch"`
+	Scheme           string `db:"scheme"`
 	KeygenCeremonyID string `db:"keygen_ceremony_id"`
 	State            string `db:"state"`
 	PublicKey        []byte `db:"public_key"`
@@ -34,6 +37,21 @@ type share struct {
 	CreatedAt        int64  `db:"created_at"`
 	UpdatedAt        int64  `db:"updated_at"`
 }
+
+// firstEpoch is the key epoch a wallet's key generation makes.
+const firstEpoch = 1
+
+// sealBinding is what a share's KEK envelope is bound to besides the
+// signer: the wallet, and the key epoch after the first (epoch 1 keeps the
+// binding shares had before epochs, so they still open).
+func sealBinding(walletID string, epoch int) string {
+	if epoch == firstEpoch {
+		return walletID
+	}
+	return fmt.Sprintf("%s#%d", walletID, epoch)
+}
+
+const shareColumns = `wallet_id, key_epoch, scheme, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at`
 
 // shareStore keeps a signer's sealed shares.
 type shareStore struct{ db *db.DB }
@@ -59,26 +77,29 @@ func openShares(ctx context.Context, d *db.DB) (*shareStore, error) {
 }
 
 // putPending stores a new share durably (the database commits before this
-// returns) in state pending. A wallet has at most one share per signer: a
-// second key generation for the same wallet is refused.
-func (s *shareStore) putPending(ctx context.Context, walletID, ceremonyID string, pub, sealed []byte) error {
+// returns) in state pending. A wallet has at most one share per signer and
+// epoch: a second key generation for the same epoch is refused.
+func (s *shareStore) putPending(ctx context.Context, sh *share) error {
 	now := time.Now().UnixMicro()
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO shares
-		(wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		walletID, ceremonyID, sharePending, pub, sealed, now, now)
+	sh.State, sh.CreatedAt, sh.UpdatedAt = sharePending, now, now
+	_, err := s.db.NamedExecContext(ctx, `INSERT INTO shares (`+shareColumns+`) VALUES
+		(:wallet_id, :key_epoch, :scheme, :keygen_ceremony_id, :state, :public_key, :sealed, :created_at, :updated_at)`, sh)
 	if err != nil {
 		if db.IsUniqueViolation(err) {
-			return fmt.Errorf("a share for wallet %s already exists", walletID)
+			return fmt.Errorf("a share for wallet %s epoch %d already exists", sh.WalletID, sh.KeyEpoch)
 		}
 		return fmt.Errorf("store share: %w", err)
 	}
 	return nil
 }
 
+// get returns the share of the wallet's latest active key epoch, or, with
+// none active, its latest pending one.
 func (s *shareStore) get(ctx context.Context, walletID string) (*share, error) {
 	var sh share
-	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
-		FROM shares WHERE wallet_id = ?`), walletID)
+	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT `+shareColumns+`
+		FROM shares WHERE wallet_id = ? ORDER BY CASE WHEN state = ? THEN 1 ELSE 0 END DESC, key_epoch DESC LIMIT 1`),
+		walletID, shareActive)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoShare
 	}
@@ -88,36 +109,13 @@ func (s *shareStore) get(ctx context.Context, walletID string) (*share, error) {
 	return &sh, nil
 }
 
-// activate marks the share of a key generation that succeeded usable.
-func (s *shareStore) activate(ctx context.Context, walletID, ceremonyID string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE shares SET state = ?, updated_at = ? WHERE wallet_id = ? AND keygen_ceremony_id = ?`),
-		shareActive, time.Now().UnixMicro(), walletID, ceremonyID)
-	return err
-}
-
-// discard deletes the share of a key generation that failed: a share of a
-// failed wallet must never be used.
-func (s *shareStore) discard(ctx context.Context, walletID, ceremonyID string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM shares WHERE wallet_id = ? AND keygen_ceremony_id = ? AND state = ?`),
-		walletID, ceremonyID, sharePending)
-	return err
-}
-
-// pending lists shares whose key generation outcome is not known yet.
-func (s *shareStore) pending(ctx context.Context) ([]*share, error) {
-	var out []*share
-	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
-		FROM shares WHERE state = ?`), sharePending)
-	return out, err
-}
-
-// pendingOf returns the pending share a key generation left, or nil.
-func (s *shareStore) pendingOf(ctx context.Context, ceremonyID string) (*share, error) {
+// byCeremony returns the pending share a key generation left, if any.
+func (s *shareStore) byCeremony(ctx context.Context, ceremonyID string) (*share, error) {
 	var sh share
-	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
+	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT `+shareColumns+`
 		FROM shares WHERE keygen_ceremony_id = ? AND state = ?`), ceremonyID, sharePending)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return nil, ErrNoShare
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load share: %w", err)
@@ -125,10 +123,37 @@ func (s *shareStore) pendingOf(ctx context.Context, ceremonyID string) (*share, 
 	return &sh, nil
 }
 
+// activate marks the share of a key generation that succeeded usable. It
+// reports whether this call activated it.
+func (s *shareStore) activate(ctx context.Context, sh *share) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE shares SET state = ?, updated_at = ?
+		WHERE wallet_id = ? AND key_epoch = ? AND keygen_ceremony_id = ? AND state = ?`),
+		shareActive, time.Now().UnixMicro(), sh.WalletID, sh.KeyEpoch, sh.KeygenCeremonyID, sharePending)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// discard deletes the share of a key generation that failed: a share of a
+// failed key must never be used.
+func (s *shareStore) discard(ctx context.Context, sh *share) error {
+	_, err := s.db.ExecContext(ctx, s.db.Rebind(`DELETE FROM shares WHERE wallet_id = ? AND key_epoch = ? AND keygen_ceremony_id = ? AND state = ?`),
+		sh.WalletID, sh.KeyEpoch, sh.KeygenCeremonyID, sharePending)
+	return err
+}
+
+// pending lists shares whose key generation outcome is not known yet.
+func (s *shareStore) pending(ctx context.Context) ([]*share, error) {
+	var out []*share
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT `+shareColumns+` FROM shares WHERE state = ?`), sharePending)
+	return out, err
+}
+
 // active lists the shares that may sign.
 func (s *shareStore) active(ctx context.Context) ([]*share, error) {
 	var out []*share
-	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT wallet_id, keygen_ceremony_id, state, public_key, sealed, created_at, updated_at
-		FROM shares WHERE state = ?`), shareActive)
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT `+shareColumns+` FROM shares WHERE state = ?`), shareActive)
 	return out, err
 }

@@ -53,7 +53,7 @@ type Config struct {
 	ServerName string
 	// Policy is the signer's signing policy: trusted request keys,
 	// validation gate.
-	Policy     guard.Settings
+	Policy guard.Settings
 	// Backup, when enabled, backs every active share up, encrypted to the
 	// operator's recovery recipients.
 	Backup     backup.Config
@@ -74,10 +74,14 @@ type Signer struct {
 	ceremony  ceremonyv1connect.CeremonyServiceClient
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
+	protocols protocols
 	metrics   *metrics
 	guard     *guard.Guard
 	journal   *journal.Journal
 	backups   *backup.Uploader // nil: backups off
+	// afterPresigUsed, set only by tests, runs between marking a
+	// presignature used and the online round.
+	afterPresigUsed func(ctx context.Context) error
 
 	mu      sync.Mutex
 	running map[string]*run
@@ -158,12 +162,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	s := &Signer{
 		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g, journal: j,
-		ceremony: ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
-		delivery: deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
-		runner:   &mpc.Runner{Logger: logger},
-		metrics:  newMetrics(cfg.Registerer),
-		running:  map[string]*run{},
-		finished: map[string]time.Time{},
+		ceremony:  ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
+		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
+		runner:    &mpc.Runner{Logger: logger},
+		protocols: defaultProtocols(),
+		metrics:   newMetrics(cfg.Registerer),
+		running:   map[string]*run{},
+		finished:  map[string]time.Time{},
 	}
 	if err := s.openBackups(ctx); err != nil {
 		k.Destroy()
@@ -315,35 +320,42 @@ func (s *Signer) ended(ctx context.Context, id string, state ceremonyv1.Ceremony
 		r.cancel()
 	}
 	// The ceremony may have finished here already (this signer reported
-	// before the others): settle any share it left pending. For signing
-	// ceremonies this finds nothing.
-	sh, err := s.shares.pendingOf(ctx, id)
-	if err != nil {
-		s.logger.ErrorContext(ctx, "settle share", "ceremony", id, "error", err)
-		return
-	}
-	if sh != nil {
-		if state != ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED {
-			state = ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED
-		}
-		s.settle(ctx, sh.WalletID, id, state)
+	// before the others): settle any share or presignature it left. For
+	// other ceremonies this matches nothing.
+	s.settleKeygen(ctx, id, state)
+	if state == ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED {
+		s.dropPresig(ctx, id)
 	}
 }
 
-// settle activates or discards the share of a key generation whose outcome
-// is known.
-func (s *Signer) settle(ctx context.Context, walletID, ceremonyID string, state ceremonyv1.CeremonyState) {
-	var err error
-	switch state {
-	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
-		err = s.activateShare(ctx, walletID, ceremonyID)
-	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
-		err = s.shares.discard(ctx, walletID, ceremonyID)
-	default:
+// settleKeygen activates or discards the share a key generation left
+// pending, once its outcome is known.
+func (s *Signer) settleKeygen(ctx context.Context, ceremonyID string, state ceremonyv1.CeremonyState) {
+	sh, err := s.shares.byCeremony(ctx, ceremonyID)
+	if err != nil {
+		if !errors.Is(err, ErrNoShare) {
+			s.logger.ErrorContext(ctx, "settle share", "ceremony", ceremonyID, "error", err)
+		}
 		return
 	}
-	if err != nil {
-		s.logger.ErrorContext(ctx, "settle share", "wallet", walletID, "error", err)
+	s.settleShare(ctx, sh, state)
+}
+
+func (s *Signer) settleShare(ctx context.Context, sh *share, state ceremonyv1.CeremonyState) {
+	switch state {
+	case ceremonyv1.CeremonyState_CEREMONY_STATE_SUCCEEDED:
+		activated, err := s.shares.activate(ctx, sh)
+		if err != nil {
+			s.logger.ErrorContext(ctx, "activate share", "wallet", sh.WalletID, "error", err)
+			return
+		}
+		if activated {
+			s.onKeyActive(ctx, sh)
+		}
+	case ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED:
+		if err := s.shares.discard(ctx, sh); err != nil {
+			s.logger.ErrorContext(ctx, "discard share", "wallet", sh.WalletID, "error", err)
+		}
 	}
 }
 
@@ -359,11 +371,11 @@ func (s *Signer) resolvePending(ctx context.Context) {
 		res, err := s.ceremony.GetCeremony(ctx, connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: sh.KeygenCeremonyID}))
 		switch {
 		case connect.CodeOf(err) == connect.CodeNotFound:
-			s.settle(ctx, sh.WalletID, sh.KeygenCeremonyID, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
+			s.settleShare(ctx, sh, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
 		case err != nil:
 			s.logger.WarnContext(ctx, "check pending share", "wallet", sh.WalletID, "error", err)
 		default:
-			s.settle(ctx, sh.WalletID, sh.KeygenCeremonyID, res.Msg.GetCeremony().GetState())
+			s.settleShare(ctx, sh, res.Msg.GetCeremony().GetState())
 		}
 	}
 }
@@ -381,6 +393,7 @@ type metrics struct {
 	ceremonies *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	dropped    prometheus.Counter
+	sends      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -391,6 +404,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.5, 1, 2, 4, 8, 15, 30, 60, 120}}, []string{"kind"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_signer_dropped_messages_total", Help: "Relayed messages dropped because they failed to verify, decrypt or decode."}),
 	}
-	reg.MustRegister(m.connected, m.ceremonies, m.duration, m.dropped)
+	m.sends = prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_signer_relay_sends_total", Help: "Send calls to the relay (each carries every message one protocol round emitted)."})
+	reg.MustRegister(m.connected, m.ceremonies, m.duration, m.dropped, m.sends)
 	return m
 }

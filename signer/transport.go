@@ -50,11 +50,30 @@ func (t *relayTransport) Incoming() <-chan mpc.Packet { return t.in }
 // Send seals data to one peer and hands it to the relay, retrying while the
 // coordinator is briefly unavailable.
 func (t *relayTransport) Send(ctx context.Context, to party.ID, data []byte) error {
-	sealed, err := t.sess.Seal(string(to), roundOf(data), data)
-	if err != nil {
-		return err
+	return t.SendBatch(ctx, []mpc.Outgoing{{To: to, Data: data}})
+}
+
+// maxSendBatch is the most messages one relay Send takes.
+const maxSendBatch = 64
+
+// SendBatch seals each message to its peer and hands them all to the relay
+// in one call, retrying while the coordinator is briefly unavailable.
+func (t *relayTransport) SendBatch(ctx context.Context, msgs []mpc.Outgoing) error {
+	for len(msgs) > maxSendBatch {
+		if err := t.SendBatch(ctx, msgs[:maxSendBatch]); err != nil {
+			return err
+		}
+		msgs = msgs[maxSendBatch:]
 	}
-	req := &deliveryv1.SendRequest{CeremonyId: t.ceremonyID, Messages: []*deliveryv1.OutgoingMessage{{To: string(to), Sealed: sealed}}}
+	req := &deliveryv1.SendRequest{CeremonyId: t.ceremonyID, Messages: make([]*deliveryv1.OutgoingMessage, 0, len(msgs))}
+	for _, m := range msgs {
+		sealed, err := t.sess.Seal(string(m.To), roundOf(m.Data), m.Data)
+		if err != nil {
+			return err
+		}
+		req.Messages = append(req.Messages, &deliveryv1.OutgoingMessage{To: string(m.To), Sealed: sealed})
+	}
+	t.s.metrics.sends.Inc()
 	backoff := 100 * time.Millisecond
 	for {
 		_, err := t.s.delivery.Send(ctx, connect.NewRequest(req))

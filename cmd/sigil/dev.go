@@ -73,6 +73,7 @@ shares up there, so "sigil recover" can be tried on a laptop.`,
 			fs.DurationVar(&policy.RequestMaxAge, "request-max-age", reqsig.DefaultMaxAge, "how old a signed request may be")
 			gateFlags(fs, &policy.Gate)
 			addBackupFlags(fs, &backupCfg)
+			presignFlags(fs, &cfg)
 			env.addLogFlags(fs)
 			return func() error {
 				logger, err := env.logger()

@@ -35,6 +35,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.Var(attestKeys, "hsm-attestation-key", "PEM file of an HSM attestation public key to pin (\"sigil hsm attestation-key\"; repeat, or several keys in one file); required with --hsm: HSM key generations not attested by a pinned key are refused")
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
+	presignFlags(fs, cfg)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
 	requestFlags(fs, &cfg.TrustedRequestKeysFile, &cfg.RequireSignedRequests, &cfg.RequestMaxAge, "the coordinator (an early check; signers and drivers decide with their own lists)")
 }
@@ -68,4 +69,14 @@ Stops gracefully on SIGTERM or SIGINT.`,
 			}
 		},
 	}
+}
+
+// presignFlags are the pool flags of sigil server and sigil dev.
+func presignFlags(fs *flag.FlagSet, cfg *server.Config) {
+	fs.IntVar(&cfg.KeyPool, "key-pool", server.DefaultKeyPool,
+		"MPC keys kept generated ahead by all the signers, unassigned, so a new MPC wallet is active at once; 0 turns the key pool off")
+	fs.IntVar(&cfg.PresignPool, "presign-pool", server.DefaultPresignPool,
+		"CMP presignatures kept ready per MPC wallet, made when the signers are idle, so a signature needs one round instead of the whole protocol; 0 turns pools off")
+	fs.IntVar(&cfg.PresignPoolTotal, "presign-pool-total", server.DefaultPresignPoolTotal,
+		"most presignatures kept across all MPC wallets (wallets with the fewest are filled first)")
 }

@@ -98,7 +98,7 @@ type Process struct {
 	// AttestationKey is the token's attestation public key, which the
 	// coordinator must pin (--hsm-attestation-key).
 	AttestationKey *ecdsa.PublicKey
-	Journal     *journal.Journal
+	Journal        *journal.Journal
 
 	logger  *slog.Logger
 	metrics net.Listener

@@ -130,7 +130,13 @@ func parseDenyList(data []byte) (map[string]bool, map[[32]byte]bool, error) {
 		if !explicit || (kind != "serial" && kind != "sha256") {
 			kind, value = "", line
 		}
-		raw, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(value), ":", ""))
+		digits := strings.ReplaceAll(strings.TrimSpace(value), ":", "")
+		if kind != "sha256" && len(digits)%2 == 1 {
+			// A serial is a number: its hex form may drop a leading zero
+			// (Go's big.Int.Text(16), some tools' output).
+			digits = "0" + digits
+		}
+		raw, err := hex.DecodeString(digits)
 		if err != nil || len(raw) == 0 {
 			return nil, nil, fmt.Errorf("line %d: %q is neither a serial number nor a SHA-256 fingerprint in hex", n, sc.Text())
 		}

@@ -92,6 +92,12 @@ func TestDenyList(t *testing.T) {
 	if _, denied := d.Denied(certs["signer-2"]); denied {
 		t.Fatal("signer-2 still denied after its line went")
 	}
+	// A serial written without its leading zero (an odd number of hex
+	// digits, as big.Int.Text(16) prints it) is still a serial.
+	write("serial:abc\nabc\n" + hex.EncodeToString(fp3[:]) + "\n")
+	if _, err := d.Refresh(); err != nil {
+		t.Fatalf("a serial of odd length: %v", err)
+	}
 	// A malformed rewrite keeps the last good list, and says why.
 	write("not hex at all\n")
 	if _, err := d.Refresh(); err == nil || !strings.Contains(err.Error(), "line 1") {

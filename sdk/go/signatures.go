@@ -115,7 +115,9 @@ func (c *Client) waitSignature(ctx context.Context, id string, opts SignatureWai
 		progress = func(s *walletv1.Signature, _ time.Duration) { opts.Progress(s, time.Since(started)) }
 	}
 	s, err := poll(ctx, c.pollConfig(opts.PollInterval, opts.MaxPollInterval, opts.Timeout, DefaultSignatureWait),
-		func(ctx context.Context) (*walletv1.Signature, error) { return c.GetSignature(ctx, id) },
+		func(ctx context.Context, hold time.Duration) (*walletv1.Signature, error) {
+			return c.getSignature(ctx, id, hold)
+		},
 		signatureSettled,
 		func(s *walletv1.Signature, ok bool) string {
 			if !ok {
@@ -167,7 +169,13 @@ func (c *Client) signAndWait(ctx context.Context, req CreateSignatureOptions, wa
 // GetSignature returns one signature request; connect.CodeNotFound
 // (IsNotFound) if there is none with this id. Needs the wallets:read scope.
 func (c *Client) GetSignature(ctx context.Context, id string) (*walletv1.Signature, error) {
-	res, err := c.service.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: id}))
+	return c.getSignature(ctx, id, 0)
+}
+
+// getSignature reads a signature request, asking the server to hold the
+// call up to hold while it is pending.
+func (c *Client) getSignature(ctx context.Context, id string, hold time.Duration) (*walletv1.Signature, error) {
+	res, err := c.service.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: id, Wait: holdField(hold)}))
 	if err != nil {
 		return nil, err
 	}

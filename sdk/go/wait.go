@@ -22,6 +22,14 @@ const (
 	DefaultPollInterval = 250 * time.Millisecond
 	// DefaultMaxPollInterval is the longest pause between two reads.
 	DefaultMaxPollInterval = 2 * time.Second
+	// HoldWait is how long each read asks the server to hold the call
+	// until the outcome (the wait field of GetWallet and GetSignature):
+	// the server answers the moment the wallet or signature settles, so a
+	// wait costs one call per HoldWait rather than one per poll interval.
+	// It is shortened to fit the wait's timeout and the client's per-call
+	// timeout. Servers that do not hold calls are read with the poll
+	// intervals above.
+	HoldWait = 25 * time.Second
 )
 
 // transientRetries is how many consecutive Unavailable or per-call
@@ -49,10 +57,14 @@ func (p pollConfig) withDefaults(defaultTimeout time.Duration) pollConfig {
 	return p
 }
 
-// poll reads with get until done holds, pausing with backoff between reads,
-// within p.timeout (negative: no limit but ctx's). Each read is bounded by
-// p.callTimeout as well (the client's WithTimeout; 0: no bound). describe says where things stand, for errors.
-func poll[T any](ctx context.Context, p pollConfig, get func(context.Context) (T, error), done func(T) bool,
+// poll reads with get until done holds, within p.timeout (negative: no
+// limit but ctx's). Each read after the first asks the server to hold it
+// until the outcome
+// (hold, see HoldWait); a read that came back sooner, from a server that
+// does not hold calls, is followed by a pause that grows with backoff.
+// Each read is bounded by p.callTimeout as well (the client's WithTimeout;
+// 0: no bound). describe says where things stand, for errors.
+func poll[T any](ctx context.Context, p pollConfig, get func(ctx context.Context, hold time.Duration) (T, error), done func(T) bool,
 	describe func(T, bool) string, progress func(T, time.Duration)) (T, error) {
 	var zero, last T
 	haveLast := false
@@ -83,8 +95,16 @@ func poll[T any](ctx context.Context, p pollConfig, get func(context.Context) (T
 		if p.callTimeout > 0 {
 			callCtx, cancel = context.WithTimeout(ctx, p.callTimeout)
 		}
-		got, err := get(callCtx)
+		// The first read answers at once, so the caller learns where
+		// things stand; the next ones are held until the outcome.
+		var hold time.Duration
+		if haveLast {
+			hold = p.hold(ctx)
+		}
+		callStart := time.Now()
+		got, err := get(callCtx, hold)
 		cancel()
+		held := time.Since(callStart)
 		if err != nil {
 			if ctx.Err() != nil {
 				return zero, stopped()
@@ -105,7 +125,7 @@ func poll[T any](ctx context.Context, p pollConfig, get func(context.Context) (T
 				return got, nil
 			}
 		}
-		t := time.NewTimer(interval)
+		t := time.NewTimer(max(0, interval-held))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -114,6 +134,20 @@ func poll[T any](ctx context.Context, p pollConfig, get func(context.Context) (T
 		}
 		interval = min(p.maxInterval, interval*3/2)
 	}
+}
+
+// hold is how long the next read may ask the server to hold: HoldWait,
+// shortened to leave a quarter of the per-call timeout and to end with the
+// wait (whole milliseconds; 0 below one).
+func (p pollConfig) hold(ctx context.Context) time.Duration {
+	h := HoldWait
+	if p.callTimeout > 0 {
+		h = min(h, p.callTimeout-p.callTimeout/4)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		h = min(h, time.Until(d)-100*time.Millisecond)
+	}
+	return max(0, h.Truncate(time.Millisecond))
 }
 
 // errWaitTimeout marks the end of a wait's own time limit, as opposed to a

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 )
@@ -100,7 +101,9 @@ func (c *Client) waitWallet(ctx context.Context, id string, opts WaitOptions, st
 		progress = func(w *walletv1.Wallet, _ time.Duration) { opts.Progress(w, time.Since(started)) }
 	}
 	w, err := poll(ctx, c.pollConfig(opts.PollInterval, opts.MaxPollInterval, opts.Timeout, DefaultWalletWait),
-		func(ctx context.Context) (*walletv1.Wallet, error) { return c.GetWallet(ctx, id) },
+		func(ctx context.Context, hold time.Duration) (*walletv1.Wallet, error) {
+			return c.getWallet(ctx, id, hold)
+		},
 		walletSettled,
 		func(w *walletv1.Wallet, ok bool) string {
 			if !ok {
@@ -136,7 +139,13 @@ func (c *Client) CreateWalletAndWait(ctx context.Context, opts CreateWalletOptio
 // GetWallet returns one wallet; connect.CodeNotFound (IsNotFound) if there
 // is none with this id. Needs the wallets:read scope.
 func (c *Client) GetWallet(ctx context.Context, id string) (*walletv1.Wallet, error) {
-	res, err := c.service.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+	return c.getWallet(ctx, id, 0)
+}
+
+// getWallet reads a wallet, asking the server to hold the call up to hold
+// while it is creating.
+func (c *Client) getWallet(ctx context.Context, id string, hold time.Duration) (*walletv1.Wallet, error) {
+	res, err := c.service.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id, Wait: holdField(hold)}))
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +197,14 @@ func settledWallet(w *walletv1.Wallet) (*walletv1.Wallet, error) {
 
 func (c *Client) pollConfig(interval, maxInterval, timeout, defaultTimeout time.Duration) pollConfig {
 	return pollConfig{interval: interval, maxInterval: maxInterval, timeout: timeout, callTimeout: c.timeout}.withDefaults(defaultTimeout)
+}
+
+// holdField renders a hold as the requests' wait field (nil for none).
+func holdField(hold time.Duration) *durationpb.Duration {
+	if hold <= 0 {
+		return nil
+	}
+	return durationpb.New(hold)
 }
 
 // must turns a response without its resource, a server bug, into an error

@@ -54,6 +54,7 @@ type Store interface {
 	store.Wallets
 	store.Signatures
 	store.Backups
+	store.KeyPool
 }
 
 // Notifier is told about new work, so the backend picks it up at once
@@ -67,6 +68,7 @@ type WalletServer struct {
 	store    Store
 	backends Backends
 	notifier Notifier
+	waiter   Waiter
 	logger   *slog.Logger
 	requests reqsig.Policy
 }
@@ -74,8 +76,12 @@ type WalletServer struct {
 var _ walletv1connect.WalletServiceHandler = (*WalletServer)(nil)
 
 // NewWalletServer returns the WalletService handler.
-func NewWalletServer(s Store, b Backends, n Notifier, logger *slog.Logger) *WalletServer {
-	return &WalletServer{store: s, backends: b, notifier: n, logger: logger}
+func NewWalletServer(s Store, b Backends, n Notifier, logger *slog.Logger, opts ...Option) *WalletServer {
+	ws := &WalletServer{store: s, backends: b, notifier: n, logger: logger}
+	for _, o := range opts {
+		o(ws)
+	}
+	return ws
 }
 
 func (s *WalletServer) notify() {
@@ -127,14 +133,14 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	case store.BackendMPC:
 		w.Threshold, w.Signers = s.backends.MPC.Threshold, s.backends.MPC.Signers
 		work.Ceremony = &store.Ceremony{
-			ID: ids.New(ids.Ceremony), Kind: store.CeremonyKeygen, WalletID: w.ID, State: store.CeremonyWaiting,
+			ID: ids.New(ids.Ceremony), Kind: store.CeremonyKeygen, KeyScheme: w.KeyScheme, WalletID: w.ID, State: store.CeremonyWaiting,
 			Threshold: w.Threshold, GroupSigners: w.Signers,
 		}
 	case store.BackendHSM:
 		work.Job = &store.Job{ID: ids.New(ids.Job), Kind: store.JobKeygen, WalletID: w.ID, State: store.JobQueued}
 	}
 	w.RequestHash = fingerprint("wallet", string(backend), w.KeyScheme, w.Name)
-	got, created, err := s.store.CreateWallet(ctx, w, work)
+	got, created, err := s.createWallet(ctx, w, work)
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -151,9 +157,27 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	return connect.NewResponse(&walletv1.CreateWalletResponse{Wallet: pw}), nil
 }
 
-// GetWallet returns one wallet.
+// createWallet records w: an MPC wallet takes a key from the key pool when
+// one is ready (active at once), else it waits for its key generation.
+func (s *WalletServer) createWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error) {
+	if w.Backend == store.BackendMPC {
+		got, created, err := s.store.AssignPooledWallet(ctx, w)
+		if !errors.Is(err, store.ErrNotFound) {
+			return got, created, err
+		}
+	}
+	return s.store.CreateWallet(ctx, w, work)
+}
+
+// GetWallet returns one wallet, after waiting up to the request's wait
+// for a creating wallet to settle.
 func (s *WalletServer) GetWallet(ctx context.Context, req *connect.Request[walletv1.GetWalletRequest]) (*connect.Response[walletv1.GetWalletResponse], error) {
-	w, err := s.store.GetWallet(ctx, req.Msg.GetId())
+	wait, err := waitDuration(req.Msg.GetWait())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	id := req.Msg.GetId()
+	w, err := awaitSettled(ctx, s.waiter, id, wait, func(ctx context.Context) (*store.Wallet, error) { return s.store.GetWallet(ctx, id) }, walletSettled)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("wallet %s: %w", req.Msg.GetId(), err))
 	}
@@ -229,7 +253,7 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	switch w.Backend {
 	case store.BackendMPC:
 		work.Ceremony = &store.Ceremony{
-			ID: ids.New(ids.Ceremony), Kind: store.CeremonySign, WalletID: w.ID, SignatureID: sg.ID,
+			ID: ids.New(ids.Ceremony), Kind: store.CeremonySign, KeyScheme: w.KeyScheme, WalletID: w.ID, SignatureID: sg.ID,
 			State: store.CeremonyWaiting, Threshold: w.Threshold, GroupSigners: w.Signers,
 		}
 	case store.BackendHSM:
@@ -250,9 +274,15 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 	return connect.NewResponse(&walletv1.CreateSignatureResponse{Signature: signatureToProto(got)}), nil
 }
 
-// GetSignature returns one signature request.
+// GetSignature returns one signature request, after waiting up to the
+// request's wait for a pending one to settle.
 func (s *WalletServer) GetSignature(ctx context.Context, req *connect.Request[walletv1.GetSignatureRequest]) (*connect.Response[walletv1.GetSignatureResponse], error) {
-	sg, err := s.store.GetSignature(ctx, req.Msg.GetId())
+	wait, err := waitDuration(req.Msg.GetWait())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	id := req.Msg.GetId()
+	sg, err := awaitSettled(ctx, s.waiter, id, wait, func(ctx context.Context) (*store.Signature, error) { return s.store.GetSignature(ctx, id) }, signatureSettled)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("signature %s: %w", req.Msg.GetId(), err))
 	}

@@ -69,10 +69,7 @@ func TestMaliciousBlameDoesNotExcludeHonestSigners(t *testing.T) {
 				group[i] = "signer-" + string(rune('1'+i))
 			}
 			c := signingAttempt(t, st, group, tc.threshold, tc.parties)
-			o := New(st, Config{})
-			for _, s := range group {
-				o.presence.join(s, nil, time.Now())
-			}
+			o := New(st, Config{Presence: newFakePresence(group...)})
 			if err := o.fail(ctx, c, "signer-1", "protocol aborted", tc.culprits, false); err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +95,8 @@ func signingAttempt(t *testing.T, st *store.SQL, group []string, threshold int, 
 	if _, _, err := st.CreateWallet(ctx, w, work); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: work.Ceremony.ID, State: store.CeremonySucceeded, PublicKey: storetest.PubKey}); err != nil {
+	if err := st.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: work.Ceremony.ID, State: store.CeremonySucceeded,
+		Wallet: &store.WalletOutcome{Status: store.WalletActive, PublicKey: storetest.PubKey}}); err != nil {
 		t.Fatal(err)
 	}
 	d := bytes.Repeat([]byte{7}, 32)

@@ -20,14 +20,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sigil-wallet/sigil/internal/ids"
+	"github.com/sigil-wallet/sigil/server/settle"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
 // Store is what the orchestrator needs of storage.
 type Store interface {
 	store.Ceremonies
+	store.Presignatures
+	store.KeyPool
 	store.Relay
 	store.Backups
+	CreateWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
 }
@@ -48,6 +52,19 @@ type Config struct {
 	OfflineGrace time.Duration
 	// MaxSignAttempts bounds the quorums tried for one signature (default 4).
 	MaxSignAttempts int
+	// PresignPool is how many presignatures each active MPC wallet keeps
+	// ready, made when the signers are idle (0: no pools; signatures run
+	// the full protocol).
+	PresignPool int
+	// PresignPoolTotal bounds the ready presignatures across all wallets
+	// (default DefaultPresignPoolTotal).
+	PresignPoolTotal int
+	// KeyPool is how many MPC keys of KeyPoolGroup are kept generated
+	// ahead, unassigned, for CreateWallet to take (0: none).
+	KeyPool      int
+	KeyPoolGroup Group
+	// PresignTimeout bounds one presigning (default 2 min).
+	PresignTimeout time.Duration
 	// Heartbeat is the interval of stream heartbeats (default 15 s).
 	Heartbeat time.Duration
 	// SignerRoots verifies signer announcements (the node CA).
@@ -55,7 +72,18 @@ type Config struct {
 	// Disabled turns MPC off on this coordinator (no --mpc-signers): it
 	// starts no ceremony and refuses signers, so a replica without MPC
 	// never touches ceremonies another replica runs.
-	Disabled   bool
+	Disabled bool
+	// Now tells the time (default time.Now); tests give a fake clock.
+	Now func() time.Time
+	// Presence says which signers are online and reaches them (default:
+	// the signers' WatchCeremonies streams); tests give a fake one.
+	Presence Presence
+	// Protocols maps (key scheme, ceremony kind) to its protocol (default
+	// DefaultRegistry).
+	Protocols *Registry
+	// Settled, when set, is told the ids of the wallets and signatures a
+	// ceremony's outcome changed, once that change is durable.
+	Settled    func(ids ...string)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -76,6 +104,12 @@ func (c *Config) setDefaults() {
 	if c.MaxSignAttempts == 0 {
 		c.MaxSignAttempts = 4
 	}
+	if c.PresignPoolTotal == 0 {
+		c.PresignPoolTotal = DefaultPresignPoolTotal
+	}
+	if c.PresignTimeout == 0 {
+		c.PresignTimeout = 2 * time.Minute
+	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -85,18 +119,35 @@ func (c *Config) setDefaults() {
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Protocols == nil {
+		c.Protocols = DefaultRegistry()
+	}
+}
+
+// Group is an MPC signer group: t of these signers sign.
+type Group struct {
+	Threshold int
+	Signers   []string
 }
 
 // Orchestrator drives every MPC ceremony of one coordinator.
 type Orchestrator struct {
-	store    Store
-	cfg      Config
-	logger   *slog.Logger
-	presence *presence
-	hub      *hub
-	metrics  *metrics
-	wake     chan struct{}
-	now      func() time.Time
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+	// streams are the signers' open WatchCeremonies streams; presence is
+	// what decisions consult (streams unless a test injects another).
+	streams  *streams
+	presence Presence
+	// hub wakes the relay's Receive streams of a ceremony when a message
+	// for it arrives or it ends.
+	hub     *settle.Hub
+	metrics *metrics
+	wake    chan struct{}
+	now     func() time.Time
 
 	// mu serialises decisions about one ceremony's outcome, so a report and
 	// a timeout never both finish it.
@@ -106,14 +157,19 @@ type Orchestrator struct {
 // New returns an orchestrator; Run drives it.
 func New(s Store, cfg Config) *Orchestrator {
 	cfg.setDefaults()
+	st := newStreams()
+	var pr Presence = st
+	if cfg.Presence != nil {
+		pr = cfg.Presence
+	}
 	return &Orchestrator{
-		store: s, cfg: cfg, logger: cfg.Logger, presence: newPresence(), hub: newHub(),
-		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: time.Now,
+		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, hub: settle.New(),
+		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
 	}
 }
 
 // Online is how many signers have a ceremony stream open.
-func (o *Orchestrator) Online() int { return o.presence.count() }
+func (o *Orchestrator) Online() int { return o.streams.count() }
 
 // NotifyWork wakes the orchestrator: a wallet or signature was requested.
 func (o *Orchestrator) NotifyWork() {
@@ -173,7 +229,7 @@ func (o *Orchestrator) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	o.metrics.online.Set(float64(o.presence.count()))
+	o.metrics.online.Set(float64(o.streams.count()))
 	var errs []error
 	for _, c := range open {
 		switch c.State {
@@ -183,44 +239,30 @@ func (o *Orchestrator) step(ctx context.Context) error {
 			errs = append(errs, o.checkRunning(ctx, c))
 		}
 	}
+	// Idle signers make keys for the key pool first, then presignatures.
+	started, err := o.fillKeyPool(ctx, open)
+	errs = append(errs, err)
+	if !started && err == nil {
+		errs = append(errs, o.fillPools(ctx, open))
+	}
 	return errors.Join(errs...)
 }
 
 func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
-	now := o.now()
-	switch c.Kind {
-	case store.CeremonyKeygen:
-		online := o.presence.online(c.GroupSigners)
-		if len(online) == len(c.GroupSigners) {
-			return o.start(ctx, c, c.GroupSigners, c.CreatedAt.Add(o.cfg.KeygenTimeout))
-		}
-		if now.Sub(c.CreatedAt) > o.cfg.KeygenTimeout {
-			missing := without(c.GroupSigners, online)
-			return o.finish(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed,
-				Reason: fmt.Sprintf("key generation needs all %d signers, but %s did not join within %s", len(c.GroupSigners), strings.Join(missing, ", "), o.cfg.KeygenTimeout)})
-		}
-		return nil
-	case store.CeremonySign:
-		candidates := o.presence.online(without(c.GroupSigners, c.Excluded))
-		if len(candidates) >= c.Threshold {
-			// Each attempt starts the choice at another signer, so a retry
-			// tries another quorum even when nobody could be blamed.
-			quorum := rotate(candidates, c.Attempt)[:c.Threshold]
-			return o.start(ctx, c, quorum, now.Add(o.cfg.SignTimeout))
-		}
-		if now.Sub(c.CreatedAt) > o.cfg.QuorumWait {
-			online := o.presence.online(c.GroupSigners)
-			reason := fmt.Sprintf("cannot sign: %d of the wallet's %d signers are online (%s) and %d are needed",
-				len(online), len(c.GroupSigners), listOrNone(online), c.Threshold)
-			if len(c.Excluded) > 0 {
-				reason += fmt.Sprintf("; %s failed an earlier attempt", strings.Join(c.Excluded, ", "))
-			}
-			return o.finish(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason, SignatureStatus: store.SignatureFailed})
-		}
-		return nil
-	default:
-		return fmt.Errorf("ceremony %s has unknown kind %q", c.ID, c.Kind)
+	p, err := o.cfg.Protocols.Lookup(c)
+	if err != nil {
+		return err
 	}
+	plan := p.Plan(PlanEnv{Now: o.now(), Online: o.presence.Online(c.GroupSigners), Config: &o.cfg,
+		Presignature: o.takePresignature(ctx, c)}, c)
+	switch {
+	case plan.Fail != "":
+		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
+	case len(plan.Parties) > 0:
+		c.PresignatureID = plan.Presignature
+		return o.start(ctx, c, plan.Parties, plan.Deadline)
+	}
+	return nil
 }
 
 // checkRunning ends a running ceremony that passed its deadline or lost a
@@ -229,7 +271,7 @@ func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) erro
 	now := o.now()
 	var down []string
 	for _, p := range c.Parties {
-		if since, off := o.presence.offlineSince(p); off && (since.IsZero() || now.Sub(since) > o.cfg.OfflineGrace) {
+		if since, off := o.presence.OfflineSince(p); off && (since.IsZero() || now.Sub(since) > o.cfg.OfflineGrace) {
 			down = append(down, p)
 		}
 	}
@@ -242,10 +284,10 @@ func (o *Orchestrator) checkRunning(ctx context.Context, c *store.Ceremony) erro
 	}
 	// All results may be in while finishing failed (a database error):
 	// decide on them now rather than call it a timeout.
-	if c.Kind == store.CeremonyKeygen && len(reports) == len(c.Parties) {
+	if len(reports) == len(c.Parties) {
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		return o.keygenReportedLocked(ctx, c)
+		return o.decideLocked(ctx, c)
 	}
 	// A party that already reported its result may leave.
 	down = without(down, reporters(reports))
@@ -272,7 +314,7 @@ func rotate(list []string, k int) []string {
 func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []string, deadline time.Time) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	peers, ok := o.presence.announcements(parties)
+	peers, ok := o.presence.Announcements(parties)
 	if !ok {
 		return nil // a party left since we looked; try again next step
 	}
@@ -285,12 +327,13 @@ func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []s
 	c.State, c.Parties, c.Deadline = store.CeremonyRunning, parties, deadline
 	msg, err := o.toProto(ctx, c, peers)
 	if err != nil {
-		return o.finishLocked(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: "internal error preparing the ceremony", SignatureStatus: store.SignatureFailed})
+		o.logger.ErrorContext(ctx, "prepare ceremony", "ceremony", c.ID, "error", err)
+		return o.failAttemptLocked(ctx, c, "internal error preparing the ceremony", nil)
 	}
 	o.metrics.started.WithLabelValues(string(c.Kind)).Inc()
 	o.logger.InfoContext(ctx, "ceremony started", "ceremony", c.ID, "kind", c.Kind, "wallet", c.WalletID,
 		"signature", c.SignatureID, "parties", parties, "attempt", c.Attempt)
-	o.presence.send(parties, event(msg))
+	o.presence.Send(parties, event(msg))
 	return nil
 }
 
@@ -304,26 +347,35 @@ func (o *Orchestrator) failAttempt(ctx context.Context, c *store.Ceremony, reaso
 
 // failAttemptLocked is failAttempt with o.mu held.
 func (o *Orchestrator) failAttemptLocked(ctx context.Context, c *store.Ceremony, reason string, faulty []string) error {
-	f := &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason, SignatureStatus: store.SignatureFailed}
-	if c.Kind == store.CeremonySign {
-		excluded := union(c.Excluded, faulty)
-		if len(without(c.GroupSigners, excluded)) < c.Threshold {
-			// Blaming all of them would leave no quorum: keep the earlier
-			// exclusions and let rotation pick another set.
-			excluded = c.Excluded
-		}
-		if c.Attempt+1 < o.cfg.MaxSignAttempts {
-			f.Retry = &store.Ceremony{ID: ids.New(ids.Ceremony), Attempt: c.Attempt + 1, Excluded: excluded}
-			o.metrics.retries.Inc()
-			o.logger.WarnContext(ctx, "signing attempt failed; retrying with another quorum", "ceremony", c.ID,
-				"signature", c.SignatureID, "reason", reason, "excluded", excluded)
-		} else {
-			f.Reason = fmt.Sprintf("signing failed after %d attempts; last: %s", c.Attempt+1, reason)
-		}
-	} else {
-		f.Reason = "key generation failed: " + reason
+	p, err := o.cfg.Protocols.Lookup(c)
+	if err != nil {
+		return err
 	}
-	return o.finishLocked(ctx, c, f)
+	if !p.Retries() {
+		return o.finishLocked(ctx, c, p.Failed(c, p.Name()+" failed: "+reason, false))
+	}
+	if c.Attempt+1 >= o.cfg.MaxSignAttempts {
+		return o.finishLocked(ctx, c, p.Failed(c, fmt.Sprintf("%s failed after %d attempts; last: %s", p.Name(), c.Attempt+1, reason), false))
+	}
+	excluded := o.exclude(c, faulty)
+	o.dropPresignatures(ctx, c, without(excluded, c.Excluded))
+	o.metrics.retries.Inc()
+	o.logger.WarnContext(ctx, "attempt failed; retrying with another quorum", "ceremony", c.ID, "kind", c.Kind,
+		"signature", c.SignatureID, "reason", reason, "excluded", excluded)
+	return o.finishLocked(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason,
+		Retry: &store.Ceremony{ID: ids.New(ids.Ceremony), Attempt: c.Attempt + 1, Excluded: excluded}})
+}
+
+// exclude returns who the next attempt leaves out: the earlier exclusions
+// and the faulty signers of this one.
+func (o *Orchestrator) exclude(c *store.Ceremony, faulty []string) []string {
+	excluded := union(c.Excluded, faulty)
+	if len(without(c.GroupSigners, excluded)) < c.Threshold {
+		// Blaming all of them would leave no quorum: keep the earlier
+		// exclusions and let rotation pick another set.
+		excluded = c.Excluded
+	}
+	return excluded
 }
 
 func (o *Orchestrator) finish(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) error {
@@ -351,12 +403,30 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 	}
 	o.logger.Log(ctx, level, "ceremony ended", "ceremony", c.ID, "kind", c.Kind, "state", f.State, "reason", f.Reason,
 		"wallet", c.WalletID, "signature", c.SignatureID)
-	o.presence.send(c.Parties, ended(c.ID, f.State))
-	o.hub.notify(c.ID)
+	o.presence.Send(c.Parties, ended(c.ID, f.State))
+	o.hub.Notify(c.ID)
+	o.settled(c, f)
 	if f.Retry != nil {
 		o.NotifyWork()
 	}
 	return nil
+}
+
+// settled tells waiting callers about the wallet or signature f changed.
+func (o *Orchestrator) settled(c *store.Ceremony, f *store.CeremonyFinish) {
+	if o.cfg.Settled == nil {
+		return
+	}
+	var ids []string
+	if f.Wallet != nil {
+		ids = append(ids, c.WalletID)
+	}
+	if f.Signature != nil {
+		ids = append(ids, c.SignatureID)
+	}
+	if len(ids) > 0 {
+		o.cfg.Settled(ids...)
+	}
 }
 
 func reporters(rs []*store.CeremonyReport) []string {

@@ -7,9 +7,26 @@ import (
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 )
 
-// presence tracks which signers have a ceremony stream open, with the
+// Presence is what the orchestrator asks of the signers' connections: who
+// is online, since when someone is not, their announcements, and a way to
+// hand them events. The signers' streams provide it; tests give a fake.
+type Presence interface {
+	// Online returns the names among candidates that are online, in the
+	// order of candidates.
+	Online(candidates []string) []string
+	// OfflineSince reports whether name is offline and since when (zero
+	// time when it has not been seen since the coordinator started).
+	OfflineSince(name string) (time.Time, bool)
+	// Announcements returns the current announcement of each name; ok is
+	// false when one of them is offline.
+	Announcements(names []string) ([]*ceremonyv1.PeerAnnouncement, bool)
+	// Send queues an event for each named signer that is online.
+	Send(names []string, ev *ceremonyv1.WatchCeremoniesResponse)
+}
+
+// streams tracks which signers have a ceremony stream open, with the
 // announcement each sent and the channel its stream reads events from.
-type presence struct {
+type streams struct {
 	mu      sync.Mutex
 	signers map[string]*signerConn
 	// gone remembers when a signer's last stream closed, so a running
@@ -27,13 +44,13 @@ type signerConn struct {
 	closed       chan struct{} // closed when a newer stream replaces this one
 }
 
-func newPresence() *presence {
-	return &presence{signers: map[string]*signerConn{}, gone: map[string]time.Time{}}
+func newStreams() *streams {
+	return &streams{signers: map[string]*signerConn{}, gone: map[string]time.Time{}}
 }
 
 // join registers a new stream for name, replacing (and closing) an older
 // one: a signer process has one ceremony stream.
-func (p *presence) join(name string, announcement []byte, now time.Time) *signerConn {
+func (p *streams) join(name string, announcement []byte, now time.Time) *signerConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if old, ok := p.signers[name]; ok {
@@ -50,7 +67,7 @@ func (p *presence) join(name string, announcement []byte, now time.Time) *signer
 }
 
 // leave unregisters c unless a newer stream already replaced it.
-func (p *presence) leave(c *signerConn, now time.Time) {
+func (p *streams) leave(c *signerConn, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cur, ok := p.signers[c.name]; ok && cur.id == c.id {
@@ -59,9 +76,9 @@ func (p *presence) leave(c *signerConn, now time.Time) {
 	}
 }
 
-// online returns the names among candidates that have a stream open, in
+// Online returns the names among candidates that have a stream open, in
 // the order of candidates.
-func (p *presence) online(candidates []string) []string {
+func (p *streams) Online(candidates []string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
@@ -73,9 +90,9 @@ func (p *presence) online(candidates []string) []string {
 	return out
 }
 
-// offlineSince reports whether name is offline and since when (zero time
-// when it has not been seen since the coordinator started).
-func (p *presence) offlineSince(name string) (time.Time, bool) {
+// OfflineSince reports whether name has no stream open and since when
+// (zero time when it has not been seen since the coordinator started).
+func (p *streams) OfflineSince(name string) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.signers[name]; ok {
@@ -84,9 +101,9 @@ func (p *presence) offlineSince(name string) (time.Time, bool) {
 	return p.gone[name], true
 }
 
-// announcements returns the current announcement of each name; ok is false
+// Announcements returns the current announcement of each name; ok is false
 // when one of them is offline.
-func (p *presence) announcements(names []string) ([]*ceremonyv1.PeerAnnouncement, bool) {
+func (p *streams) Announcements(names []string) ([]*ceremonyv1.PeerAnnouncement, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]*ceremonyv1.PeerAnnouncement, 0, len(names))
@@ -100,10 +117,10 @@ func (p *presence) announcements(names []string) ([]*ceremonyv1.PeerAnnouncement
 	return out, true
 }
 
-// send queues an event for each named signer that is online. A full queue
+// Send queues an event for each named signer that is online. A full queue
 // drops the event: the signer gets running ceremonies again when it
 // reconnects, and a stalled ceremony times out.
-func (p *presence) send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) {
+func (p *streams) Send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, n := range names {
@@ -117,7 +134,7 @@ func (p *presence) send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) 
 }
 
 // count returns how many signers are online.
-func (p *presence) count() int {
+func (p *streams) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.signers)

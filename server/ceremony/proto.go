@@ -7,7 +7,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
-	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -16,9 +15,11 @@ type metrics struct {
 	ended    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	retries  prometheus.Counter
-	online   prometheus.Gauge
-	relayed  prometheus.Counter
-	bytes    prometheus.Counter
+	// presigUsed counts signatures started with a presignature.
+	presigUsed prometheus.Counter
+	online     prometheus.Gauge
+	relayed    prometheus.Counter
+	bytes      prometheus.Counter
 	// quotaRefusals counts relay sends refused for passing RelayQuota.
 	quotaRefusals prometheus.Counter
 }
@@ -30,13 +31,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sigil_ceremony_duration_seconds", Help: "Time from start to end of MPC ceremonies.",
 			Buckets: []float64{.5, 1, 2, 4, 8, 15, 30, 60, 120, 300}}, []string{"kind", "state"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_sign_retries_total", Help: "Signing attempts retried with another quorum."}),
+		presigUsed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_presignatures_used_total",
+			Help: "Signatures started with a presignature (one round) instead of the full protocol."}),
 		online:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_signers_online", Help: "MPC signers with a ceremony stream open."}),
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_messages_total", Help: "Sealed messages accepted by the relay."}),
 		bytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_bytes_total", Help: "Bytes of sealed messages accepted by the relay."}),
 		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_quota_refusals_total",
 			Help: "Relay sends refused because the sender passed its per-ceremony quota of messages or bytes."}),
 	}
-	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.online, m.relayed, m.bytes, m.quotaRefusals)
+	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.presigUsed, m.online, m.relayed, m.bytes, m.quotaRefusals)
 	return m
 }
 
@@ -62,9 +65,8 @@ func stateToProto(s store.CeremonyState) ceremonyv1.CeremonyState {
 	}
 }
 
-// toProto renders a ceremony for its parties, with what a signer needs to
-// check a signature request on its own: the digest, what it was made from,
-// and the wallet's public key.
+// toProto renders a ceremony for its parties; its protocol adds what they
+// need to check and run it.
 func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*ceremonyv1.PeerAnnouncement) (*ceremonyv1.Ceremony, error) {
 	out := &ceremonyv1.Ceremony{
 		Id: c.ID, WalletId: c.WalletID, SignatureId: c.SignatureID, Threshold: uint32(c.Threshold),
@@ -73,27 +75,13 @@ func (o *Orchestrator) toProto(ctx context.Context, c *store.Ceremony, peers []*
 	if !c.Deadline.IsZero() {
 		out.Deadline = timestamppb.New(c.Deadline)
 	}
-	switch c.Kind {
-	case store.CeremonyKeygen:
-		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN
-	case store.CeremonySign:
-		out.Kind = ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN
-		sg, err := o.store.GetSignature(ctx, c.SignatureID)
-		if err != nil {
-			return nil, err
-		}
-		w, err := o.store.GetWallet(ctx, c.WalletID)
-		if err != nil {
-			return nil, err
-		}
-		out.Digest, out.PublicKey = sg.Digest, w.PublicKey
-		out.SignedRequest, out.ExternalId = sg.SignedRequest, sg.ExternalID
-		switch sg.Kind {
-		case store.KindHash:
-			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
-		case store.KindEIP191:
-			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
-		}
+	p, err := o.cfg.Protocols.Lookup(c)
+	if err != nil {
+		return nil, err
+	}
+	out.Kind, out.KeyScheme, out.PresignatureId = p.Kind(), c.KeyScheme, c.PresignatureID
+	if err := p.Describe(ctx, o.store, c, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

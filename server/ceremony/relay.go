@@ -62,7 +62,7 @@ func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRe
 	}
 	o.metrics.relayed.Add(float64(len(msgs)))
 	o.metrics.bytes.Add(float64(size))
-	o.hub.notify(c.ID)
+	o.hub.Notify(c.ID)
 	return connect.NewResponse(&deliveryv1.SendResponse{}), nil
 }
 
@@ -85,38 +85,49 @@ func (r *relay) Receive(ctx context.Context, req *connect.Request[deliveryv1.Rec
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not a party of ceremony %s", who.Name, c.ID))
 	}
 	cursor := int64(min(req.Msg.GetAfterCursor(), uint64(1<<62)))
-	defer o.hub.drop(c.ID)
 	for {
 		// Take the wake-up channel before reading, so a message stored
 		// between the read and the wait still wakes us.
-		wake := o.hub.wait(c.ID)
-		msgs, err := o.store.Mailbox(ctx, c.ID, who.Name, cursor, 64)
-		if err != nil {
-			return connect.NewError(connect.CodeUnavailable, errors.New("could not read the mailbox; reconnect with your last cursor"))
-		}
-		if len(msgs) > 0 {
-			out := &deliveryv1.ReceiveResponse{}
-			for _, m := range msgs {
-				out.Messages = append(out.Messages, &deliveryv1.DeliveredMessage{Cursor: uint64(m.Pos), From: m.Sender, Sealed: m.Sealed})
-				cursor = m.Pos
-			}
-			if err := stream.Send(out); err != nil {
-				return err
-			}
-			continue
-		}
-		cur, err := o.store.GetCeremony(ctx, c.ID)
-		if err != nil {
-			return connect.NewError(connect.CodeUnavailable, errors.New("could not read the ceremony; reconnect with your last cursor"))
-		}
-		if cur.State != store.CeremonyRunning {
-			return nil // ended: its messages are gone, and so is the need for them
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-		case <-time.After(relayPoll):
+		wake, release := o.hub.Subscribe(c.ID)
+		done, err := r.deliver(ctx, c, who.Name, &cursor, stream, wake)
+		release()
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// deliver sends the caller's waiting mail, or waits for more. done is true
+// when the ceremony has ended.
+func (r *relay) deliver(ctx context.Context, c *store.Ceremony, name string, cursor *int64,
+	stream *connect.ServerStream[deliveryv1.ReceiveResponse], wake <-chan struct{}) (bool, error) {
+	o := r.o
+	msgs, err := o.store.Mailbox(ctx, c.ID, name, *cursor, 64)
+	if err != nil {
+		return false, connect.NewError(connect.CodeUnavailable, errors.New("could not read the mailbox; reconnect with your last cursor"))
+	}
+	if len(msgs) > 0 {
+		out := &deliveryv1.ReceiveResponse{}
+		for _, m := range msgs {
+			out.Messages = append(out.Messages, &deliveryv1.DeliveredMessage{Cursor: uint64(m.Pos), From: m.Sender, Sealed: m.Sealed})
+			*cursor = m.Pos
+		}
+		return false, stream.Send(out)
+	}
+	cur, err := o.store.GetCeremony(ctx, c.ID)
+	if err != nil {
+		return false, connect.NewError(connect.CodeUnavailable, errors.New("could not read the ceremony; reconnect with your last cursor"))
+	}
+	if cur.State != store.CeremonyRunning {
+		return true, nil // ended: its messages are gone, and so is the need for them
+	}
+	t := time.NewTimer(relayPoll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return true, nil
+	case <-wake:
+	case <-t.C:
+	}
+	return false, nil
 }

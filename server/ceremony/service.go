@@ -70,8 +70,8 @@ func (s *ceremonyService) WatchCeremonies(ctx context.Context, req *connect.Requ
 	if peer.Name != who.Name {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("announcement is for %q but the certificate is %q", peer.Name, who.Name))
 	}
-	conn := o.presence.join(who.Name, req.Msg.GetAnnouncement(), o.now())
-	defer o.presence.leave(conn, o.now())
+	conn := o.streams.join(who.Name, req.Msg.GetAnnouncement(), o.now())
+	defer o.streams.leave(conn, o.now())
 	o.logger.InfoContext(ctx, "signer online", "signer", who.Name)
 	defer o.logger.InfoContext(ctx, "signer offline", "signer", who.Name)
 
@@ -111,7 +111,7 @@ func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[
 		if c.State != store.CeremonyRunning || !slices.Contains(c.Parties, name) {
 			continue
 		}
-		peers, ok := o.presence.announcements(c.Parties)
+		peers, ok := o.presence.Announcements(c.Parties)
 		if !ok {
 			continue // a peer is away; the ceremony will be retried or fail
 		}
@@ -175,20 +175,13 @@ func (s *ceremonyService) CompleteCeremony(ctx context.Context, req *connect.Req
 	if c, err = o.runningParty(ctx, c.ID, who); err != nil {
 		return nil, err
 	}
-	var output []byte
-	switch out := req.Msg.GetOutput().(type) {
-	case *ceremonyv1.CompleteCeremonyRequest_Keygen:
-		if c.Kind != store.CeremonyKeygen {
-			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("keygen output for a signing ceremony"))
-		}
-		output = out.Keygen.GetPublicKey()
-	case *ceremonyv1.CompleteCeremonyRequest_Sign:
-		if c.Kind != store.CeremonySign {
-			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign output for a key generation"))
-		}
-		output = out.Sign.GetSignature()
-	default:
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("output: one of keygen or sign is required"))
+	p, err := o.cfg.Protocols.Lookup(c)
+	if err != nil {
+		return nil, o.reportError(ctx, err)
+	}
+	output, err := p.Output(req.Msg)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if err := o.complete(ctx, c, who.Name, output); err != nil {
 		return nil, o.reportError(ctx, err)

@@ -43,6 +43,9 @@ type Config struct {
 	Recheck time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Settled, when set, is told the id of the wallet or signature a job
+	// report changed, once that change is durable.
+	Settled func(ids ...string)
 }
 
 // Queue serves job claims and reports. It implements api.Notifier.
@@ -53,6 +56,7 @@ type Queue struct {
 	retry   store.RetryPolicy
 	recheck time.Duration
 	now     func() time.Time
+	settled func(ids ...string)
 
 	mu     sync.Mutex
 	wake   chan struct{} // closed and replaced by NotifyWork
@@ -76,7 +80,7 @@ func New(s store.JobQueue, cfg Config) *Queue {
 		cfg.Now = time.Now
 	}
 	return &Queue{
-		store: s, lease: cfg.Lease, maxLife: cfg.MaxLease, retry: cfg.Retry.WithDefaults(), recheck: cfg.Recheck, now: cfg.Now,
+		store: s, lease: cfg.Lease, maxLife: cfg.MaxLease, retry: cfg.Retry.WithDefaults(), recheck: cfg.Recheck, now: cfg.Now, settled: cfg.Settled,
 		wake: make(chan struct{}), closed: make(chan struct{}),
 	}
 }
@@ -162,19 +166,50 @@ func (q *Queue) Leased(ctx context.Context, jobID, leaseID string) (*store.Claim
 
 // CompleteKeygen activates the job's wallet with pub.
 func (q *Queue) CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error {
-	return q.store.CompleteKeygenJob(ctx, jobID, leaseID, q.now(), pub)
+	return q.settle(ctx, jobID, leaseID, func() error {
+		return q.store.CompleteKeygenJob(ctx, jobID, leaseID, q.now(), pub)
+	})
 }
 
 // CompleteSign records a verified signature.
 func (q *Queue) CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error {
-	return q.store.CompleteSignJob(ctx, jobID, leaseID, q.now(), r, s, recoveryID)
+	return q.settle(ctx, jobID, leaseID, func() error {
+		return q.store.CompleteSignJob(ctx, jobID, leaseID, q.now(), r, s, recoveryID)
+	})
 }
 
 // Fail records a failed attempt and returns the job's new state.
 func (q *Queue) Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error) {
-	return q.store.FailJob(ctx, store.JobFailure{
-		JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Retryable: retryable, Retry: q.retry,
+	var state store.JobState
+	err := q.settle(ctx, jobID, leaseID, func() error {
+		var err error
+		state, err = q.store.FailJob(ctx, store.JobFailure{
+			JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Retryable: retryable, Retry: q.retry,
+		})
+		return err
 	})
+	return state, err
+}
+
+// settle runs apply, which changes the job's wallet or signature, then
+// tells waiting callers.
+func (q *Queue) settle(ctx context.Context, jobID, leaseID string, apply func() error) error {
+	var target string
+	if q.settled != nil {
+		if cj, err := q.store.LeasedJob(ctx, jobID, leaseID, q.now()); err == nil {
+			target = cj.WalletID
+			if cj.SignatureID != "" {
+				target = cj.SignatureID
+			}
+		}
+	}
+	if err := apply(); err != nil {
+		return err
+	}
+	if target != "" {
+		q.settled(target)
+	}
+	return nil
 }
 
 // Reject records that the driver refused to sign: the signature request

@@ -42,50 +42,72 @@ type CeremonyReport struct {
 	CreatedAt  time.Time
 }
 
-// CeremonyFinish is how a ceremony ends and what follows from it.
+// CeremonyFinish is how a ceremony ends and what follows from it. The
+// ceremony kind's handler at the coordinator decides the outcome; the store
+// applies it as given, in the transaction that ends the ceremony.
 type CeremonyFinish struct {
 	CeremonyID string
 	State      CeremonyState // CeremonySucceeded or CeremonyFailed
 	Reason     string
-	// Keygen success: the wallet becomes active with this key. Keygen
-	// failure: the wallet fails with Reason.
-	PublicKey []byte
-	// Sign success: the signature becomes signed with this result.
-	R, S       []byte
-	RecoveryID int
-	// Sign failure: SignatureStatus is SignatureFailed or SignatureRejected;
-	// or Retry, a new waiting ceremony for the same signature.
-	SignatureStatus SignatureStatus
-	Retry           *Ceremony
+	// Wallet, when set, finishes the ceremony's creating wallet.
+	Wallet *WalletOutcome
+	// Signature, when set, finishes the ceremony's pending signature.
+	Signature *SignatureOutcome
+	// Presignature, when set, joins its wallet's pool (a presigning
+	// ceremony's success).
+	Presignature *Presignature
+	// Retry, when set, is a new waiting ceremony of the same kind for the
+	// same wallet and signature (id, attempt and exclusions given; the rest
+	// copied from the ceremony that ends).
+	Retry *Ceremony
 }
 
-const ceremonyColumns = `seq, id, kind, wallet_id, signature_id, state, threshold, group_signers, parties, excluded,
-	attempt, deadline, failure_reason, created_at, updated_at`
+// WalletOutcome moves a creating wallet to active (with PublicKey) or
+// failed (with Reason).
+type WalletOutcome struct {
+	Status    WalletStatus
+	PublicKey []byte
+	Reason    string
+}
+
+// SignatureOutcome moves a pending signature to signed (with R, S and
+// RecoveryID), failed or rejected (with Reason).
+type SignatureOutcome struct {
+	Status     SignatureStatus
+	R, S       []byte
+	RecoveryID int
+	Reason     string
+}
+
+const ceremonyColumns = `seq, id, kind, key_scheme, wallet_id, signature_id, state, threshold, group_signers, parties, excluded,
+	attempt, deadline, failure_reason, presignature_id, created_at, updated_at`
 
 type ceremonyRow struct {
-	Seq           int64          `db:"seq"`
-	ID            string         `db:"id"`
-	Kind          string         `db:"kind"`
-	WalletID      string         `db:"wallet_id"`
-	SignatureID   sql.NullString `db:"signature_id"`
-	State         string         `db:"state"`
-	Threshold     int            `db:"threshold"`
-	GroupSigners  string         `db:"group_signers"`
-	Parties       string         `db:"parties"`
-	Excluded      string         `db:"excluded"`
-	Attempt       int            `db:"attempt"`
-	Deadline      int64          `db:"deadline"`
-	FailureReason string         `db:"failure_reason"`
-	CreatedAt     int64          `db:"created_at"`
-	UpdatedAt     int64          `db:"updated_at"`
+	Seq            int64          `db:"seq"`
+	ID             string         `db:"id"`
+	Kind           string         `db:"kind"`
+	KeyScheme      string         `db:"key_scheme"`
+	WalletID       string         `db:"wallet_id"`
+	SignatureID    sql.NullString `db:"signature_id"`
+	State          string         `db:"state"`
+	Threshold      int            `db:"threshold"`
+	GroupSigners   string         `db:"group_signers"`
+	Parties        string         `db:"parties"`
+	Excluded       string         `db:"excluded"`
+	Attempt        int            `db:"attempt"`
+	Deadline       int64          `db:"deadline"`
+	FailureReason  string         `db:"failure_reason"`
+	PresignatureID string         `db:"presignature_id"`
+	CreatedAt      int64          `db:"created_at"`
+	UpdatedAt      int64          `db:"updated_at"`
 }
 
 func (r *ceremonyRow) ceremony() *Ceremony {
 	return &Ceremony{
-		Seq: r.Seq, ID: r.ID, Kind: CeremonyKind(r.Kind), WalletID: r.WalletID, SignatureID: r.SignatureID.String,
+		Seq: r.Seq, ID: r.ID, Kind: CeremonyKind(r.Kind), KeyScheme: r.KeyScheme, WalletID: r.WalletID, SignatureID: r.SignatureID.String,
 		State: CeremonyState(r.State), Threshold: r.Threshold, GroupSigners: splitNames(r.GroupSigners),
 		Parties: splitNames(r.Parties), Excluded: splitNames(r.Excluded), Attempt: r.Attempt,
-		Deadline: fromMicros(r.Deadline), FailureReason: r.FailureReason,
+		Deadline: fromMicros(r.Deadline), FailureReason: r.FailureReason, PresignatureID: r.PresignatureID,
 		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 	}
 }
@@ -220,68 +242,86 @@ func (s *SQL) FinishCeremony(ctx context.Context, f *CeremonyFinish) error {
 		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM relay_messages WHERE ceremony_id = ?`), c.ID); err != nil {
 			return fmt.Errorf("delete relayed messages: %w", err)
 		}
-		switch c.Kind {
-		case CeremonyKeygen:
-			return s.applyKeygenOutcome(ctx, tx, c, f, now)
-		case CeremonySign:
-			return s.applySignOutcome(ctx, tx, c, f, now)
-		default:
-			return fmt.Errorf("ceremony %s has unknown kind %q", c.ID, c.Kind)
+		if err := s.applyWalletOutcome(ctx, tx, c, f.Wallet, now); err != nil {
+			return err
 		}
+		if err := s.applySignatureOutcome(ctx, tx, c, f.Signature, now); err != nil {
+			return err
+		}
+		if p := f.Presignature; p != nil {
+			if err := s.insertPresignature(ctx, tx, p, now); err != nil {
+				return err
+			}
+		}
+		if r := f.Retry; r != nil {
+			r.Kind, r.KeyScheme, r.WalletID, r.SignatureID, r.State = c.Kind, c.KeyScheme, c.WalletID, c.SignatureID, CeremonyWaiting
+			r.Threshold, r.GroupSigners = c.Threshold, c.GroupSigners
+			return s.insertWork(ctx, tx, Work{Ceremony: r}, now)
+		}
+		return nil
 	})
 }
 
-func (s *SQL) applyKeygenOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, f *CeremonyFinish, now time.Time) error {
-	var res sql.Result
+// applyWalletOutcome finishes the ceremony's wallet. A wallet already
+// finished another way is left alone: the ceremony still ends, rather than
+// run on with nothing left to decide.
+func (s *SQL) applyWalletOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, o *WalletOutcome, now time.Time) error {
+	if o == nil {
+		return nil
+	}
 	var err error
-	if f.State == CeremonySucceeded {
-		if len(f.PublicKey) != 33 {
-			return fmt.Errorf("keygen %s: public key is %d bytes, want 33", c.ID, len(f.PublicKey))
+	switch o.Status {
+	// A pooled key's generation leaves it pooled (or failed), never
+	// visible: see KeyPool.
+	case WalletActive:
+		if len(o.PublicKey) != 33 {
+			return fmt.Errorf("ceremony %s: public key is %d bytes, want 33", c.ID, len(o.PublicKey))
 		}
-		res, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, updated_at = ? WHERE id = ? AND status = ?`),
-			string(WalletActive), f.PublicKey, micros(now), c.WalletID, string(WalletCreating))
-	} else {
-		res, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ? AND status = ?`),
-			string(WalletFailed), f.Reason, micros(now), c.WalletID, string(WalletCreating))
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
+			public_key = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
+			string(WalletPooling), string(WalletPooled), string(WalletActive),
+			o.PublicKey, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
+	case WalletFailed:
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
+			failure_reason = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
+			string(WalletPooling), string(WalletPoolFailed), string(WalletFailed),
+			o.Reason, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
+	default:
+		return fmt.Errorf("ceremony %s: a wallet cannot end %q", c.ID, o.Status)
 	}
 	if err != nil {
 		return fmt.Errorf("update wallet %s: %w", c.WalletID, err)
 	}
-	// No row: the wallet was already finished another way. The ceremony
-	// still ends, rather than run on with nothing left to decide.
-	_, err = res.RowsAffected()
-	return err
+	return nil
 }
 
-func (s *SQL) applySignOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, f *CeremonyFinish, now time.Time) error {
-	var res sql.Result
+// applySignatureOutcome finishes the ceremony's signature; as for wallets,
+// one finished another way is left alone.
+func (s *SQL) applySignatureOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, o *SignatureOutcome, now time.Time) error {
+	if o == nil {
+		return nil
+	}
+	if c.SignatureID == "" {
+		return fmt.Errorf("ceremony %s has no signature to finish", c.ID)
+	}
 	var err error
-	switch {
-	case f.State == CeremonySucceeded:
-		if len(f.R) != 32 || len(f.S) != 32 {
-			return fmt.Errorf("sign %s: r and s must be 32 bytes", c.ID)
+	switch o.Status {
+	case SignatureSigned:
+		if len(o.R) != 32 || len(o.S) != 32 {
+			return fmt.Errorf("ceremony %s: r and s must be 32 bytes", c.ID)
 		}
-		res, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, sig_r = ?, sig_s = ?, recovery_id = ?, updated_at = ?
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, sig_r = ?, sig_s = ?, recovery_id = ?, updated_at = ?
 			WHERE id = ? AND status = ?`),
-			string(SignatureSigned), f.R, f.S, f.RecoveryID, micros(now), c.SignatureID, string(SignaturePending))
-	case f.Retry != nil:
-		r := f.Retry
-		r.Kind, r.WalletID, r.SignatureID, r.State = CeremonySign, c.WalletID, c.SignatureID, CeremonyWaiting
-		r.Threshold, r.GroupSigners = c.Threshold, c.GroupSigners
-		return s.insertWork(ctx, tx, Work{Ceremony: r}, now)
+			string(SignatureSigned), o.R, o.S, o.RecoveryID, micros(now), c.SignatureID, string(SignaturePending))
+	case SignatureFailed, SignatureRejected:
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, failure_reason = ?, updated_at = ?
+			WHERE id = ? AND status = ?`),
+			string(o.Status), o.Reason, micros(now), c.SignatureID, string(SignaturePending))
 	default:
-		status := f.SignatureStatus
-		if status != SignatureRejected {
-			status = SignatureFailed
-		}
-		res, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, failure_reason = ?, updated_at = ?
-			WHERE id = ? AND status = ?`),
-			string(status), f.Reason, micros(now), c.SignatureID, string(SignaturePending))
+		return fmt.Errorf("ceremony %s: a signature cannot end %q", c.ID, o.Status)
 	}
 	if err != nil {
 		return fmt.Errorf("update signature %s: %w", c.SignatureID, err)
 	}
-	// As for wallets: a signature finished another way ends the ceremony.
-	_, err = res.RowsAffected()
-	return err
+	return nil
 }

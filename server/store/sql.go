@@ -217,7 +217,7 @@ func (s *SQL) GetWallet(ctx context.Context, id string) (*Wallet, error) {
 
 func (s *SQL) getWallet(ctx context.Context, q sqlx.QueryerContext, id string) (*Wallet, error) {
 	var r walletRow
-	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE id = ?`), id)
+	err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE id = ? AND status NOT IN `+hiddenStatuses), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -229,7 +229,7 @@ func (s *SQL) getWallet(ctx context.Context, q sqlx.QueryerContext, id string) (
 
 // ListWallets returns up to p.Limit wallets after p.AfterSeq, oldest first.
 func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Wallet, error) {
-	query := `SELECT ` + walletColumns + ` FROM wallets WHERE seq > ?`
+	query := `SELECT ` + walletColumns + ` FROM wallets WHERE seq > ? AND status NOT IN ` + hiddenStatuses
 	args := []any{p.AfterSeq}
 	if f.Status != "" {
 		query += ` AND status = ?`
@@ -396,10 +396,10 @@ func (s *SQL) insertWork(ctx context.Context, tx *sqlx.Tx, work Work, now time.T
 		c := work.Ceremony
 		c.CreatedAt, c.UpdatedAt = now, now
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO ceremonies
-			(id, kind, wallet_id, signature_id, state, threshold, group_signers, parties, excluded, attempt,
+			(id, kind, key_scheme, wallet_id, signature_id, state, threshold, group_signers, parties, excluded, attempt,
 			 deadline, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, string(c.Kind), c.WalletID, nullString(c.SignatureID), string(c.State), c.Threshold,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			c.ID, string(c.Kind), keyScheme(c.KeyScheme), c.WalletID, nullString(c.SignatureID), string(c.State), c.Threshold,
 			joinNames(c.GroupSigners), joinNames(c.Parties), joinNames(c.Excluded), c.Attempt,
 			micros(c.Deadline), micros(now), micros(now))
 		if err != nil {
@@ -424,4 +424,15 @@ func (s *SQL) insertWork(ctx context.Context, tx *sqlx.Tx, work Work, now time.T
 	default:
 		return errors.New("store: work must be exactly one of a ceremony or a job")
 	}
+}
+
+var errNoRows = sql.ErrNoRows
+
+// keyScheme defaults an unset scheme to the one every wallet had before
+// schemes were recorded on ceremonies.
+func keyScheme(s string) string {
+	if s == "" {
+		return KeySchemeSecp256k1
+	}
+	return s
 }

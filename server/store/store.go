@@ -156,21 +156,25 @@ const (
 
 // Ceremony is one run of an MPC protocol for a wallet or a signature.
 type Ceremony struct {
-	Seq           int64
-	ID            string
-	Kind          CeremonyKind
-	WalletID      string
-	SignatureID   string // sign only
-	State         CeremonyState
-	Threshold     int
-	GroupSigners  []string // all n signers of the wallet's group
-	Parties       []string // the signers running it, set when it starts
-	Excluded      []string // signers left out after failing an earlier attempt
-	Attempt       int
-	Deadline      time.Time // zero until started
-	FailureReason string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	Seq          int64
+	ID           string
+	Kind         CeremonyKind
+	KeyScheme    string // the wallet's key scheme; with Kind, selects the protocol
+	WalletID     string
+	SignatureID  string // signing kinds only
+	State        CeremonyState
+	Threshold    int
+	GroupSigners []string // all n signers of the wallet's group
+	Parties      []string // the signers running it, set when it starts
+	Excluded     []string // signers left out after failing an earlier attempt
+	// PresignatureID is the presignature a signing ceremony runs its
+	// online round with (empty: the full protocol).
+	PresignatureID string
+	Attempt        int
+	Deadline       time.Time // zero until started
+	FailureReason  string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // JobKind is what an HSM job asks of a driver.
@@ -281,6 +285,8 @@ type Store interface {
 	Signatures
 	WalletOutcomes
 	Ceremonies
+	Presignatures
+	KeyPool
 	Relay
 	Backups
 }

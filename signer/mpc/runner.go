@@ -196,9 +196,12 @@ func (r *Runner) run(ctx context.Context, h *protocol.MultiHandler, self party.I
 				if ctx.Err() != nil {
 					continue
 				}
+				// Take what else the protocol emitted with it: one round's
+				// messages leave in one batch.
+				batch := append([]*protocol.Message{msg}, drain(out)...)
 				// A send failing because the ceremony is already ending
 				// is not the cause of its end; report the cause instead.
-				if err := r.send(ctx, msg, others, tr); err != nil && ctx.Err() == nil {
+				if err := r.sendAll(ctx, batch, others, tr); err != nil && ctx.Err() == nil {
 					sendErr = err
 					cancel(err)
 				}
@@ -297,6 +300,53 @@ func accept(h *protocol.MultiHandler, msg *protocol.Message) (err error) {
 		}
 	}()
 	h.Accept(msg)
+	return nil
+}
+
+// drain returns the messages waiting in out without blocking.
+func drain(out <-chan *protocol.Message) []*protocol.Message {
+	var more []*protocol.Message
+	for {
+		select {
+		case m, ok := <-out:
+			if !ok || m == nil {
+				return more
+			}
+			more = append(more, m)
+		default:
+			return more
+		}
+	}
+}
+
+// sendAll delivers msgs, in one call when the transport takes batches.
+func (r *Runner) sendAll(ctx context.Context, msgs []*protocol.Message, others party.IDSlice, tr Transport) error {
+	bs, ok := tr.(BatchSender)
+	if !ok {
+		for _, m := range msgs {
+			if err := r.send(ctx, m, others, tr); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var batch []Outgoing
+	for _, m := range msgs {
+		data, err := m.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("mpc: marshal message: %w", err)
+		}
+		if m.Broadcast || m.To == "" {
+			for _, id := range others {
+				batch = append(batch, Outgoing{To: id, Data: data})
+			}
+			continue
+		}
+		batch = append(batch, Outgoing{To: m.To, Data: data})
+	}
+	if err := bs.SendBatch(ctx, batch); err != nil {
+		return fmt.Errorf("mpc: send %d messages: %w", len(batch), err)
+	}
 	return nil
 }
 

@@ -46,3 +46,17 @@ type Transport interface {
 	Send(ctx context.Context, to party.ID, data []byte) error
 	Incoming() <-chan Packet
 }
+
+// Outgoing is one message for one party.
+type Outgoing struct {
+	To   party.ID
+	Data []byte
+}
+
+// BatchSender is a Transport that hands several messages to the network in
+// one call. The runner uses it for everything the protocol emitted at once
+// (a round's broadcast and direct messages), so a round costs one network
+// round trip rather than one per message.
+type BatchSender interface {
+	SendBatch(ctx context.Context, msgs []Outgoing) error
+}

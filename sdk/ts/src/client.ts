@@ -1,3 +1,4 @@
+import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   Backend,
@@ -291,6 +292,11 @@ function callOptions(o: CallOptions | undefined): CallOptions {
   return out;
 }
 
+/** The `wait` field for a hold of `holdMs` (none below one millisecond). */
+function holdField(holdMs: number): Duration | undefined {
+  return holdMs >= 1 ? durationFromMs(holdMs) : undefined;
+}
+
 function must<T>(v: T | undefined, what: string): T {
   if (v === undefined) throw new ConnectError(`sigil: the server's response has no ${what}`, Code.Internal);
   return v;
@@ -317,7 +323,7 @@ class Sigil implements SigilClient {
 
   async waitForWallet(walletId: string, o: WaitForWalletOptions = {}): Promise<Wallet> {
     const w = await poll(
-      (call) => this.getWallet(walletId, call),
+      (call) => this.readWallet(walletId, call, call.holdMs),
       (w) => w.status !== WalletStatus.CREATING && w.status !== WalletStatus.UNSPECIFIED,
       (w) => `wallet ${walletId} is still ${WalletStatus[w.status] ?? w.status}`,
       DEFAULT_WALLET_WAIT_MS,
@@ -338,7 +344,12 @@ class Sigil implements SigilClient {
   }
 
   async getWallet(walletId: string, o?: CallOptions): Promise<Wallet> {
-    const res = await this.service.getWallet({ id: walletId }, callOptions(o));
+    return this.readWallet(walletId, o, 0);
+  }
+
+  /** Reads a wallet, asking the server to hold the call up to `holdMs` while it is CREATING. */
+  private async readWallet(walletId: string, o: CallOptions | undefined, holdMs: number): Promise<Wallet> {
+    const res = await this.service.getWallet({ id: walletId, wait: holdField(holdMs) }, callOptions(o));
     return must(res.wallet, "wallet");
   }
 
@@ -388,7 +399,7 @@ class Sigil implements SigilClient {
 
   async waitForSignature(signatureId: string, o: WaitForSignatureOptions = {}): Promise<Signature> {
     const s = await poll(
-      (call) => this.getSignature(signatureId, call),
+      (call) => this.readSignature(signatureId, call, call.holdMs),
       (s) => s.status !== SignatureStatus.PENDING && s.status !== SignatureStatus.UNSPECIFIED,
       (s) => `signature ${signatureId} is still ${SignatureStatus[s.status] ?? s.status}`,
       DEFAULT_SIGNATURE_WAIT_MS,
@@ -420,7 +431,12 @@ class Sigil implements SigilClient {
   }
 
   async getSignature(signatureId: string, o?: CallOptions): Promise<Signature> {
-    const res = await this.service.getSignature({ id: signatureId }, callOptions(o));
+    return this.readSignature(signatureId, o, 0);
+  }
+
+  /** Reads a signature request, asking the server to hold the call up to `holdMs` while it is PENDING. */
+  private async readSignature(signatureId: string, o: CallOptions | undefined, holdMs: number): Promise<Signature> {
+    const res = await this.service.getSignature({ id: signatureId, wait: holdField(holdMs) }, callOptions(o));
     return must(res.signature, "signature");
   }
 

@@ -17,6 +17,22 @@ export interface WaitOptions {
   maxPollIntervalMs?: number;
 }
 
+/**
+ * How long each read asks the server to hold the call until the wallet or
+ * signature settles (the `wait` field of GetWallet and GetSignature), in
+ * milliseconds: the answer comes the moment the outcome is stored, so a wait
+ * costs one call per 25 s instead of one per poll. Servers that do not hold
+ * calls are read with the poll intervals.
+ */
+export const HOLD_WAIT_MS = 25_000;
+
+/** What one read of a wait gets: its signal, its timeout and how long the server may hold it. */
+export interface WaitCall {
+  signal?: AbortSignal;
+  timeoutMs: number;
+  holdMs: number;
+}
+
 /** Consecutive Unavailable or per-call DeadlineExceeded errors a wait absorbs before it gives up. */
 const TRANSIENT_RETRIES = 3;
 
@@ -45,13 +61,15 @@ function sleep(ms: number, signal: AbortSignal | undefined, what: () => string):
 }
 
 /**
- * Calls `get` until `done` holds for what it returns, pausing with backoff
- * between calls, within an overall deadline and an optional AbortSignal.
+ * Calls `get` until `done` holds for what it returns, within an overall
+ * deadline and an optional AbortSignal. Each call after the first asks the server to hold it
+ * until the outcome (`holdMs`); a call that came back sooner, from a server
+ * that does not hold calls, is followed by a pause that grows with backoff.
  * Transient errors (Unavailable, one slow poll) are retried a few times;
  * anything else is thrown at once.
  */
 export async function poll<T>(
-  get: (call: { signal?: AbortSignal; timeoutMs: number }) => Promise<T>,
+  get: (call: WaitCall) => Promise<T>,
   done: (t: T) => boolean,
   describe: (t: T) => string,
   defaultWaitMs: number,
@@ -72,10 +90,17 @@ export async function poll<T>(
     if (left <= 0) {
       throw new ConnectError(`sigil: gave up after ${formatMs(total)}: ${what()}`, Code.DeadlineExceeded);
     }
+    let held = 0;
     try {
-      const call: { signal?: AbortSignal; timeoutMs: number } = { timeoutMs: Math.max(1, Math.min(left, DEFAULT_TIMEOUT_MS)) };
+      const timeoutMs = Math.max(1, Math.min(left, DEFAULT_TIMEOUT_MS));
+      // The first read answers at once, so the caller learns where things
+      // stand; the next ones are held until the outcome.
+      const holdMs = last === undefined ? 0 : Math.max(0, Math.floor(Math.min(HOLD_WAIT_MS, left - 100, (timeoutMs * 3) / 4)));
+      const call: WaitCall = { timeoutMs, holdMs };
       if (o.signal) call.signal = o.signal;
+      const callStart = Date.now();
       last = await get(call);
+      held = Date.now() - callStart;
       transient = 0;
     } catch (err) {
       const code = err instanceof ConnectError ? err.code : Code.Unknown;
@@ -89,7 +114,7 @@ export async function poll<T>(
     }
     progress?.(last, Date.now() - started);
     if (done(last)) return last;
-    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), o.signal, what);
+    await sleep(Math.min(Math.max(0, interval - held), Math.max(0, deadline - Date.now())), o.signal, what);
     interval = Math.min(maxInterval, interval * 1.5);
   }
 }

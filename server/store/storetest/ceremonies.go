@@ -57,7 +57,8 @@ func testCeremonyKeygenLifecycle(t *testing.T, s store.Store) {
 	if err := s.AppendMessages(ctx, c.ID, "signer-1", []store.OutgoingMessage{{Recipient: "signer-2", Sealed: []byte("x")}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: c.ID, State: store.CeremonySucceeded, PublicKey: PubKey}); err != nil {
+	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: c.ID, State: store.CeremonySucceeded,
+		Wallet: &store.WalletOutcome{Status: store.WalletActive, PublicKey: PubKey}}); err != nil {
 		t.Fatal(err)
 	}
 	wallet, _ := s.GetWallet(ctx, w.ID)
@@ -78,7 +79,8 @@ func testCeremonyKeygenLifecycle(t *testing.T, s store.Store) {
 func testCeremonyKeygenFailure(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	w, c := openKeygen(t, s)
-	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: c.ID, State: store.CeremonyFailed, Reason: "signer-3 did not join"}); err != nil {
+	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: c.ID, State: store.CeremonyFailed, Reason: "signer-3 did not join",
+		Wallet: &store.WalletOutcome{Status: store.WalletFailed, Reason: "signer-3 did not join"}}); err != nil {
 		t.Fatal(err)
 	}
 	wallet, _ := s.GetWallet(ctx, w.ID)
@@ -124,7 +126,7 @@ func testCeremonySignRetryThenSucceed(t *testing.T, s store.Store) {
 			open = append(open, oc)
 		}
 	}
-	if len(open) != 1 || open[0].ID != retry.ID || open[0].SignatureID != sg.ID || open[0].Attempt != 1 ||
+	if len(open) != 1 || open[0].ID != retry.ID || open[0].SignatureID != sg.ID || open[0].Attempt != 1 || open[0].KeyScheme != store.KeySchemeSecp256k1 ||
 		len(open[0].Excluded) != 1 || open[0].Excluded[0] != "signer-2" || len(open[0].GroupSigners) != 3 {
 		t.Fatalf("retry ceremony = %+v", open)
 	}
@@ -132,7 +134,8 @@ func testCeremonySignRetryThenSucceed(t *testing.T, s store.Store) {
 	if err := s.StartCeremony(ctx, retry.ID, []string{"signer-1", "signer-3"}, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: retry.ID, State: store.CeremonySucceeded, R: r, S: sv, RecoveryID: 1}); err != nil {
+	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: retry.ID, State: store.CeremonySucceeded,
+		Signature: &store.SignatureOutcome{Status: store.SignatureSigned, R: r, S: sv, RecoveryID: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = s.GetSignature(ctx, sg.ID)
@@ -145,7 +148,7 @@ func testCeremonySignRejected(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	sg, c := newSignCeremony(t, s)
 	if err := s.FinishCeremony(ctx, &store.CeremonyFinish{CeremonyID: c.ID, State: store.CeremonyFailed,
-		Reason: "signer-1 refused: policy", SignatureStatus: store.SignatureRejected}); err != nil {
+		Reason: "signer-1 refused: policy", Signature: &store.SignatureOutcome{Status: store.SignatureRejected, Reason: "signer-1 refused: policy"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.GetSignature(ctx, sg.ID)

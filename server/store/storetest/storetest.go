@@ -41,6 +41,10 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"CeremonySignRejected", testCeremonySignRejected},
 		{"RelayMailbox", testRelayMailbox},
 		{"RelayQuota", testRelayQuota},
+		{"PresignaturePool", testPresignaturePool},
+		{"PresignatureTakenOnce", testPresignatureTakenOnce},
+		{"KeyPoolAssignedOnce", testKeyPoolAssignedOnce},
+		{"KeyPoolIdempotency", testKeyPoolIdempotency},
 	}
 	tests = append(tests, jobTests...)
 	tests = append(tests, backupTests...)

@@ -35,8 +35,12 @@ const (
 	CeremonyKind_CEREMONY_KIND_UNSPECIFIED CeremonyKind = 0
 	// CMP distributed key generation on secp256k1 among all n signers.
 	CeremonyKind_CEREMONY_KIND_KEYGEN CeremonyKind = 1
-	// CMP threshold signing by t signers.
+	// CMP threshold signing by t signers; with a presignature_id, only the
+	// online round with that presignature.
 	CeremonyKind_CEREMONY_KIND_SIGN CeremonyKind = 2
+	// CMP presigning by t signers, ahead of any message: the presignature
+	// signs one later message in one round.
+	CeremonyKind_CEREMONY_KIND_PRESIGN CeremonyKind = 3
 )
 
 // Enum value maps for CeremonyKind.
@@ -45,11 +49,13 @@ var (
 		0: "CEREMONY_KIND_UNSPECIFIED",
 		1: "CEREMONY_KIND_KEYGEN",
 		2: "CEREMONY_KIND_SIGN",
+		3: "CEREMONY_KIND_PRESIGN",
 	}
 	CeremonyKind_value = map[string]int32{
 		"CEREMONY_KIND_UNSPECIFIED": 0,
 		"CEREMONY_KIND_KEYGEN":      1,
 		"CEREMONY_KIND_SIGN":        2,
+		"CEREMONY_KIND_PRESIGN":     3,
 	}
 )
 
@@ -242,9 +248,15 @@ type Ceremony struct {
 	SignedRequest []byte `protobuf:"bytes,14,opt,name=signed_request,json=signedRequest,proto3" json:"signed_request,omitempty"`
 	// For CEREMONY_KIND_SIGN, the request's external id, for the validation
 	// gate.
-	ExternalId    string `protobuf:"bytes,15,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExternalId string `protobuf:"bytes,15,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	// The wallet's key scheme (for example "ecdsa-secp256k1"); with kind, it
+	// selects the protocol the signer runs. Empty means ecdsa-secp256k1.
+	KeyScheme string `protobuf:"bytes,16,opt,name=key_scheme,json=keyScheme,proto3" json:"key_scheme,omitempty"`
+	// Signing with a presignature: the id of the presigning ceremony that
+	// made it (each party uses its own part, once). Empty: the full protocol.
+	PresignatureId string `protobuf:"bytes,17,opt,name=presignature_id,json=presignatureId,proto3" json:"presignature_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Ceremony) Reset() {
@@ -378,6 +390,20 @@ func (x *Ceremony) GetSignedRequest() []byte {
 func (x *Ceremony) GetExternalId() string {
 	if x != nil {
 		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *Ceremony) GetKeyScheme() string {
+	if x != nil {
+		return x.KeyScheme
+	}
+	return ""
+}
+
+func (x *Ceremony) GetPresignatureId() string {
+	if x != nil {
+		return x.PresignatureId
 	}
 	return ""
 }
@@ -819,6 +845,53 @@ func (x *SignOutput) GetSignature() []byte {
 	return nil
 }
 
+// PresignOutput is what a signer made in a presigning ceremony.
+type PresignOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The presignature's nonce point R, 33-byte compressed: the same at every
+	// party of one presigning.
+	R             []byte `protobuf:"bytes,1,opt,name=r,proto3" json:"r,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresignOutput) Reset() {
+	*x = PresignOutput{}
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresignOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresignOutput) ProtoMessage() {}
+
+func (x *PresignOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresignOutput.ProtoReflect.Descriptor instead.
+func (*PresignOutput) Descriptor() ([]byte, []int) {
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PresignOutput) GetR() []byte {
+	if x != nil {
+		return x.R
+	}
+	return nil
+}
+
 // CompleteCeremonyRequest reports the calling signer's result.
 type CompleteCeremonyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -830,6 +903,7 @@ type CompleteCeremonyRequest struct {
 	//
 	//	*CompleteCeremonyRequest_Keygen
 	//	*CompleteCeremonyRequest_Sign
+	//	*CompleteCeremonyRequest_Presign
 	Output        isCompleteCeremonyRequest_Output `protobuf_oneof:"output"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -837,7 +911,7 @@ type CompleteCeremonyRequest struct {
 
 func (x *CompleteCeremonyRequest) Reset() {
 	*x = CompleteCeremonyRequest{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[10]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +923,7 @@ func (x *CompleteCeremonyRequest) String() string {
 func (*CompleteCeremonyRequest) ProtoMessage() {}
 
 func (x *CompleteCeremonyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[10]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +936,7 @@ func (x *CompleteCeremonyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCeremonyRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCeremonyRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{10}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteCeremonyRequest) GetCeremonyId() string {
@@ -897,6 +971,15 @@ func (x *CompleteCeremonyRequest) GetSign() *SignOutput {
 	return nil
 }
 
+func (x *CompleteCeremonyRequest) GetPresign() *PresignOutput {
+	if x != nil {
+		if x, ok := x.Output.(*CompleteCeremonyRequest_Presign); ok {
+			return x.Presign
+		}
+	}
+	return nil
+}
+
 type isCompleteCeremonyRequest_Output interface {
 	isCompleteCeremonyRequest_Output()
 }
@@ -911,9 +994,16 @@ type CompleteCeremonyRequest_Sign struct {
 	Sign *SignOutput `protobuf:"bytes,3,opt,name=sign,proto3,oneof"`
 }
 
+type CompleteCeremonyRequest_Presign struct {
+	// The result of a presigning ceremony.
+	Presign *PresignOutput `protobuf:"bytes,4,opt,name=presign,proto3,oneof"`
+}
+
 func (*CompleteCeremonyRequest_Keygen) isCompleteCeremonyRequest_Output() {}
 
 func (*CompleteCeremonyRequest_Sign) isCompleteCeremonyRequest_Output() {}
+
+func (*CompleteCeremonyRequest_Presign) isCompleteCeremonyRequest_Output() {}
 
 // CompleteCeremonyResponse acknowledges a result.
 type CompleteCeremonyResponse struct {
@@ -926,7 +1016,7 @@ type CompleteCeremonyResponse struct {
 
 func (x *CompleteCeremonyResponse) Reset() {
 	*x = CompleteCeremonyResponse{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[11]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1028,7 @@ func (x *CompleteCeremonyResponse) String() string {
 func (*CompleteCeremonyResponse) ProtoMessage() {}
 
 func (x *CompleteCeremonyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[11]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1041,7 @@ func (x *CompleteCeremonyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCeremonyResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCeremonyResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{11}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompleteCeremonyResponse) GetState() CeremonyState {
@@ -980,7 +1070,7 @@ type FailCeremonyRequest struct {
 
 func (x *FailCeremonyRequest) Reset() {
 	*x = FailCeremonyRequest{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[12]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1082,7 @@ func (x *FailCeremonyRequest) String() string {
 func (*FailCeremonyRequest) ProtoMessage() {}
 
 func (x *FailCeremonyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[12]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1095,7 @@ func (x *FailCeremonyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailCeremonyRequest.ProtoReflect.Descriptor instead.
 func (*FailCeremonyRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{12}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FailCeremonyRequest) GetCeremonyId() string {
@@ -1047,7 +1137,7 @@ type FailCeremonyResponse struct {
 
 func (x *FailCeremonyResponse) Reset() {
 	*x = FailCeremonyResponse{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[13]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1149,7 @@ func (x *FailCeremonyResponse) String() string {
 func (*FailCeremonyResponse) ProtoMessage() {}
 
 func (x *FailCeremonyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[13]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1162,7 @@ func (x *FailCeremonyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailCeremonyResponse.ProtoReflect.Descriptor instead.
 func (*FailCeremonyResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{13}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FailCeremonyResponse) GetState() CeremonyState {
@@ -1099,7 +1189,7 @@ type ReportBackupRequest struct {
 
 func (x *ReportBackupRequest) Reset() {
 	*x = ReportBackupRequest{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1201,7 @@ func (x *ReportBackupRequest) String() string {
 func (*ReportBackupRequest) ProtoMessage() {}
 
 func (x *ReportBackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[14]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1214,7 @@ func (x *ReportBackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBackupRequest.ProtoReflect.Descriptor instead.
 func (*ReportBackupRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{14}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportBackupRequest) GetWalletId() string {
@@ -1164,7 +1254,7 @@ type ReportBackupResponse struct {
 
 func (x *ReportBackupResponse) Reset() {
 	*x = ReportBackupResponse{}
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1266,7 @@ func (x *ReportBackupResponse) String() string {
 func (*ReportBackupResponse) ProtoMessage() {}
 
 func (x *ReportBackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[15]
+	mi := &file_sigil_ceremony_v1_ceremony_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1279,7 @@ func (x *ReportBackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportBackupResponse.ProtoReflect.Descriptor instead.
 func (*ReportBackupResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{15}
+	return file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP(), []int{16}
 }
 
 var File_sigil_ceremony_v1_ceremony_proto protoreflect.FileDescriptor
@@ -1199,7 +1289,7 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	" sigil/ceremony/v1/ceremony.proto\x12\x11sigil.ceremony.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"N\n" +
 	"\x10PeerAnnouncement\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\"\n" +
-	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xd2\x04\n" +
+	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\x9a\x05\n" +
 	"\bCeremony\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.sigil.ceremony.v1.CeremonyKindR\x04kind\x12\x1b\n" +
@@ -1218,7 +1308,10 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\x12%\n" +
 	"\x0esigned_request\x18\x0e \x01(\fR\rsignedRequest\x12\x1f\n" +
 	"\vexternal_id\x18\x0f \x01(\tR\n" +
-	"externalId\"I\n" +
+	"externalId\x12\x1d\n" +
+	"\n" +
+	"key_scheme\x18\x10 \x01(\tR\tkeyScheme\x12'\n" +
+	"\x0fpresignature_id\x18\x11 \x01(\tR\x0epresignatureId\"I\n" +
 	"\x16WatchCeremoniesRequest\x12/\n" +
 	"\fannouncement\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x01R\fannouncement\"\xd5\x01\n" +
 	"\x17WatchCeremoniesResponse\x129\n" +
@@ -1242,12 +1335,15 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"public_key\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\tpublicKey\"3\n" +
 	"\n" +
 	"SignOutput\x12%\n" +
-	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"\xd6\x01\n" +
+	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"&\n" +
+	"\rPresignOutput\x12\x15\n" +
+	"\x01r\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\x01r\"\x94\x02\n" +
 	"\x17CompleteCeremonyRequest\x12:\n" +
 	"\vceremony_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^cer_[0-9a-z]{26}$R\n" +
 	"ceremonyId\x129\n" +
 	"\x06keygen\x18\x02 \x01(\v2\x1f.sigil.ceremony.v1.KeygenOutputH\x00R\x06keygen\x123\n" +
-	"\x04sign\x18\x03 \x01(\v2\x1d.sigil.ceremony.v1.SignOutputH\x00R\x04signB\x0f\n" +
+	"\x04sign\x18\x03 \x01(\v2\x1d.sigil.ceremony.v1.SignOutputH\x00R\x04sign\x12<\n" +
+	"\apresign\x18\x04 \x01(\v2 .sigil.ceremony.v1.PresignOutputH\x00R\apresignB\x0f\n" +
 	"\x06output\x12\x05\xbaH\x02\b\x01\"R\n" +
 	"\x18CompleteCeremonyResponse\x126\n" +
 	"\x05state\x18\x01 \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\"\x9c\x02\n" +
@@ -1267,11 +1363,12 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05state\x12 \n" +
 	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\x12$\n" +
 	"\blocation\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\blocation\"\x16\n" +
-	"\x14ReportBackupResponse*_\n" +
+	"\x14ReportBackupResponse*z\n" +
 	"\fCeremonyKind\x12\x1d\n" +
 	"\x19CEREMONY_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CEREMONY_KIND_KEYGEN\x10\x01\x12\x16\n" +
-	"\x12CEREMONY_KIND_SIGN\x10\x02*\x84\x01\n" +
+	"\x12CEREMONY_KIND_SIGN\x10\x02\x12\x19\n" +
+	"\x15CEREMONY_KIND_PRESIGN\x10\x03*\x84\x01\n" +
 	"\rCeremonyState\x12\x1e\n" +
 	"\x1aCEREMONY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CEREMONY_STATE_RUNNING\x10\x01\x12\x1c\n" +
@@ -1297,7 +1394,7 @@ func file_sigil_ceremony_v1_ceremony_proto_rawDescGZIP() []byte {
 }
 
 var file_sigil_ceremony_v1_ceremony_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sigil_ceremony_v1_ceremony_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sigil_ceremony_v1_ceremony_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sigil_ceremony_v1_ceremony_proto_goTypes = []any{
 	(CeremonyKind)(0),                // 0: sigil.ceremony.v1.CeremonyKind
 	(CeremonyState)(0),               // 1: sigil.ceremony.v1.CeremonyState
@@ -1311,48 +1408,50 @@ var file_sigil_ceremony_v1_ceremony_proto_goTypes = []any{
 	(*GetCeremonyResponse)(nil),      // 9: sigil.ceremony.v1.GetCeremonyResponse
 	(*KeygenOutput)(nil),             // 10: sigil.ceremony.v1.KeygenOutput
 	(*SignOutput)(nil),               // 11: sigil.ceremony.v1.SignOutput
-	(*CompleteCeremonyRequest)(nil),  // 12: sigil.ceremony.v1.CompleteCeremonyRequest
-	(*CompleteCeremonyResponse)(nil), // 13: sigil.ceremony.v1.CompleteCeremonyResponse
-	(*FailCeremonyRequest)(nil),      // 14: sigil.ceremony.v1.FailCeremonyRequest
-	(*FailCeremonyResponse)(nil),     // 15: sigil.ceremony.v1.FailCeremonyResponse
-	(*ReportBackupRequest)(nil),      // 16: sigil.ceremony.v1.ReportBackupRequest
-	(*ReportBackupResponse)(nil),     // 17: sigil.ceremony.v1.ReportBackupResponse
-	(v1.SignatureKind)(0),            // 18: sigil.wallet.v1.SignatureKind
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
-	(v1.BackupState)(0),              // 20: sigil.wallet.v1.BackupState
+	(*PresignOutput)(nil),            // 12: sigil.ceremony.v1.PresignOutput
+	(*CompleteCeremonyRequest)(nil),  // 13: sigil.ceremony.v1.CompleteCeremonyRequest
+	(*CompleteCeremonyResponse)(nil), // 14: sigil.ceremony.v1.CompleteCeremonyResponse
+	(*FailCeremonyRequest)(nil),      // 15: sigil.ceremony.v1.FailCeremonyRequest
+	(*FailCeremonyResponse)(nil),     // 16: sigil.ceremony.v1.FailCeremonyResponse
+	(*ReportBackupRequest)(nil),      // 17: sigil.ceremony.v1.ReportBackupRequest
+	(*ReportBackupResponse)(nil),     // 18: sigil.ceremony.v1.ReportBackupResponse
+	(v1.SignatureKind)(0),            // 19: sigil.wallet.v1.SignatureKind
+	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(v1.BackupState)(0),              // 21: sigil.wallet.v1.BackupState
 }
 var file_sigil_ceremony_v1_ceremony_proto_depIdxs = []int32{
 	0,  // 0: sigil.ceremony.v1.Ceremony.kind:type_name -> sigil.ceremony.v1.CeremonyKind
 	2,  // 1: sigil.ceremony.v1.Ceremony.peers:type_name -> sigil.ceremony.v1.PeerAnnouncement
-	18, // 2: sigil.ceremony.v1.Ceremony.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
-	19, // 3: sigil.ceremony.v1.Ceremony.deadline:type_name -> google.protobuf.Timestamp
+	19, // 2: sigil.ceremony.v1.Ceremony.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
+	20, // 3: sigil.ceremony.v1.Ceremony.deadline:type_name -> google.protobuf.Timestamp
 	1,  // 4: sigil.ceremony.v1.Ceremony.state:type_name -> sigil.ceremony.v1.CeremonyState
 	3,  // 5: sigil.ceremony.v1.WatchCeremoniesResponse.ceremony:type_name -> sigil.ceremony.v1.Ceremony
 	6,  // 6: sigil.ceremony.v1.WatchCeremoniesResponse.ended:type_name -> sigil.ceremony.v1.CeremonyEnded
 	7,  // 7: sigil.ceremony.v1.WatchCeremoniesResponse.heartbeat:type_name -> sigil.ceremony.v1.Heartbeat
 	1,  // 8: sigil.ceremony.v1.CeremonyEnded.state:type_name -> sigil.ceremony.v1.CeremonyState
-	19, // 9: sigil.ceremony.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	20, // 9: sigil.ceremony.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	3,  // 10: sigil.ceremony.v1.GetCeremonyResponse.ceremony:type_name -> sigil.ceremony.v1.Ceremony
 	10, // 11: sigil.ceremony.v1.CompleteCeremonyRequest.keygen:type_name -> sigil.ceremony.v1.KeygenOutput
 	11, // 12: sigil.ceremony.v1.CompleteCeremonyRequest.sign:type_name -> sigil.ceremony.v1.SignOutput
-	1,  // 13: sigil.ceremony.v1.CompleteCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
-	1,  // 14: sigil.ceremony.v1.FailCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
-	20, // 15: sigil.ceremony.v1.ReportBackupRequest.state:type_name -> sigil.wallet.v1.BackupState
-	4,  // 16: sigil.ceremony.v1.CeremonyService.WatchCeremonies:input_type -> sigil.ceremony.v1.WatchCeremoniesRequest
-	8,  // 17: sigil.ceremony.v1.CeremonyService.GetCeremony:input_type -> sigil.ceremony.v1.GetCeremonyRequest
-	12, // 18: sigil.ceremony.v1.CeremonyService.CompleteCeremony:input_type -> sigil.ceremony.v1.CompleteCeremonyRequest
-	14, // 19: sigil.ceremony.v1.CeremonyService.FailCeremony:input_type -> sigil.ceremony.v1.FailCeremonyRequest
-	16, // 20: sigil.ceremony.v1.CeremonyService.ReportBackup:input_type -> sigil.ceremony.v1.ReportBackupRequest
-	5,  // 21: sigil.ceremony.v1.CeremonyService.WatchCeremonies:output_type -> sigil.ceremony.v1.WatchCeremoniesResponse
-	9,  // 22: sigil.ceremony.v1.CeremonyService.GetCeremony:output_type -> sigil.ceremony.v1.GetCeremonyResponse
-	13, // 23: sigil.ceremony.v1.CeremonyService.CompleteCeremony:output_type -> sigil.ceremony.v1.CompleteCeremonyResponse
-	15, // 24: sigil.ceremony.v1.CeremonyService.FailCeremony:output_type -> sigil.ceremony.v1.FailCeremonyResponse
-	17, // 25: sigil.ceremony.v1.CeremonyService.ReportBackup:output_type -> sigil.ceremony.v1.ReportBackupResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 13: sigil.ceremony.v1.CompleteCeremonyRequest.presign:type_name -> sigil.ceremony.v1.PresignOutput
+	1,  // 14: sigil.ceremony.v1.CompleteCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
+	1,  // 15: sigil.ceremony.v1.FailCeremonyResponse.state:type_name -> sigil.ceremony.v1.CeremonyState
+	21, // 16: sigil.ceremony.v1.ReportBackupRequest.state:type_name -> sigil.wallet.v1.BackupState
+	4,  // 17: sigil.ceremony.v1.CeremonyService.WatchCeremonies:input_type -> sigil.ceremony.v1.WatchCeremoniesRequest
+	8,  // 18: sigil.ceremony.v1.CeremonyService.GetCeremony:input_type -> sigil.ceremony.v1.GetCeremonyRequest
+	13, // 19: sigil.ceremony.v1.CeremonyService.CompleteCeremony:input_type -> sigil.ceremony.v1.CompleteCeremonyRequest
+	15, // 20: sigil.ceremony.v1.CeremonyService.FailCeremony:input_type -> sigil.ceremony.v1.FailCeremonyRequest
+	17, // 21: sigil.ceremony.v1.CeremonyService.ReportBackup:input_type -> sigil.ceremony.v1.ReportBackupRequest
+	5,  // 22: sigil.ceremony.v1.CeremonyService.WatchCeremonies:output_type -> sigil.ceremony.v1.WatchCeremoniesResponse
+	9,  // 23: sigil.ceremony.v1.CeremonyService.GetCeremony:output_type -> sigil.ceremony.v1.GetCeremonyResponse
+	14, // 24: sigil.ceremony.v1.CeremonyService.CompleteCeremony:output_type -> sigil.ceremony.v1.CompleteCeremonyResponse
+	16, // 25: sigil.ceremony.v1.CeremonyService.FailCeremony:output_type -> sigil.ceremony.v1.FailCeremonyResponse
+	18, // 26: sigil.ceremony.v1.CeremonyService.ReportBackup:output_type -> sigil.ceremony.v1.ReportBackupResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sigil_ceremony_v1_ceremony_proto_init() }
@@ -1365,9 +1464,10 @@ func file_sigil_ceremony_v1_ceremony_proto_init() {
 		(*WatchCeremoniesResponse_Ended)(nil),
 		(*WatchCeremoniesResponse_Heartbeat)(nil),
 	}
-	file_sigil_ceremony_v1_ceremony_proto_msgTypes[10].OneofWrappers = []any{
+	file_sigil_ceremony_v1_ceremony_proto_msgTypes[11].OneofWrappers = []any{
 		(*CompleteCeremonyRequest_Keygen)(nil),
 		(*CompleteCeremonyRequest_Sign)(nil),
+		(*CompleteCeremonyRequest_Presign)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1375,7 +1475,7 @@ func file_sigil_ceremony_v1_ceremony_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_ceremony_v1_ceremony_proto_rawDesc), len(file_sigil_ceremony_v1_ceremony_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

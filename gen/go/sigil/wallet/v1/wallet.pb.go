@@ -13,6 +13,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -955,7 +956,12 @@ func (x *CreateWalletResponse) GetWallet() *Wallet {
 type GetWalletRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The wallet's id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long to hold the call while the wallet is CREATING: the answer
+	// comes the moment its key generation ends, or when this much time has
+	// passed (with the wallet still CREATING). Unset or zero answers at once;
+	// at most 60 s.
+	Wait          *durationpb.Duration `protobuf:"bytes,2,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +1001,13 @@ func (x *GetWalletRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetWalletRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
 }
 
 // GetWalletResponse carries one wallet.
@@ -1670,7 +1683,12 @@ func (x *CreateSignatureResponse) GetSignature() *Signature {
 type GetSignatureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The signature request's id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long to hold the call while the request is PENDING: the answer
+	// comes the moment it is signed, rejected or failed, or when this much
+	// time has passed (still PENDING). Unset or zero answers at once; at
+	// most 60 s.
+	Wait          *durationpb.Duration `protobuf:"bytes,2,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1710,6 +1728,13 @@ func (x *GetSignatureRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetSignatureRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
 }
 
 // GetSignatureResponse carries one signature request.
@@ -1881,7 +1906,7 @@ var File_sigil_wallet_v1_wallet_proto protoreflect.FileDescriptor
 
 const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
-	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x04\n" +
+	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x04\n" +
 	"\x06Wallet\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1928,9 +1953,10 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
 	"key_scheme\x18\x04 \x01(\x0e2\x1a.sigil.wallet.v1.KeySchemeB\b\xbaH\x05\x82\x01\x02\x10\x01R\tkeyScheme\"G\n" +
 	"\x14CreateWalletResponse\x12/\n" +
-	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"=\n" +
+	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"z\n" +
 	"\x10GetWalletRequest\x12)\n" +
-	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\x02id\"D\n" +
+	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\x02id\x12;\n" +
+	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\"D\n" +
 	"\x11GetWalletResponse\x12/\n" +
 	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"\xa7\x01\n" +
 	"\x12ListWalletsRequest\x12'\n" +
@@ -1989,9 +2015,10 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x11request_signature\x18\x05 \x01(\v2!.sigil.wallet.v1.RequestSignatureR\x10requestSignatureB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x17CreateSignatureResponse\x128\n" +
-	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"@\n" +
+	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"}\n" +
 	"\x13GetSignatureRequest\x12)\n" +
-	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^sig_[0-9a-z]{26}$R\x02id\"P\n" +
+	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^sig_[0-9a-z]{26}$R\x02id\x12;\n" +
+	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\"P\n" +
 	"\x14GetSignatureResponse\x128\n" +
 	"\tsignature\x18\x01 \x01(\v2\x1a.sigil.wallet.v1.SignatureR\tsignature\"\xa4\x01\n" +
 	"\x15ListSignaturesRequest\x129\n" +
@@ -2087,6 +2114,7 @@ var file_sigil_wallet_v1_wallet_proto_goTypes = []any{
 	(*ListSignaturesRequest)(nil),   // 25: sigil.wallet.v1.ListSignaturesRequest
 	(*ListSignaturesResponse)(nil),  // 26: sigil.wallet.v1.ListSignaturesResponse
 	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
 }
 var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 0: sigil.wallet.v1.Wallet.backend:type_name -> sigil.wallet.v1.Backend
@@ -2104,37 +2132,39 @@ var file_sigil_wallet_v1_wallet_proto_depIdxs = []int32{
 	0,  // 12: sigil.wallet.v1.CreateWalletRequest.backend:type_name -> sigil.wallet.v1.Backend
 	1,  // 13: sigil.wallet.v1.CreateWalletRequest.key_scheme:type_name -> sigil.wallet.v1.KeyScheme
 	7,  // 14: sigil.wallet.v1.CreateWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	7,  // 15: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
-	2,  // 16: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
-	7,  // 17: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
-	4,  // 18: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
-	5,  // 19: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
-	20, // 20: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
-	27, // 21: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
-	27, // 22: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
-	27, // 23: sigil.wallet.v1.RequestSignature.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 24: sigil.wallet.v1.RequestSignature.algorithm:type_name -> sigil.wallet.v1.RequestKeyAlgorithm
-	19, // 25: sigil.wallet.v1.CreateSignatureRequest.request_signature:type_name -> sigil.wallet.v1.RequestSignature
-	18, // 26: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	18, // 27: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
-	18, // 28: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
-	12, // 29: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
-	14, // 30: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
-	16, // 31: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
-	21, // 32: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
-	23, // 33: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
-	25, // 34: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
-	13, // 35: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
-	15, // 36: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
-	17, // 37: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
-	22, // 38: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
-	24, // 39: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
-	26, // 40: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	28, // 15: sigil.wallet.v1.GetWalletRequest.wait:type_name -> google.protobuf.Duration
+	7,  // 16: sigil.wallet.v1.GetWalletResponse.wallet:type_name -> sigil.wallet.v1.Wallet
+	2,  // 17: sigil.wallet.v1.ListWalletsRequest.status:type_name -> sigil.wallet.v1.WalletStatus
+	7,  // 18: sigil.wallet.v1.ListWalletsResponse.wallets:type_name -> sigil.wallet.v1.Wallet
+	4,  // 19: sigil.wallet.v1.Signature.kind:type_name -> sigil.wallet.v1.SignatureKind
+	5,  // 20: sigil.wallet.v1.Signature.status:type_name -> sigil.wallet.v1.SignatureStatus
+	20, // 21: sigil.wallet.v1.Signature.result:type_name -> sigil.wallet.v1.SignatureResult
+	27, // 22: sigil.wallet.v1.Signature.create_time:type_name -> google.protobuf.Timestamp
+	27, // 23: sigil.wallet.v1.Signature.update_time:type_name -> google.protobuf.Timestamp
+	27, // 24: sigil.wallet.v1.RequestSignature.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 25: sigil.wallet.v1.RequestSignature.algorithm:type_name -> sigil.wallet.v1.RequestKeyAlgorithm
+	19, // 26: sigil.wallet.v1.CreateSignatureRequest.request_signature:type_name -> sigil.wallet.v1.RequestSignature
+	18, // 27: sigil.wallet.v1.CreateSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	28, // 28: sigil.wallet.v1.GetSignatureRequest.wait:type_name -> google.protobuf.Duration
+	18, // 29: sigil.wallet.v1.GetSignatureResponse.signature:type_name -> sigil.wallet.v1.Signature
+	18, // 30: sigil.wallet.v1.ListSignaturesResponse.signatures:type_name -> sigil.wallet.v1.Signature
+	12, // 31: sigil.wallet.v1.WalletService.CreateWallet:input_type -> sigil.wallet.v1.CreateWalletRequest
+	14, // 32: sigil.wallet.v1.WalletService.GetWallet:input_type -> sigil.wallet.v1.GetWalletRequest
+	16, // 33: sigil.wallet.v1.WalletService.ListWallets:input_type -> sigil.wallet.v1.ListWalletsRequest
+	21, // 34: sigil.wallet.v1.WalletService.CreateSignature:input_type -> sigil.wallet.v1.CreateSignatureRequest
+	23, // 35: sigil.wallet.v1.WalletService.GetSignature:input_type -> sigil.wallet.v1.GetSignatureRequest
+	25, // 36: sigil.wallet.v1.WalletService.ListSignatures:input_type -> sigil.wallet.v1.ListSignaturesRequest
+	13, // 37: sigil.wallet.v1.WalletService.CreateWallet:output_type -> sigil.wallet.v1.CreateWalletResponse
+	15, // 38: sigil.wallet.v1.WalletService.GetWallet:output_type -> sigil.wallet.v1.GetWalletResponse
+	17, // 39: sigil.wallet.v1.WalletService.ListWallets:output_type -> sigil.wallet.v1.ListWalletsResponse
+	22, // 40: sigil.wallet.v1.WalletService.CreateSignature:output_type -> sigil.wallet.v1.CreateSignatureResponse
+	24, // 41: sigil.wallet.v1.WalletService.GetSignature:output_type -> sigil.wallet.v1.GetSignatureResponse
+	26, // 42: sigil.wallet.v1.WalletService.ListSignatures:output_type -> sigil.wallet.v1.ListSignaturesResponse
+	37, // [37:43] is the sub-list for method output_type
+	31, // [31:37] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_sigil_wallet_v1_wallet_proto_init() }

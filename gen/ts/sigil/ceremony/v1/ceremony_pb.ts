@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/ceremony/v1/ceremony.proto.
  */
 export const file_sigil_ceremony_v1_ceremony: GenFile = /*@__PURE__*/
-  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIr8DCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlEhYKDnNpZ25lZF9yZXF1ZXN0GA4gASgMEhMKC2V4dGVybmFsX2lkGA8gASgJIjsKFldhdGNoQ2VyZW1vbmllc1JlcXVlc3QSIQoMYW5ub3VuY2VtZW50GAEgASgMQgu6SAh6BhABGICAASK5AQoXV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2USLwoIY2VyZW1vbnkYASABKAsyGy5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUgAEjEKBWVuZGVkGAIgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlFbmRlZEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnNpZ2lsLmNlcmVtb255LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IlUKDUNlcmVtb255RW5kZWQSEwoLY2VyZW1vbnlfaWQYASABKAkSLwoFc3RhdGUYAiABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChJHZXRDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQiRAoTR2V0Q2VyZW1vbnlSZXNwb25zZRItCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255IisKDEtleWdlbk91dHB1dBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIigKClNpZ25PdXRwdXQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIrwBChdDb21wbGV0ZUNlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBIxCgZrZXlnZW4YAiABKAsyHy5zaWdpbC5jZXJlbW9ueS52MS5LZXlnZW5PdXRwdXRIABItCgRzaWduGAMgASgLMh0uc2lnaWwuY2VyZW1vbnkudjEuU2lnbk91dHB1dEgAQg8KBm91dHB1dBIFukgCCAEiSwoYQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEi8KBXN0YXRlGAEgASgOMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlTdGF0ZSL0AQoTRmFpbENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBJrCgZyZWFzb24YAiABKAlCW7pIWLoBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIFEAEYgAgSLgoIY3VscHJpdHMYAyADKAlCHLpIGZIBFhBAIhJyEBABGEAyCl5bXlx4MDBdKiQSEAoIcmVqZWN0ZWQYBCABKAgiRwoURmFpbENlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIrIBChNSZXBvcnRCYWNrdXBSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBI3CgVzdGF0ZRgCIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZUIKukgHggEEEAEgABIYCgZyZWFzb24YAyABKAlCCLpIBXIDGIAIEhoKCGxvY2F0aW9uGAQgASgJQgi6SAVyAxiACCIWChRSZXBvcnRCYWNrdXBSZXNwb25zZSpfCgxDZXJlbW9ueUtpbmQSHQoZQ0VSRU1PTllfS0lORF9VTlNQRUNJRklFRBAAEhgKFENFUkVNT05ZX0tJTkRfS0VZR0VOEAESFgoSQ0VSRU1PTllfS0lORF9TSUdOEAIqhAEKDUNlcmVtb255U3RhdGUSHgoaQ0VSRU1PTllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDRVJFTU9OWV9TVEFURV9SVU5OSU5HEAESHAoYQ0VSRU1PTllfU1RBVEVfU1VDQ0VFREVEEAISGQoVQ0VSRU1PTllfU1RBVEVfRkFJTEVEEAMylAQKD0NlcmVtb255U2VydmljZRJqCg9XYXRjaENlcmVtb25pZXMSKS5zaWdpbC5jZXJlbW9ueS52MS5XYXRjaENlcmVtb25pZXNSZXF1ZXN0Giouc2lnaWwuY2VyZW1vbnkudjEuV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2UwARJhCgtHZXRDZXJlbW9ueRIlLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVxdWVzdBomLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVzcG9uc2UiA5ACARJrChBDb21wbGV0ZUNlcmVtb255Eiouc2lnaWwuY2VyZW1vbnkudjEuQ29tcGxldGVDZXJlbW9ueVJlcXVlc3QaKy5zaWdpbC5jZXJlbW9ueS52MS5Db21wbGV0ZUNlcmVtb255UmVzcG9uc2USXwoMRmFpbENlcmVtb255EiYuc2lnaWwuY2VyZW1vbnkudjEuRmFpbENlcmVtb255UmVxdWVzdBonLnNpZ2lsLmNlcmVtb255LnYxLkZhaWxDZXJlbW9ueVJlc3BvbnNlEmQKDFJlcG9ydEJhY2t1cBImLnNpZ2lsLmNlcmVtb255LnYxLlJlcG9ydEJhY2t1cFJlcXVlc3QaJy5zaWdpbC5jZXJlbW9ueS52MS5SZXBvcnRCYWNrdXBSZXNwb25zZSIDkAICQkNaQWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9jZXJlbW9ueS92MTtjZXJlbW9ueXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
+  fileDesc("CiBzaWdpbC9jZXJlbW9ueS92MS9jZXJlbW9ueS5wcm90bxIRc2lnaWwuY2VyZW1vbnkudjEiOAoQUGVlckFubm91bmNlbWVudBIOCgZzaWduZXIYASABKAkSFAoMYW5ub3VuY2VtZW50GAIgASgMIuwDCghDZXJlbW9ueRIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8uc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlLaW5kEhEKCXdhbGxldF9pZBgDIAEoCRIUCgxzaWduYXR1cmVfaWQYBCABKAkSEQoJdGhyZXNob2xkGAUgASgNEg8KB3BhcnRpZXMYBiADKAkSMgoFcGVlcnMYByADKAsyIy5zaWdpbC5jZXJlbW9ueS52MS5QZWVyQW5ub3VuY2VtZW50Eg4KBmRpZ2VzdBgIIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgJIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYCiABKAwSEgoKcHVibGljX2tleRgLIAEoDBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoFc3RhdGUYDSABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlEhYKDnNpZ25lZF9yZXF1ZXN0GA4gASgMEhMKC2V4dGVybmFsX2lkGA8gASgJEhIKCmtleV9zY2hlbWUYECABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGBEgASgJIjsKFldhdGNoQ2VyZW1vbmllc1JlcXVlc3QSIQoMYW5ub3VuY2VtZW50GAEgASgMQgu6SAh6BhABGICAASK5AQoXV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2USLwoIY2VyZW1vbnkYASABKAsyGy5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueUgAEjEKBWVuZGVkGAIgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlFbmRlZEgAEjEKCWhlYXJ0YmVhdBgDIAEoCzIcLnNpZ2lsLmNlcmVtb255LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IlUKDUNlcmVtb255RW5kZWQSEwoLY2VyZW1vbnlfaWQYASABKAkSLwoFc3RhdGUYAiABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJEChJHZXRDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQiRAoTR2V0Q2VyZW1vbnlSZXNwb25zZRItCghjZXJlbW9ueRgBIAEoCzIbLnNpZ2lsLmNlcmVtb255LnYxLkNlcmVtb255IisKDEtleWdlbk91dHB1dBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghIigKClNpZ25PdXRwdXQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIiMKDVByZXNpZ25PdXRwdXQSEgoBchgBIAEoDEIHukgEegJoISLxAQoXQ29tcGxldGVDZXJlbW9ueVJlcXVlc3QSLgoLY2VyZW1vbnlfaWQYASABKAlCGbpIFnIUMhJeY2VyX1swLTlhLXpdezI2fSQSMQoGa2V5Z2VuGAIgASgLMh8uc2lnaWwuY2VyZW1vbnkudjEuS2V5Z2VuT3V0cHV0SAASLQoEc2lnbhgDIAEoCzIdLnNpZ2lsLmNlcmVtb255LnYxLlNpZ25PdXRwdXRIABIzCgdwcmVzaWduGAQgASgLMiAuc2lnaWwuY2VyZW1vbnkudjEuUHJlc2lnbk91dHB1dEgAQg8KBm91dHB1dBIFukgCCAEiSwoYQ29tcGxldGVDZXJlbW9ueVJlc3BvbnNlEi8KBXN0YXRlGAEgASgOMiAuc2lnaWwuY2VyZW1vbnkudjEuQ2VyZW1vbnlTdGF0ZSL0AQoTRmFpbENlcmVtb255UmVxdWVzdBIuCgtjZXJlbW9ueV9pZBgBIAEoCUIZukgWchQyEl5jZXJfWzAtOWEtel17MjZ9JBJrCgZyZWFzb24YAiABKAlCW7pIWLoBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIFEAEYgAgSLgoIY3VscHJpdHMYAyADKAlCHLpIGZIBFhBAIhJyEBABGEAyCl5bXlx4MDBdKiQSEAoIcmVqZWN0ZWQYBCABKAgiRwoURmFpbENlcmVtb255UmVzcG9uc2USLwoFc3RhdGUYASABKA4yIC5zaWdpbC5jZXJlbW9ueS52MS5DZXJlbW9ueVN0YXRlIrIBChNSZXBvcnRCYWNrdXBSZXF1ZXN0EiwKCXdhbGxldF9pZBgBIAEoCUIZukgWchQyEl53YWxfWzAtOWEtel17MjZ9JBI3CgVzdGF0ZRgCIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZUIKukgHggEEEAEgABIYCgZyZWFzb24YAyABKAlCCLpIBXIDGIAIEhoKCGxvY2F0aW9uGAQgASgJQgi6SAVyAxiACCIWChRSZXBvcnRCYWNrdXBSZXNwb25zZSp6CgxDZXJlbW9ueUtpbmQSHQoZQ0VSRU1PTllfS0lORF9VTlNQRUNJRklFRBAAEhgKFENFUkVNT05ZX0tJTkRfS0VZR0VOEAESFgoSQ0VSRU1PTllfS0lORF9TSUdOEAISGQoVQ0VSRU1PTllfS0lORF9QUkVTSUdOEAMqhAEKDUNlcmVtb255U3RhdGUSHgoaQ0VSRU1PTllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDRVJFTU9OWV9TVEFURV9SVU5OSU5HEAESHAoYQ0VSRU1PTllfU1RBVEVfU1VDQ0VFREVEEAISGQoVQ0VSRU1PTllfU1RBVEVfRkFJTEVEEAMylAQKD0NlcmVtb255U2VydmljZRJqCg9XYXRjaENlcmVtb25pZXMSKS5zaWdpbC5jZXJlbW9ueS52MS5XYXRjaENlcmVtb25pZXNSZXF1ZXN0Giouc2lnaWwuY2VyZW1vbnkudjEuV2F0Y2hDZXJlbW9uaWVzUmVzcG9uc2UwARJhCgtHZXRDZXJlbW9ueRIlLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVxdWVzdBomLnNpZ2lsLmNlcmVtb255LnYxLkdldENlcmVtb255UmVzcG9uc2UiA5ACARJrChBDb21wbGV0ZUNlcmVtb255Eiouc2lnaWwuY2VyZW1vbnkudjEuQ29tcGxldGVDZXJlbW9ueVJlcXVlc3QaKy5zaWdpbC5jZXJlbW9ueS52MS5Db21wbGV0ZUNlcmVtb255UmVzcG9uc2USXwoMRmFpbENlcmVtb255EiYuc2lnaWwuY2VyZW1vbnkudjEuRmFpbENlcmVtb255UmVxdWVzdBonLnNpZ2lsLmNlcmVtb255LnYxLkZhaWxDZXJlbW9ueVJlc3BvbnNlEmQKDFJlcG9ydEJhY2t1cBImLnNpZ2lsLmNlcmVtb255LnYxLlJlcG9ydEJhY2t1cFJlcXVlc3QaJy5zaWdpbC5jZXJlbW9ueS52MS5SZXBvcnRCYWNrdXBSZXNwb25zZSIDkAICQkNaQWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9jZXJlbW9ueS92MTtjZXJlbW9ueXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
 
 /**
  * PeerAnnouncement is a signer's announcement as relayed by the coordinator.
@@ -173,6 +173,22 @@ export type Ceremony = Message<"sigil.ceremony.v1.Ceremony"> & {
    * @generated from field: string external_id = 15;
    */
   externalId: string;
+
+  /**
+   * The wallet's key scheme (for example "ecdsa-secp256k1"); with kind, it
+   * selects the protocol the signer runs. Empty means ecdsa-secp256k1.
+   *
+   * @generated from field: string key_scheme = 16;
+   */
+  keyScheme: string;
+
+  /**
+   * Signing with a presignature: the id of the presigning ceremony that
+   * made it (each party uses its own part, once). Empty: the full protocol.
+   *
+   * @generated from field: string presignature_id = 17;
+   */
+  presignatureId: string;
 };
 
 /**
@@ -384,6 +400,28 @@ export const SignOutputSchema: GenMessage<SignOutput> = /*@__PURE__*/
   messageDesc(file_sigil_ceremony_v1_ceremony, 9);
 
 /**
+ * PresignOutput is what a signer made in a presigning ceremony.
+ *
+ * @generated from message sigil.ceremony.v1.PresignOutput
+ */
+export type PresignOutput = Message<"sigil.ceremony.v1.PresignOutput"> & {
+  /**
+   * The presignature's nonce point R, 33-byte compressed: the same at every
+   * party of one presigning.
+   *
+   * @generated from field: bytes r = 1;
+   */
+  r: Uint8Array;
+};
+
+/**
+ * Describes the message sigil.ceremony.v1.PresignOutput.
+ * Use `create(PresignOutputSchema)` to create a new message.
+ */
+export const PresignOutputSchema: GenMessage<PresignOutput> = /*@__PURE__*/
+  messageDesc(file_sigil_ceremony_v1_ceremony, 10);
+
+/**
  * CompleteCeremonyRequest reports the calling signer's result.
  *
  * @generated from message sigil.ceremony.v1.CompleteCeremonyRequest
@@ -417,6 +455,14 @@ export type CompleteCeremonyRequest = Message<"sigil.ceremony.v1.CompleteCeremon
      */
     value: SignOutput;
     case: "sign";
+  } | {
+    /**
+     * The result of a presigning ceremony.
+     *
+     * @generated from field: sigil.ceremony.v1.PresignOutput presign = 4;
+     */
+    value: PresignOutput;
+    case: "presign";
   } | { case: undefined; value?: undefined };
 };
 
@@ -425,7 +471,7 @@ export type CompleteCeremonyRequest = Message<"sigil.ceremony.v1.CompleteCeremon
  * Use `create(CompleteCeremonyRequestSchema)` to create a new message.
  */
 export const CompleteCeremonyRequestSchema: GenMessage<CompleteCeremonyRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 10);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 11);
 
 /**
  * CompleteCeremonyResponse acknowledges a result.
@@ -446,7 +492,7 @@ export type CompleteCeremonyResponse = Message<"sigil.ceremony.v1.CompleteCeremo
  * Use `create(CompleteCeremonyResponseSchema)` to create a new message.
  */
 export const CompleteCeremonyResponseSchema: GenMessage<CompleteCeremonyResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 11);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 12);
 
 /**
  * FailCeremonyRequest reports that the calling signer could not finish.
@@ -490,7 +536,7 @@ export type FailCeremonyRequest = Message<"sigil.ceremony.v1.FailCeremonyRequest
  * Use `create(FailCeremonyRequestSchema)` to create a new message.
  */
 export const FailCeremonyRequestSchema: GenMessage<FailCeremonyRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 12);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 13);
 
 /**
  * FailCeremonyResponse acknowledges a failure report.
@@ -511,7 +557,7 @@ export type FailCeremonyResponse = Message<"sigil.ceremony.v1.FailCeremonyRespon
  * Use `create(FailCeremonyResponseSchema)` to create a new message.
  */
 export const FailCeremonyResponseSchema: GenMessage<FailCeremonyResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 13);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 14);
 
 /**
  * ReportBackupRequest is the backup state of the calling signer's share.
@@ -553,7 +599,7 @@ export type ReportBackupRequest = Message<"sigil.ceremony.v1.ReportBackupRequest
  * Use `create(ReportBackupRequestSchema)` to create a new message.
  */
 export const ReportBackupRequestSchema: GenMessage<ReportBackupRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 14);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 15);
 
 /**
  * ReportBackupResponse acknowledges a backup report.
@@ -568,7 +614,7 @@ export type ReportBackupResponse = Message<"sigil.ceremony.v1.ReportBackupRespon
  * Use `create(ReportBackupResponseSchema)` to create a new message.
  */
 export const ReportBackupResponseSchema: GenMessage<ReportBackupResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_ceremony_v1_ceremony, 15);
+  messageDesc(file_sigil_ceremony_v1_ceremony, 16);
 
 /**
  * CeremonyKind says which protocol a ceremony runs.
@@ -591,11 +637,20 @@ export enum CeremonyKind {
   KEYGEN = 1,
 
   /**
-   * CMP threshold signing by t signers.
+   * CMP threshold signing by t signers; with a presignature_id, only the
+   * online round with that presignature.
    *
    * @generated from enum value: CEREMONY_KIND_SIGN = 2;
    */
   SIGN = 2,
+
+  /**
+   * CMP presigning by t signers, ahead of any message: the presignature
+   * signs one later message in one round.
+   *
+   * @generated from enum value: CEREMONY_KIND_PRESIGN = 3;
+   */
+  PRESIGN = 3,
 }
 
 /**
