@@ -49,6 +49,7 @@ type Driver struct {
 	client      driverv1connect.DriverServiceClient
 	hsm         HSM
 	keys        *KeyStore
+	cache       *keyCache
 	fingerprint string
 	concurrency int
 	claimWait   time.Duration
@@ -89,28 +90,76 @@ func New(o Options) *Driver {
 		o.Metrics = NewMetrics(nil)
 	}
 	return &Driver{
-		client: o.Client, hsm: o.HSM, keys: o.Keys, fingerprint: o.Fingerprint, concurrency: o.Concurrency,
+		client: o.Client, hsm: o.HSM, keys: o.Keys, cache: newKeyCache(o.Keys), fingerprint: o.Fingerprint, concurrency: o.Concurrency,
 		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
 	}
 }
 
 // Run polls for jobs with Concurrency workers until ctx ends. Jobs in
-// flight when ctx ends are finished (their leases bound how long) rather
-// than abandoned, so a graceful stop wastes no work.
+// flight or claimed when ctx ends are finished (their leases bound how
+// long) rather than abandoned, so a graceful stop wastes no work.
+//
+// One claimer long-polls for as many jobs as there are free places (the
+// workers plus as many again waiting their turn, so a worker never waits
+// for a round trip), and one reporter sends the results that finished
+// meanwhile in one CompleteJobs: under load each round trip, and each
+// commit at the coordinator, carries several jobs.
 func (d *Driver) Run(ctx context.Context) error {
+	capacity := 2 * d.concurrency
+	jobs := make(chan *driverv1.Job, capacity)
+	free := make(chan struct{}, capacity)
+	for range capacity {
+		free <- struct{}{}
+	}
+	rep := newReporter(d)
+	repCtx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
+	repDone := make(chan struct{})
+	go func() { defer close(repDone); rep.run(repCtx) }()
+
 	var wg sync.WaitGroup
 	for i := range d.concurrency {
-		wg.Go(func() { d.worker(ctx, i) })
+		logger := d.logger.With("worker", i)
+		wg.Go(func() {
+			for job := range jobs {
+				d.run(ctx, logger, rep, job)
+				free <- struct{}{}
+			}
+		})
 	}
+	d.claimLoop(ctx, jobs, free)
+	close(jobs)
 	wg.Wait()
+	stopReporter()
+	<-repDone
 	return nil
 }
 
-func (d *Driver) worker(ctx context.Context, n int) {
-	logger := d.logger.With("worker", n)
+// claimLoop claims jobs for the free places until ctx ends.
+func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free chan struct{}) {
 	var failures int
-	for ctx.Err() == nil {
-		job, err := d.claim(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-free:
+		}
+		n := 1
+	more:
+		for n < maxClaim {
+			select {
+			case <-free:
+				n++
+			default:
+				break more
+			}
+		}
+		got, err := d.claim(ctx, n)
+		for range n - len(got) {
+			free <- struct{}{}
+		}
+		for _, job := range got {
+			jobs <- job
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -118,33 +167,44 @@ func (d *Driver) worker(ctx context.Context, n int) {
 			failures++
 			delay := backoff(failures)
 			d.metrics.claimErrors.Inc()
-			logger.WarnContext(ctx, "claiming a job failed; retrying", "error", err, "retry_in", delay)
+			d.logger.WarnContext(ctx, "claiming a job failed; retrying", "error", err, "retry_in", delay)
 			sleep(ctx, delay)
 			continue
 		}
 		failures = 0
-		if job != nil {
-			d.run(ctx, logger, job)
-		}
 	}
 }
 
-func (d *Driver) claim(ctx context.Context) (*driverv1.Job, error) {
+// maxClaim bounds the jobs one claim asks for (the protocol allows 64).
+const maxClaim = 32
+
+func (d *Driver) claim(ctx context.Context, n int) ([]*driverv1.Job, error) {
 	// The server answers within the wait; the margin covers the network.
 	callCtx, cancel := context.WithTimeout(ctx, d.claimWait+15*time.Second)
 	defer cancel()
-	resp, err := d.client.ClaimJob(callCtx, connect.NewRequest(&driverv1.ClaimJobRequest{Wait: durationpb.New(d.claimWait)}))
+	resp, err := d.client.ClaimJob(callCtx, connect.NewRequest(&driverv1.ClaimJobRequest{
+		Wait: durationpb.New(d.claimWait), MaxJobs: uint32(n),
+	}))
 	if err != nil {
 		return nil, err
 	}
-	return resp.Msg.GetJob(), nil
+	var got []*driverv1.Job
+	if job := resp.Msg.GetJob(); job != nil {
+		got = append(got, job)
+	}
+	more := resp.Msg.GetMoreJobs()
+	if len(got)+len(more) > n {
+		// More than asked for: run what fits, the rest lapse to others.
+		more = more[:max(n-len(got), 0)]
+	}
+	return append(got, more...), nil
 }
 
 // errLeaseLost cancels a job whose lease the coordinator no longer honours.
 var errLeaseLost = errors.New("lease lost: the coordinator gave the job to another driver")
 
 // run does one job under its lease and reports the outcome.
-func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job) {
+func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, job *driverv1.Job) {
 	logger = logger.With("job", job.GetId(), "kind", job.GetKind().String(), "wallet", job.GetWalletId(), "attempt", job.GetAttempt())
 	start := time.Now()
 	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -185,7 +245,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
+		_ = d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
 			_, err := d.client.FailJob(c, connect.NewRequest(&driverv1.FailJobRequest{
 				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable,
 			}))
@@ -194,10 +254,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 		return
 	}
 	req.JobId, req.LeaseId = job.GetId(), job.GetLeaseId()
-	if d.report(jobCtx, logger, "CompleteJob", func(c context.Context) error {
-		_, err := d.client.CompleteJob(c, connect.NewRequest(req))
-		return err
-	}) {
+	if err := rep.complete(jobCtx, req); err == nil {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "completed").Inc()
 		d.metrics.jobSeconds.WithLabelValues(kindLabel(job)).Observe(time.Since(start).Seconds())
 		logger.DebugContext(ctx, "job completed", "duration", time.Since(start))
@@ -210,14 +267,14 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 }
 
 // report sends a result, retrying while the coordinator is unreachable. It
-// reports whether the coordinator accepted it.
-func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, send func(context.Context) error) bool {
+// returns nil when the coordinator accepted it.
+func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, send func(context.Context) error) error {
 	for try := 1; ; try++ {
 		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := send(callCtx)
 		cancel()
 		if err == nil {
-			return true
+			return nil
 		}
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeInternal:
@@ -230,8 +287,10 @@ func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, s
 		// FailedPrecondition or NotFound: the lease is gone and so is the
 		// job, for us. InvalidArgument: the coordinator rejected the result
 		// and recorded a failed attempt.
-		logger.WarnContext(ctx, what+" refused; job dropped", "error", err)
-		return false
+		if connect.CodeOf(err) != connect.CodeUnimplemented {
+			logger.WarnContext(ctx, what+" refused; job dropped", "error", err)
+		}
+		return err
 	}
 }
 
@@ -290,7 +349,7 @@ func (d *Driver) keygen(ctx context.Context, logger *slog.Logger, job *driverv1.
 
 // sign has the HSM sign the job's digest with the wallet's wrapped key.
 func (d *Driver) sign(ctx context.Context, job *driverv1.Job) (ecsig.Signature, error) {
-	key, err := d.keys.Get(ctx, job.GetWalletId())
+	key, err := d.cache.Get(ctx, job.GetWalletId())
 	if errors.Is(err, ErrNoKey) {
 		return ecsig.Signature{}, permanent(fmt.Errorf("%w (is every driver using the same --database-url?)", err))
 	}

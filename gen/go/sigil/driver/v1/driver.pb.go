@@ -80,6 +80,66 @@ func (JobKind) EnumDescriptor() ([]byte, []int) {
 	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{0}
 }
 
+// JobOutcome is what became of one reported result.
+type JobOutcome int32
+
+const (
+	// Not set; never sent by the coordinator.
+	JobOutcome_JOB_OUTCOME_UNSPECIFIED JobOutcome = 0
+	// The result was checked and recorded: the job is done.
+	JobOutcome_JOB_OUTCOME_RECORDED JobOutcome = 1
+	// The lease is no longer current (it lapsed, another driver took the
+	// job over, or the job is unknown): drop the job.
+	JobOutcome_JOB_OUTCOME_LEASE_LOST JobOutcome = 2
+	// The result failed the coordinator's check (a public key off the curve,
+	// a signature that does not verify, a result of the wrong kind); the
+	// attempt was recorded as failed and the job may be retried.
+	JobOutcome_JOB_OUTCOME_REJECTED JobOutcome = 3
+)
+
+// Enum value maps for JobOutcome.
+var (
+	JobOutcome_name = map[int32]string{
+		0: "JOB_OUTCOME_UNSPECIFIED",
+		1: "JOB_OUTCOME_RECORDED",
+		2: "JOB_OUTCOME_LEASE_LOST",
+		3: "JOB_OUTCOME_REJECTED",
+	}
+	JobOutcome_value = map[string]int32{
+		"JOB_OUTCOME_UNSPECIFIED": 0,
+		"JOB_OUTCOME_RECORDED":    1,
+		"JOB_OUTCOME_LEASE_LOST":  2,
+		"JOB_OUTCOME_REJECTED":    3,
+	}
+)
+
+func (x JobOutcome) Enum() *JobOutcome {
+	p := new(JobOutcome)
+	*p = x
+	return p
+}
+
+func (x JobOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_sigil_driver_v1_driver_proto_enumTypes[1].Descriptor()
+}
+
+func (JobOutcome) Type() protoreflect.EnumType {
+	return &file_sigil_driver_v1_driver_proto_enumTypes[1]
+}
+
+func (x JobOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobOutcome.Descriptor instead.
+func (JobOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{1}
+}
+
 // Job is one unit of HSM work, leased to one driver.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -202,7 +262,11 @@ func (x *Job) GetAttempt() uint32 {
 type ClaimJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long to wait for a job, at most 60 s; unset means 30 s.
-	Wait          *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	Wait *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	// How many jobs to lease at once, at most 64; 0 means 1. A driver with
+	// idle workers asks for as many as it can start, so that one claim (one
+	// round trip, one transaction) feeds several workers.
+	MaxJobs       uint32 `protobuf:"varint,2,opt,name=max_jobs,json=maxJobs,proto3" json:"max_jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,11 +308,21 @@ func (x *ClaimJobRequest) GetWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *ClaimJobRequest) GetMaxJobs() uint32 {
+	if x != nil {
+		return x.MaxJobs
+	}
+	return 0
+}
+
 // ClaimJobResponse carries the claimed job, if any.
 type ClaimJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job, leased to the caller; unset when none came in time.
-	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// The further jobs leased to the caller when max_jobs > 1, oldest first,
+	// each under a lease of its own.
+	MoreJobs      []*Job `protobuf:"bytes,2,rep,name=more_jobs,json=moreJobs,proto3" json:"more_jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +360,13 @@ func (*ClaimJobResponse) Descriptor() ([]byte, []int) {
 func (x *ClaimJobResponse) GetJob() *Job {
 	if x != nil {
 		return x.Job
+	}
+	return nil
+}
+
+func (x *ClaimJobResponse) GetMoreJobs() []*Job {
+	if x != nil {
+		return x.MoreJobs
 	}
 	return nil
 }
@@ -625,6 +706,162 @@ func (*CompleteJobResponse) Descriptor() ([]byte, []int) {
 	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
+// CompleteJobsRequest reports several results.
+type CompleteJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results, each as CompleteJob takes it; a job at most once.
+	Results       []*CompleteJobRequest `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobsRequest) Reset() {
+	*x = CompleteJobsRequest{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobsRequest) ProtoMessage() {}
+
+func (x *CompleteJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobsRequest.ProtoReflect.Descriptor instead.
+func (*CompleteJobsRequest) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CompleteJobsRequest) GetResults() []*CompleteJobRequest {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CompleteJobOutcome is the fate of one result of a CompleteJobsRequest.
+type CompleteJobOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job the result was for.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// What became of it.
+	Outcome JobOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=sigil.driver.v1.JobOutcome" json:"outcome,omitempty"`
+	// Why, when it was not recorded.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobOutcome) Reset() {
+	*x = CompleteJobOutcome{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobOutcome) ProtoMessage() {}
+
+func (x *CompleteJobOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobOutcome.ProtoReflect.Descriptor instead.
+func (*CompleteJobOutcome) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CompleteJobOutcome) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CompleteJobOutcome) GetOutcome() JobOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return JobOutcome_JOB_OUTCOME_UNSPECIFIED
+}
+
+func (x *CompleteJobOutcome) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// CompleteJobsResponse has one outcome per result, in the request's order.
+type CompleteJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcomes.
+	Outcomes      []*CompleteJobOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobsResponse) Reset() {
+	*x = CompleteJobsResponse{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobsResponse) ProtoMessage() {}
+
+func (x *CompleteJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobsResponse.ProtoReflect.Descriptor instead.
+func (*CompleteJobsResponse) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CompleteJobsResponse) GetOutcomes() []*CompleteJobOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 // FailJobRequest reports that a job could not be done.
 type FailJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -644,7 +881,7 @@ type FailJobRequest struct {
 
 func (x *FailJobRequest) Reset() {
 	*x = FailJobRequest{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +893,7 @@ func (x *FailJobRequest) String() string {
 func (*FailJobRequest) ProtoMessage() {}
 
 func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[9]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +906,7 @@ func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobRequest.ProtoReflect.Descriptor instead.
 func (*FailJobRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FailJobRequest) GetJobId() string {
@@ -709,7 +946,7 @@ type FailJobResponse struct {
 
 func (x *FailJobResponse) Reset() {
 	*x = FailJobResponse{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +958,7 @@ func (x *FailJobResponse) String() string {
 func (*FailJobResponse) ProtoMessage() {}
 
 func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +971,7 @@ func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobResponse.ProtoReflect.Descriptor instead.
 func (*FailJobResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 var File_sigil_driver_v1_driver_proto protoreflect.FileDescriptor
@@ -752,11 +989,13 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"public_key\x18\x06 \x01(\fR\tpublicKey\x12\x19\n" +
 	"\blease_id\x18\a \x01(\tR\aleaseId\x12F\n" +
 	"\x11lease_expire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fleaseExpireTime\x12\x18\n" +
-	"\aattempt\x18\t \x01(\rR\aattempt\"N\n" +
+	"\aattempt\x18\t \x01(\rR\aattempt\"r\n" +
 	"\x0fClaimJobRequest\x12;\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\":\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12\"\n" +
+	"\bmax_jobs\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18@R\amaxJobs\"m\n" +
 	"\x10ClaimJobResponse\x12&\n" +
-	"\x03job\x18\x01 \x01(\v2\x14.sigil.driver.v1.JobR\x03job\"}\n" +
+	"\x03job\x18\x01 \x01(\v2\x14.sigil.driver.v1.JobR\x03job\x121\n" +
+	"\tmore_jobs\x18\x02 \x03(\v2\x14.sigil.driver.v1.JobR\bmoreJobs\"}\n" +
 	"\x11RenewLeaseRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\"\\\n" +
@@ -773,7 +1012,16 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x06keygen\x18\x03 \x01(\v2 .sigil.driver.v1.KeygenJobResultH\x00R\x06keygen\x124\n" +
 	"\x04sign\x18\x04 \x01(\v2\x1e.sigil.driver.v1.SignJobResultH\x00R\x04signB\x0f\n" +
 	"\x06result\x12\x05\xbaH\x02\b\x01\"\x15\n" +
-	"\x13CompleteJobResponse\"\xba\x01\n" +
+	"\x13CompleteJobResponse\"`\n" +
+	"\x13CompleteJobsRequest\x12I\n" +
+	"\aresults\x18\x01 \x03(\v2#.sigil.driver.v1.CompleteJobRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10@R\aresults\"x\n" +
+	"\x12CompleteJobOutcome\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x125\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1b.sigil.driver.v1.JobOutcomeR\aoutcome\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"W\n" +
+	"\x14CompleteJobsResponse\x12?\n" +
+	"\boutcomes\x18\x01 \x03(\v2#.sigil.driver.v1.CompleteJobOutcomeR\boutcomes\"\xba\x01\n" +
 	"\x0eFailJobRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12 \n" +
@@ -784,12 +1032,19 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_KEYGEN\x10\x01\x12\x11\n" +
-	"\rJOB_KIND_SIGN\x10\x022\xdf\x02\n" +
+	"\rJOB_KIND_SIGN\x10\x02*y\n" +
+	"\n" +
+	"JobOutcome\x12\x1b\n" +
+	"\x17JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14JOB_OUTCOME_RECORDED\x10\x01\x12\x1a\n" +
+	"\x16JOB_OUTCOME_LEASE_LOST\x10\x02\x12\x18\n" +
+	"\x14JOB_OUTCOME_REJECTED\x10\x032\xbc\x03\n" +
 	"\rDriverService\x12O\n" +
 	"\bClaimJob\x12 .sigil.driver.v1.ClaimJobRequest\x1a!.sigil.driver.v1.ClaimJobResponse\x12U\n" +
 	"\n" +
 	"RenewLease\x12\".sigil.driver.v1.RenewLeaseRequest\x1a#.sigil.driver.v1.RenewLeaseResponse\x12X\n" +
-	"\vCompleteJob\x12#.sigil.driver.v1.CompleteJobRequest\x1a$.sigil.driver.v1.CompleteJobResponse\x12L\n" +
+	"\vCompleteJob\x12#.sigil.driver.v1.CompleteJobRequest\x1a$.sigil.driver.v1.CompleteJobResponse\x12[\n" +
+	"\fCompleteJobs\x12$.sigil.driver.v1.CompleteJobsRequest\x1a%.sigil.driver.v1.CompleteJobsResponse\x12L\n" +
 	"\aFailJob\x12\x1f.sigil.driver.v1.FailJobRequest\x1a .sigil.driver.v1.FailJobResponseB?Z=github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1;driverv1b\x06proto3"
 
 var (
@@ -804,45 +1059,55 @@ func file_sigil_driver_v1_driver_proto_rawDescGZIP() []byte {
 	return file_sigil_driver_v1_driver_proto_rawDescData
 }
 
-var file_sigil_driver_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sigil_driver_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sigil_driver_v1_driver_proto_goTypes = []any{
 	(JobKind)(0),                  // 0: sigil.driver.v1.JobKind
-	(*Job)(nil),                   // 1: sigil.driver.v1.Job
-	(*ClaimJobRequest)(nil),       // 2: sigil.driver.v1.ClaimJobRequest
-	(*ClaimJobResponse)(nil),      // 3: sigil.driver.v1.ClaimJobResponse
-	(*RenewLeaseRequest)(nil),     // 4: sigil.driver.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),    // 5: sigil.driver.v1.RenewLeaseResponse
-	(*KeygenJobResult)(nil),       // 6: sigil.driver.v1.KeygenJobResult
-	(*SignJobResult)(nil),         // 7: sigil.driver.v1.SignJobResult
-	(*CompleteJobRequest)(nil),    // 8: sigil.driver.v1.CompleteJobRequest
-	(*CompleteJobResponse)(nil),   // 9: sigil.driver.v1.CompleteJobResponse
-	(*FailJobRequest)(nil),        // 10: sigil.driver.v1.FailJobRequest
-	(*FailJobResponse)(nil),       // 11: sigil.driver.v1.FailJobResponse
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(JobOutcome)(0),               // 1: sigil.driver.v1.JobOutcome
+	(*Job)(nil),                   // 2: sigil.driver.v1.Job
+	(*ClaimJobRequest)(nil),       // 3: sigil.driver.v1.ClaimJobRequest
+	(*ClaimJobResponse)(nil),      // 4: sigil.driver.v1.ClaimJobResponse
+	(*RenewLeaseRequest)(nil),     // 5: sigil.driver.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),    // 6: sigil.driver.v1.RenewLeaseResponse
+	(*KeygenJobResult)(nil),       // 7: sigil.driver.v1.KeygenJobResult
+	(*SignJobResult)(nil),         // 8: sigil.driver.v1.SignJobResult
+	(*CompleteJobRequest)(nil),    // 9: sigil.driver.v1.CompleteJobRequest
+	(*CompleteJobResponse)(nil),   // 10: sigil.driver.v1.CompleteJobResponse
+	(*CompleteJobsRequest)(nil),   // 11: sigil.driver.v1.CompleteJobsRequest
+	(*CompleteJobOutcome)(nil),    // 12: sigil.driver.v1.CompleteJobOutcome
+	(*CompleteJobsResponse)(nil),  // 13: sigil.driver.v1.CompleteJobsResponse
+	(*FailJobRequest)(nil),        // 14: sigil.driver.v1.FailJobRequest
+	(*FailJobResponse)(nil),       // 15: sigil.driver.v1.FailJobResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 }
 var file_sigil_driver_v1_driver_proto_depIdxs = []int32{
 	0,  // 0: sigil.driver.v1.Job.kind:type_name -> sigil.driver.v1.JobKind
-	12, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
-	13, // 2: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
-	1,  // 3: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
-	12, // 4: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 5: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
-	7,  // 6: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
-	2,  // 7: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
-	4,  // 8: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
-	8,  // 9: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
-	10, // 10: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
-	3,  // 11: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
-	5,  // 12: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
-	9,  // 13: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
-	11, // 14: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
+	17, // 2: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 3: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
+	2,  // 4: sigil.driver.v1.ClaimJobResponse.more_jobs:type_name -> sigil.driver.v1.Job
+	16, // 5: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 6: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
+	8,  // 7: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
+	9,  // 8: sigil.driver.v1.CompleteJobsRequest.results:type_name -> sigil.driver.v1.CompleteJobRequest
+	1,  // 9: sigil.driver.v1.CompleteJobOutcome.outcome:type_name -> sigil.driver.v1.JobOutcome
+	12, // 10: sigil.driver.v1.CompleteJobsResponse.outcomes:type_name -> sigil.driver.v1.CompleteJobOutcome
+	3,  // 11: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
+	5,  // 12: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
+	9,  // 13: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
+	11, // 14: sigil.driver.v1.DriverService.CompleteJobs:input_type -> sigil.driver.v1.CompleteJobsRequest
+	14, // 15: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
+	4,  // 16: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
+	6,  // 17: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
+	10, // 18: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
+	13, // 19: sigil.driver.v1.DriverService.CompleteJobs:output_type -> sigil.driver.v1.CompleteJobsResponse
+	15, // 20: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sigil_driver_v1_driver_proto_init() }
@@ -859,8 +1124,8 @@ func file_sigil_driver_v1_driver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_driver_v1_driver_proto_rawDesc), len(file_sigil_driver_v1_driver_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   11,
+			NumEnums:      2,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
