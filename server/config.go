@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/internal/pki"
+	"github.com/sigil-wallet/sigil/server/api"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 	HSMLease time.Duration
 	// HSMMaxAttempts bounds the attempts of a failing HSM job (default 5).
 	HSMMaxAttempts int
+	// MPCWalletRate bounds, per API token, the MPC wallets CreateWallet
+	// starts (key generations); the zero Rate is no limit. `sigil server`
+	// defaults it to api.DefaultMPCWalletRate.
+	MPCWalletRate api.Rate
 	// QuorumWait is how long a signature waits for t MPC signers to be
 	// online before it fails (default 10 s).
 	QuorumWait time.Duration

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/server"
+	"github.com/sigil-wallet/sigil/server/api"
 )
 
 // serverFlags declares the coordinator's flags on fs, filling cfg.
@@ -29,6 +30,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners *listFla
 	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
 	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
 	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
+	cfg.MPCWalletRate = api.DefaultMPCWalletRate
+	fs.Var(&cfg.MPCWalletRate, "mpc-wallet-rate", "MPC wallets (key generations) one API token may ask for: N/duration, in bursts of up to N (e.g. 4/1m, 100/1h), or off; more are refused with RESOURCE_EXHAUSTED saying when to retry. Each replica counts on its own")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
 }

@@ -66,6 +66,7 @@ type WalletServer struct {
 	backends Backends
 	notifier Notifier
 	logger   *slog.Logger
+	mpcLimit *limiter // nil: no limit (see LimitMPCWallets)
 }
 
 var _ walletv1connect.WalletServiceHandler = (*WalletServer)(nil)
@@ -113,6 +114,11 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
+	if backend == store.BackendMPC {
+		if err := s.takeMPCWallet(ctx); err != nil {
+			return nil, err
+		}
+	}
 	w := &store.Wallet{
 		ID:         ids.New(ids.Wallet),
 		ExternalID: m.GetExternalId(),
@@ -134,6 +140,9 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	}
 	w.RequestHash = fingerprint("wallet", string(backend), w.KeyScheme, w.Name)
 	got, created, err := s.store.CreateWallet(ctx, w, work)
+	if backend == store.BackendMPC && (err != nil || !created) {
+		s.refundMPCWallet(ctx)
+	}
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
