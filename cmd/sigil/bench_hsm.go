@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -98,7 +97,7 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	tokens, err := benchSoftHSMTokens(ctx, filepath.Join(dir, "softhsm"), o.sessions, "bench-1", "bench-2")
+	tokens, err := cluster.SoftHSMTokens(ctx, filepath.Join(dir, "softhsm"), o.sessions, "bench-1", "bench-2")
 	if err != nil {
 		return nil, err
 	}
@@ -175,46 +174,6 @@ func benchClient(ctx context.Context, srv *server.Server, description string) (*
 		return nil, err
 	}
 	return sigil.New(srv.APIURL(), sigil.WithToken(token))
-}
-
-// benchSoftHSMTokens initialises one SoftHSM2 token per label in dir and
-// gives them all the same new master key, as `sigil hsm import-master-key`
-// does across a deployment. SOFTHSM2_CONF is process-wide and read when the
-// module loads, so this runs before any token is opened.
-func benchSoftHSMTokens(ctx context.Context, dir string, sessions int, labels ...string) ([]hsm.Config, error) {
-	if err := cluster.UseSoftHSMDir(dir); err != nil {
-		return nil, err
-	}
-	var cfgs []hsm.Config
-	for _, label := range labels {
-		pin, err := cluster.InitSoftHSMToken(ctx, label)
-		if err != nil {
-			return nil, err
-		}
-		cfgs = append(cfgs, hsm.Config{ModulePath: cluster.SoftHSMModule, TokenLabel: label, PIN: pin, Sessions: sessions})
-	}
-	material, err := hsm.GenerateMasterKeyMaterial()
-	if err != nil {
-		return nil, err
-	}
-	defer clear(material)
-	var handles []*hsm.HSM
-	defer func() {
-		for _, h := range handles {
-			_ = h.Close()
-		}
-	}()
-	for _, c := range cfgs {
-		h, err := hsm.OpenToken(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("token %s: %w", c.TokenLabel, err)
-		}
-		handles = append(handles, h)
-		if err := h.ImportMasterKey(ctx, bytes.Clone(material)); err != nil {
-			return nil, fmt.Errorf("import the master key into %s: %w", c.TokenLabel, err)
-		}
-	}
-	return cfgs, nil
 }
 
 // benchSchema creates a schema of its own in the PostgreSQL database of

@@ -1,0 +1,267 @@
+package proctest_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
+	"github.com/sigil-wallet/sigil/internal/cluster"
+	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/db/dbtest"
+	"github.com/sigil-wallet/sigil/internal/ecsig"
+	"github.com/sigil-wallet/sigil/internal/proctest"
+	"github.com/sigil-wallet/sigil/server/servertest"
+)
+
+// requireSoftHSM skips without SoftHSM2, except under CI, where its absence
+// is a broken machine.
+func requireSoftHSM(t *testing.T) {
+	t.Helper()
+	if cluster.SoftHSMAvailable() {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("SoftHSM2 is not installed (CI=true, so this is a failure, not a skip)")
+	}
+	t.Skip("SoftHSM2 is not installed")
+}
+
+// walletClient calls a replica's API port with a bearer token.
+func walletClient(apiURL, token string) walletv1connect.WalletServiceClient {
+	return walletv1connect.NewWalletServiceClient(servertest.H2CClient(), apiURL,
+		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				req.Header().Set("Authorization", "Bearer "+token)
+				return next(ctx, req)
+			}
+		})))
+}
+
+func count(t *testing.T, d *db.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := d.GetContext(t.Context(), &n, d.Rebind(query), args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// TestHSMQueueSurvivesKills: two coordinator replicas on one PostgreSQL
+// database and three HSM drivers (each on its own SoftHSM token holding the
+// same master key, each knowing both replicas) sign 1,000 requests sent
+// to both replicas. Midway one driver is killed while it holds leased jobs,
+// and one replica is killed while signatures are pending and drivers poll
+// it. Every request ends signed exactly once with a signature that
+// verifies, the dead driver's jobs are finished by others, and a driver
+// whose preferred replica died goes on working through the other.
+func TestHSMQueueSurvivesKills(t *testing.T) {
+	const total = 1000
+	requireSoftHSM(t)
+	dbURL, driverDB := dbtest.PostgresURL(t), dbtest.PostgresURL(t)
+	drivers := []string{"driver-1", "driver-2", "driver-3"}
+	h := proctest.New(t, nil, drivers)
+	ctx := t.Context()
+	tokens, err := cluster.SoftHSMTokens(ctx, filepath.Join(h.Dir, "softhsm"), 2, "tok-1", "tok-2", "tok-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := proctest.ServerOptions{DatabaseURL: dbURL, HSM: true, Args: []string{"--hsm-lease", "3s"}}
+	r1 := h.StartServer("replica-1", opts)
+	r2 := h.StartServer("replica-2", opts)
+	prefs := [][]string{{r1.NodeURL, r2.NodeURL}, {r2.NodeURL, r1.NodeURL}, {r1.NodeURL, r2.NodeURL}}
+	var ds []*proctest.Driver
+	for i, name := range drivers {
+		ds = append(ds, h.StartDriver(name, tokens[i], prefs[i], driverDB))
+	}
+	token := h.Token(r1, "admin")
+	apis := []walletv1connect.WalletServiceClient{walletClient(r1.APIURL, token), walletClient(r2.APIURL, token)}
+
+	w, err := apis[0].CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{Name: "hsm", Backend: walletv1.Backend_BACKEND_HSM}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	walletID := w.Msg.GetWallet().GetId()
+	var pub []byte
+	proctest.Eventually(t, 30*time.Second, "the HSM wallet to become active", func() (bool, error) {
+		got, err := apis[1].GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: walletID}))
+		if err != nil {
+			return false, err
+		}
+		pub = got.Msg.GetWallet().GetPublicKey()
+		return got.Msg.GetWallet().GetStatus() == walletv1.WalletStatus_WALLET_STATUS_ACTIVE, nil
+	})
+
+	coord, err := db.Open(ctx, db.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+
+	// Submit through both replicas; a call that fails (its replica died)
+	// is sent again to the other with the same external id, which makes it
+	// idempotent: a request that did land is not made twice.
+	var r1Dead atomic.Bool
+	submitted := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var firstErr atomic.Value
+		next := make(chan int)
+		for range 8 {
+			wg.Go(func() {
+				for i := range next {
+					hash := sha256.Sum256(fmt.Appendf(nil, "request %d", i))
+					req := &walletv1.CreateSignatureRequest{WalletId: walletID, ExternalId: fmt.Sprintf("req-%d", i),
+						Payload: &walletv1.CreateSignatureRequest_Hash{Hash: hash[:]}}
+					var err error
+					for try := range 4 {
+						api := apis[(i+try)%2]
+						if r1Dead.Load() {
+							api = apis[1]
+						}
+						if _, err = api.CreateSignature(ctx, connect.NewRequest(req)); err == nil {
+							break
+						}
+					}
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
+					}
+				}
+			})
+		}
+		for i := range total {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		if err, _ := firstErr.Load().(error); err != nil {
+			submitted <- err
+			return
+		}
+		submitted <- nil
+	}()
+
+	signed := func() int {
+		return count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ? AND status = 'signed'`, walletID)
+	}
+	proctest.Eventually(t, 2*time.Minute, "a third of the signatures", func() (bool, error) { return signed() >= total/3, nil })
+
+	// Kill driver-1 while it holds leases: freeze it, look, and kill it
+	// only when the database shows jobs leased to it.
+	var inFlight []string
+	for range 200 {
+		ds[0].Stop()
+		if err := coord.SelectContext(ctx, &inFlight, coord.Rebind(`SELECT id FROM jobs WHERE state = 'leased' AND leased_by = ?`), "driver-1"); err != nil {
+			t.Fatal(err)
+		}
+		if len(inFlight) > 1 {
+			break
+		}
+		ds[0].Continue()
+		if signed() == total {
+			break
+		}
+	}
+	if len(inFlight) == 0 {
+		t.Fatal("driver-1 never held a lease when looked at: nothing was in flight to kill")
+	}
+	ds[0].Kill()
+	// What it still holds now that it is dead (a result it sent just
+	// before may have landed meanwhile) is what others must finish.
+	if err := coord.SelectContext(ctx, &inFlight, coord.Rebind(`SELECT id FROM jobs WHERE state = 'leased' AND leased_by = ?`), "driver-1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(inFlight) == 0 {
+		t.Fatal("driver-1 held no lease once killed: nothing was in flight")
+	}
+
+	// Kill replica-1 while signatures are pending and it has served claims.
+	claimedAtR1 := proctest.Value(ctx, r1.MetricsURL, "sigil_hsm_jobs_claimed_total")
+	pending := count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ? AND status = 'pending'`, walletID)
+	r1.Kill()
+	r1Dead.Store(true)
+	killedAt := time.Now()
+	if claimedAtR1 <= 0 || pending == 0 {
+		t.Fatalf("replica-1 killed with %v claims served and %d signatures pending: no work was in flight", claimedAtR1, pending)
+	}
+	t.Logf("killed driver-1 holding %d leases, then replica-1 with %d signatures pending (%v claims served by it)", len(inFlight), pending, claimedAtR1)
+
+	if err := <-submitted; err != nil {
+		t.Fatalf("submitting: %v", err)
+	}
+	proctest.Eventually(t, 2*time.Minute, "every signature", func() (bool, error) { return signed() == total, nil })
+
+	// Exactly one request per external id, every one signed, none failed.
+	if n := count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ?`, walletID); n != total {
+		t.Fatalf("%d signature requests recorded, want %d", n, total)
+	}
+	// Every signature has exactly one job, done once.
+	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE kind = 'sign' AND state = 'done'`); n != total {
+		t.Fatalf("%d sign jobs done, want %d", n, total)
+	}
+	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE state <> 'done'`); n != 0 {
+		t.Fatalf("%d jobs not done", n)
+	}
+	// Every signature verifies against the wallet's key.
+	var rows []struct {
+		Digest []byte `db:"digest"`
+		R      []byte `db:"sig_r"`
+		S      []byte `db:"sig_s"`
+		V      int    `db:"recovery_id"`
+	}
+	if err := coord.SelectContext(ctx, &rows, coord.Rebind(`SELECT digest, sig_r, sig_s, recovery_id FROM signatures WHERE wallet_id = ?`), walletID); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		var sig ecsig.Signature
+		copy(sig.R[:], r.R)
+		copy(sig.S[:], r.S)
+		sig.V = byte(r.V)
+		if len(r.R) != 32 || len(r.S) != 32 || !ecsig.Verify(pub, r.Digest, sig) {
+			t.Fatalf("a recorded signature does not verify: digest %x", r.Digest)
+		}
+	}
+	// The jobs driver-1 died holding were finished by another driver, save
+	// those whose result was already on its way to a replica (done by
+	// driver-1 on its first attempt); at least one had to be taken over.
+	takenOver := 0
+	for _, id := range inFlight {
+		var j struct {
+			LeasedBy string `db:"leased_by"`
+			Attempts int    `db:"attempts"`
+		}
+		if err := coord.GetContext(ctx, &j, coord.Rebind(`SELECT leased_by, attempts FROM jobs WHERE id = ?`), id); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case j.LeasedBy != "driver-1" && j.Attempts >= 2:
+			takenOver++
+		case j.LeasedBy == "driver-1" && j.Attempts == 1:
+			// its result reached a replica before the kill
+		default:
+			t.Fatalf("job %s, in flight at driver-1's death, finished by %s after %d attempts", id, j.LeasedBy, j.Attempts)
+		}
+	}
+	if takenOver == 0 {
+		t.Fatalf("none of the %d jobs driver-1 held when killed was taken over by another driver", len(inFlight))
+	}
+	// driver-3 prefers replica-1: after its death it failed over to replica-2.
+	after := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE leased_by = 'driver-3' AND updated_at > ?`, killedAt.UnixMicro())
+	viaR2 := proctest.Value(ctx, r2.MetricsURL, "sigil_hsm_jobs_completed_total", `driver="driver-3"`)
+	if after == 0 || viaR2 <= 0 {
+		t.Fatalf("driver-3 finished %d jobs after replica-1 died (%v through replica-2): it did not fail over", after, viaR2)
+	}
+	if !slices.ContainsFunc(ds[1:], func(d *proctest.Driver) bool { return d.Running() }) {
+		t.Fatal("no driver survived")
+	}
+}
