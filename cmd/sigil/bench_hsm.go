@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -49,10 +50,11 @@ PostgreSQL schema, dropped at the end. Needs SoftHSM2 (apt-get install softhsm2)
 All parts share this machine's cores.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var requests, sessions int
-			var databaseURL string
+			var databaseURL, cpuProfile string
 			fs.IntVar(&requests, "requests", 500, "signature requests per full-stack measurement (the raw measurement signs 3x as many)")
 			fs.IntVar(&sessions, "sessions", hsm.DefaultSessions, "PKCS#11 sessions per token, and jobs at once per driver")
 			fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL for the coordinator and the driver database (a temporary schema in it); default SQLite in the temporary folder")
+			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
 			env.addLogFlags(fs)
 			// Only trouble is worth printing beside the table.
 			env.logLevel = "warn"
@@ -67,6 +69,13 @@ All parts share this machine's cores.`,
 				logger, err := env.logger()
 				if err != nil {
 					return err
+				}
+				if cpuProfile != "" {
+					stop, err := startCPUProfile(cpuProfile)
+					if err != nil {
+						return err
+					}
+					defer stop()
 				}
 				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures), then the full stack with 1 and %d drivers (%d requests each) ...\n",
 					3*requests, len(benchHSMDrivers), requests)
@@ -203,6 +212,19 @@ func benchSchema(ctx context.Context, rawURL string) (string, func() error, erro
 		return errors.Join(err, admin.Close())
 	}
 	return u.String(), drop, nil
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func benchRandomHex(n int) string {

@@ -52,6 +52,7 @@ type Driver struct {
 	cache       *keyCache
 	fingerprint string
 	concurrency int
+	hsmSlots    chan struct{} // Concurrency places in the HSM
 	claimWait   time.Duration
 	logger      *slog.Logger
 	metrics     *Metrics
@@ -91,7 +92,7 @@ func New(o Options) *Driver {
 	}
 	return &Driver{
 		client: o.Client, hsm: o.HSM, keys: o.Keys, cache: newKeyCache(o.Keys), fingerprint: o.Fingerprint, concurrency: o.Concurrency,
-		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
+		hsmSlots: make(chan struct{}, o.Concurrency), claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
 	}
 }
 
@@ -99,13 +100,16 @@ func New(o Options) *Driver {
 // flight or claimed when ctx ends are finished (their leases bound how
 // long) rather than abandoned, so a graceful stop wastes no work.
 //
-// One claimer long-polls for as many jobs as there are free places (the
-// workers plus as many again waiting their turn, so a worker never waits
-// for a round trip), and one reporter sends the results that finished
-// meanwhile in one CompleteJobs: under load each round trip, and each
-// commit at the coordinator, carries several jobs.
+// A job goes through three stages: claimed, in the HSM (at most
+// Concurrency at once), reported. One claimer long-polls for as many jobs
+// as there are free places, and one reporter sends the results that
+// finished meanwhile in one CompleteJobs: under load each round trip, and
+// each commit at the coordinator, carries several jobs. Each job keeps its
+// place (and its lease) until the coordinator recorded its result, and
+// there are pipelineDepth places per HSM place, so that the HSM works on
+// the next jobs while the results of the last ones travel.
 func (d *Driver) Run(ctx context.Context) error {
-	capacity := 2 * d.concurrency
+	capacity := pipelineDepth * d.concurrency
 	jobs := make(chan *driverv1.Job, capacity)
 	free := make(chan struct{}, capacity)
 	for range capacity {
@@ -117,7 +121,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	go func() { defer close(repDone); rep.run(repCtx) }()
 
 	var wg sync.WaitGroup
-	for i := range d.concurrency {
+	for i := range capacity {
 		logger := d.logger.With("worker", i)
 		wg.Go(func() {
 			for job := range jobs {
@@ -175,6 +179,11 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 	}
 }
 
+// pipelineDepth is how many jobs a driver holds per HSM place: one in the
+// HSM, the others claimed and waiting or reported and awaiting the
+// coordinator's answer.
+const pipelineDepth = 4
+
 // maxClaim bounds the jobs one claim asks for (the protocol allows 64).
 const maxClaim = 32
 
@@ -216,22 +225,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 	}()
 	defer func() { cancel(nil); <-renewDone }()
 
-	var req *driverv1.CompleteJobRequest
-	var err error
-	switch job.GetKind() {
-	case driverv1.JobKind_JOB_KIND_KEYGEN:
-		var pub []byte
-		if pub, err = d.keygen(jobCtx, logger, job); err == nil {
-			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}}}
-		}
-	case driverv1.JobKind_JOB_KIND_SIGN:
-		var sig ecsig.Signature
-		if sig, err = d.sign(jobCtx, job); err == nil {
-			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}
-		}
-	default:
-		err = permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
-	}
+	req, err := d.work(jobCtx, logger, job)
 	if cause := context.Cause(jobCtx); errors.Is(cause, errLeaseLost) {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "dropped").Inc()
 		logger.WarnContext(ctx, "job dropped", "reason", cause)
@@ -263,6 +257,33 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 		}
 	} else {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "dropped").Inc()
+	}
+}
+
+// work runs a job in the HSM, holding one of the Concurrency places, and
+// returns the result to report.
+func (d *Driver) work(ctx context.Context, logger *slog.Logger, job *driverv1.Job) (*driverv1.CompleteJobRequest, error) {
+	select {
+	case d.hsmSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	defer func() { <-d.hsmSlots }()
+	switch job.GetKind() {
+	case driverv1.JobKind_JOB_KIND_KEYGEN:
+		pub, err := d.keygen(ctx, logger, job)
+		if err != nil {
+			return nil, err
+		}
+		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{PublicKey: pub}}}, nil
+	case driverv1.JobKind_JOB_KIND_SIGN:
+		sig, err := d.sign(ctx, job)
+		if err != nil {
+			return nil, err
+		}
+		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}, nil
+	default:
+		return nil, permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
 	}
 }
 
