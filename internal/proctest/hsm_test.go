@@ -48,6 +48,139 @@ func walletClient(apiURL, token string) walletv1connect.WalletServiceClient {
 		})))
 }
 
+// hsmWallet creates an HSM wallet and waits until a driver made its key.
+func hsmWallet(t *testing.T, api walletv1connect.WalletServiceClient) (string, []byte) {
+	t.Helper()
+	ctx := t.Context()
+	w, err := api.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{Name: "hsm", Backend: walletv1.Backend_BACKEND_HSM}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	walletID := w.Msg.GetWallet().GetId()
+	var pub []byte
+	proctest.Eventually(t, 30*time.Second, "the HSM wallet to become active", func() (bool, error) {
+		got, err := api.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: walletID}))
+		if err != nil {
+			return false, err
+		}
+		pub = got.Msg.GetWallet().GetPublicKey()
+		return got.Msg.GetWallet().GetStatus() == walletv1.WalletStatus_WALLET_STATUS_ACTIVE, nil
+	})
+	return walletID, pub
+}
+
+// leasedTo lists the jobs leased to driver now.
+func leasedTo(t *testing.T, coord *db.DB, driver string) []string {
+	t.Helper()
+	var ids []string
+	if err := coord.SelectContext(t.Context(), &ids, coord.Rebind(`SELECT id FROM jobs WHERE state = 'leased' AND leased_by = ?`), driver); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// freezeHolding stops d (SIGSTOP) at a moment the database shows it holding
+// leases, preferably several, and returns them; d stays stopped. done says
+// the work ran out, which fails the test.
+func freezeHolding(t *testing.T, d *proctest.Driver, coord *db.DB, done func() bool) []string {
+	t.Helper()
+	var held []string
+	for range 200 {
+		d.Stop()
+		if held = leasedTo(t, coord, d.Name); len(held) > 1 {
+			return held
+		}
+		d.Continue()
+		if done() {
+			break
+		}
+	}
+	if len(held) == 0 {
+		t.Fatalf("%s never held a lease when looked at: nothing was in flight", d.Name)
+	}
+	d.Stop()
+	return leasedTo(t, coord, d.Name)
+}
+
+// verifyAllSigned checks the database: exactly total requests on the
+// wallet, every one signed with a signature that verifies against pub, one
+// sign job each, done once, and no job left open or failed.
+func verifyAllSigned(t *testing.T, coord *db.DB, walletID string, pub []byte, total int) {
+	t.Helper()
+	ctx := t.Context()
+	if n := count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ?`, walletID); n != total {
+		t.Fatalf("%d signature requests recorded, want %d", n, total)
+	}
+	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE kind = 'sign' AND state = 'done'`); n != total {
+		t.Fatalf("%d sign jobs done, want %d", n, total)
+	}
+	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE state <> 'done'`); n != 0 {
+		t.Fatalf("%d jobs not done", n)
+	}
+	var rows []struct {
+		Digest []byte `db:"digest"`
+		R      []byte `db:"sig_r"`
+		S      []byte `db:"sig_s"`
+		V      int    `db:"recovery_id"`
+	}
+	if err := coord.SelectContext(ctx, &rows, coord.Rebind(`SELECT digest, sig_r, sig_s, recovery_id FROM signatures WHERE wallet_id = ?`), walletID); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		var sig ecsig.Signature
+		copy(sig.R[:], r.R)
+		copy(sig.S[:], r.S)
+		sig.V = byte(r.V)
+		if len(r.R) != 32 || len(r.S) != 32 || !ecsig.Verify(pub, r.Digest, sig) {
+			t.Fatalf("a recorded signature does not verify: digest %x", r.Digest)
+		}
+	}
+}
+
+// submit asks for total signatures of distinct hashes, 8 at a time,
+// spread over the replicas' APIs; once avoidFirst is set, only the others
+// are used. A call that fails (its replica died) is sent again to the next
+// replica with the same external id, which makes it idempotent: a request
+// that did land is not made twice. The channel yields the first error.
+func submit(ctx context.Context, apis []walletv1connect.WalletServiceClient, walletID string, total int, avoidFirst *atomic.Bool) <-chan error {
+	submitted := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var firstErr atomic.Value
+		next := make(chan int)
+		for range 8 {
+			wg.Go(func() {
+				for i := range next {
+					hash := sha256.Sum256(fmt.Appendf(nil, "request %d", i))
+					req := &walletv1.CreateSignatureRequest{WalletId: walletID, ExternalId: fmt.Sprintf("req-%d", i),
+						Payload: &walletv1.CreateSignatureRequest_Hash{Hash: hash[:]}}
+					var err error
+					for try := range 4 {
+						k := (i + try) % len(apis)
+						if k == 0 && len(apis) > 1 && avoidFirst.Load() {
+							k = 1
+						}
+						if _, err = apis[k].CreateSignature(ctx, connect.NewRequest(req)); err == nil {
+							break
+						}
+					}
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
+					}
+				}
+			})
+		}
+		for i := range total {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		err, _ := firstErr.Load().(error)
+		submitted <- err
+	}()
+	return submitted
+}
+
 func count(t *testing.T, d *db.DB, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -87,20 +220,7 @@ func TestHSMQueueSurvivesKills(t *testing.T) {
 	token := h.Token(r1, "admin")
 	apis := []walletv1connect.WalletServiceClient{walletClient(r1.APIURL, token), walletClient(r2.APIURL, token)}
 
-	w, err := apis[0].CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{Name: "hsm", Backend: walletv1.Backend_BACKEND_HSM}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	walletID := w.Msg.GetWallet().GetId()
-	var pub []byte
-	proctest.Eventually(t, 30*time.Second, "the HSM wallet to become active", func() (bool, error) {
-		got, err := apis[1].GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: walletID}))
-		if err != nil {
-			return false, err
-		}
-		pub = got.Msg.GetWallet().GetPublicKey()
-		return got.Msg.GetWallet().GetStatus() == walletv1.WalletStatus_WALLET_STATUS_ACTIVE, nil
-	})
+	walletID, pub := hsmWallet(t, apis[0])
 
 	coord, err := db.Open(ctx, db.Config{URL: dbURL})
 	if err != nil {
@@ -108,48 +228,8 @@ func TestHSMQueueSurvivesKills(t *testing.T) {
 	}
 	defer coord.Close()
 
-	// Submit through both replicas; a call that fails (its replica died)
-	// is sent again to the other with the same external id, which makes it
-	// idempotent: a request that did land is not made twice.
 	var r1Dead atomic.Bool
-	submitted := make(chan error, 1)
-	go func() {
-		var wg sync.WaitGroup
-		var firstErr atomic.Value
-		next := make(chan int)
-		for range 8 {
-			wg.Go(func() {
-				for i := range next {
-					hash := sha256.Sum256(fmt.Appendf(nil, "request %d", i))
-					req := &walletv1.CreateSignatureRequest{WalletId: walletID, ExternalId: fmt.Sprintf("req-%d", i),
-						Payload: &walletv1.CreateSignatureRequest_Hash{Hash: hash[:]}}
-					var err error
-					for try := range 4 {
-						api := apis[(i+try)%2]
-						if r1Dead.Load() {
-							api = apis[1]
-						}
-						if _, err = api.CreateSignature(ctx, connect.NewRequest(req)); err == nil {
-							break
-						}
-					}
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-					}
-				}
-			})
-		}
-		for i := range total {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		if err, _ := firstErr.Load().(error); err != nil {
-			submitted <- err
-			return
-		}
-		submitted <- nil
-	}()
+	submitted := submit(ctx, apis, walletID, total, &r1Dead)
 
 	signed := func() int {
 		return count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ? AND status = 'signed'`, walletID)
@@ -158,29 +238,11 @@ func TestHSMQueueSurvivesKills(t *testing.T) {
 
 	// Kill driver-1 while it holds leases: freeze it, look, and kill it
 	// only when the database shows jobs leased to it.
-	var inFlight []string
-	for range 200 {
-		ds[0].Stop()
-		if err := coord.SelectContext(ctx, &inFlight, coord.Rebind(`SELECT id FROM jobs WHERE state = 'leased' AND leased_by = ?`), "driver-1"); err != nil {
-			t.Fatal(err)
-		}
-		if len(inFlight) > 1 {
-			break
-		}
-		ds[0].Continue()
-		if signed() == total {
-			break
-		}
-	}
-	if len(inFlight) == 0 {
-		t.Fatal("driver-1 never held a lease when looked at: nothing was in flight to kill")
-	}
+	held := freezeHolding(t, ds[0], coord, func() bool { return signed() == total })
 	ds[0].Kill()
 	// What it still holds now that it is dead (a result it sent just
 	// before may have landed meanwhile) is what others must finish.
-	if err := coord.SelectContext(ctx, &inFlight, coord.Rebind(`SELECT id FROM jobs WHERE state = 'leased' AND leased_by = ?`), "driver-1"); err != nil {
-		t.Fatal(err)
-	}
+	inFlight := leasedTo(t, coord, "driver-1")
 	if len(inFlight) == 0 {
 		t.Fatal("driver-1 held no lease once killed: nothing was in flight")
 	}
@@ -194,43 +256,14 @@ func TestHSMQueueSurvivesKills(t *testing.T) {
 	if claimedAtR1 <= 0 || pending == 0 {
 		t.Fatalf("replica-1 killed with %v claims served and %d signatures pending: no work was in flight", claimedAtR1, pending)
 	}
-	t.Logf("killed driver-1 holding %d leases, then replica-1 with %d signatures pending (%v claims served by it)", len(inFlight), pending, claimedAtR1)
+	t.Logf("killed driver-1 frozen holding %d leases (%d once dead), then replica-1 with %d signatures pending (%v claims served by it)", len(held), len(inFlight), pending, claimedAtR1)
 
 	if err := <-submitted; err != nil {
 		t.Fatalf("submitting: %v", err)
 	}
 	proctest.Eventually(t, 2*time.Minute, "every signature", func() (bool, error) { return signed() == total, nil })
 
-	// Exactly one request per external id, every one signed, none failed.
-	if n := count(t, coord, `SELECT COUNT(*) FROM signatures WHERE wallet_id = ?`, walletID); n != total {
-		t.Fatalf("%d signature requests recorded, want %d", n, total)
-	}
-	// Every signature has exactly one job, done once.
-	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE kind = 'sign' AND state = 'done'`); n != total {
-		t.Fatalf("%d sign jobs done, want %d", n, total)
-	}
-	if n := count(t, coord, `SELECT COUNT(*) FROM jobs WHERE state <> 'done'`); n != 0 {
-		t.Fatalf("%d jobs not done", n)
-	}
-	// Every signature verifies against the wallet's key.
-	var rows []struct {
-		Digest []byte `db:"digest"`
-		R      []byte `db:"sig_r"`
-		S      []byte `db:"sig_s"`
-		V      int    `db:"recovery_id"`
-	}
-	if err := coord.SelectContext(ctx, &rows, coord.Rebind(`SELECT digest, sig_r, sig_s, recovery_id FROM signatures WHERE wallet_id = ?`), walletID); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rows {
-		var sig ecsig.Signature
-		copy(sig.R[:], r.R)
-		copy(sig.S[:], r.S)
-		sig.V = byte(r.V)
-		if len(r.R) != 32 || len(r.S) != 32 || !ecsig.Verify(pub, r.Digest, sig) {
-			t.Fatalf("a recorded signature does not verify: digest %x", r.Digest)
-		}
-	}
+	verifyAllSigned(t, coord, walletID, pub, total)
 	// The jobs driver-1 died holding were finished by another driver, save
 	// those whose result was already on its way to a replica (done by
 	// driver-1 on its first attempt); at least one had to be taken over.
