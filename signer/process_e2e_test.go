@@ -114,8 +114,8 @@ func signCeremonies(t *testing.T, d *db.DB, signatureID string) []ceremonyRow {
 // can complete once another signer is killed.
 func TestSignerProcessKilledMidSigning(t *testing.T) {
 	names := []string{"signer-1", "signer-2", "signer-3"}
+	h := proctest.New(t, names, nil) // first: it skips under -short
 	dbURL := dbtest.PostgresURL(t)
-	h := proctest.New(t, names, nil)
 	ctx := t.Context()
 	walletID, pub := seedProcessWallet(t, h, dbURL, names, 2)
 

@@ -20,9 +20,9 @@ import (
 // results, the driver drops them, and no signature is recorded twice.
 func TestHSMDriverPausedPastItsLease(t *testing.T) {
 	const total = 600
+	h := proctest.New(t, nil, []string{"driver-1", "driver-2"}) // first: it skips under -short
 	requireSoftHSM(t)
 	dbURL, driverDB := dbtest.PostgresURL(t), dbtest.PostgresURL(t)
-	h := proctest.New(t, nil, []string{"driver-1", "driver-2"})
 	ctx := t.Context()
 	tokens, err := cluster.SoftHSMTokens(ctx, filepath.Join(h.Dir, "softhsm"), 2, "tok-1", "tok-2")
 	if err != nil {

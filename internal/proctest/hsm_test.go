@@ -200,10 +200,10 @@ func count(t *testing.T, d *db.DB, query string, args ...any) int {
 // whose preferred replica died goes on working through the other.
 func TestHSMQueueSurvivesKills(t *testing.T) {
 	const total = 1000
+	drivers := []string{"driver-1", "driver-2", "driver-3"}
+	h := proctest.New(t, nil, drivers) // first: it skips under -short
 	requireSoftHSM(t)
 	dbURL, driverDB := dbtest.PostgresURL(t), dbtest.PostgresURL(t)
-	drivers := []string{"driver-1", "driver-2", "driver-3"}
-	h := proctest.New(t, nil, drivers)
 	ctx := t.Context()
 	tokens, err := cluster.SoftHSMTokens(ctx, filepath.Join(h.Dir, "softhsm"), 2, "tok-1", "tok-2", "tok-3")
 	if err != nil {
