@@ -100,7 +100,7 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 	}
 	lock := ""
 	if s.db.Dialect == db.Postgres {
-		lock = ` FOR UPDATE OF j SKIP LOCKED`
+		lock = ` FOR UPDATE SKIP LOCKED`
 	}
 	now := micros(c.Now)
 	var claimed []*ClaimedJob
@@ -110,10 +110,13 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 		for range maxLapsedPerClaim {
 			want := len(c.LeaseIDs) - len(claimed)
 			var rows []targetRow
-			err := tx.SelectContext(ctx, &rows, tx.Rebind(targetSelect+`
-				WHERE j.state IN ('queued', 'leased')
-				  AND ((j.state = 'queued' AND j.available_at <= ?) OR (j.state = 'leased' AND j.lease_expires_at <= ?))
-				ORDER BY j.seq LIMIT ?`+lock), now, now, want)
+			// The jobs are chosen (and, on PostgreSQL, locked) from the jobs
+			// table alone, then joined to their targets: joining first would
+			// look up the target of every open job before the sort.
+			err := tx.SelectContext(ctx, &rows, tx.Rebind(targetSelect+` WHERE j.seq IN (SELECT seq FROM jobs
+				WHERE state IN ('queued', 'leased')
+				  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
+				ORDER BY seq LIMIT ?`+lock+`) ORDER BY j.seq`), now, now, want)
 			if err != nil {
 				return fmt.Errorf("select claimable jobs: %w", err)
 			}
