@@ -172,11 +172,13 @@ func (d *DriverServer) check(ctx context.Context, driver string, m *driverv1.Com
 		if len(raw) != 64 {
 			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign.signature: want r || s, 64 bytes"))
 		}
-		// FromRS normalises S and finds the recovery id against the
-		// wallet's key; it fails unless (r, s) verifies. Verify then checks
-		// the exact value to be stored, as the last word.
+		// FromRS normalises S, verifies the exact (r, s) to be stored
+		// against the wallet's key and the request's digest, and takes the
+		// recovery id from the point that verification computed: what it
+		// returns is what is stored, checked here, independently of the
+		// driver and its HSM.
 		sig, verr := ecsig.FromRS(raw[:32], raw[32:], cj.PublicKey, cj.Digest)
-		if verr != nil || !ecsig.Verify(cj.PublicKey, cj.Digest, sig) {
+		if verr != nil {
 			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a signature that does not verify against the wallet's public key", driver))
 		}
 		out.R, out.S, out.RecoveryID = sig.R[:], sig.S[:], int(sig.V)
