@@ -6,6 +6,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/jobs"
+	"github.com/sigil-wallet/sigil/server/api"
 )
 
 // serverFlags declares the coordinator's flags on fs, filling cfg.
@@ -34,6 +35,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.DurationVar(&cfg.HSMMaxLease, "hsm-max-lease", jobs.DefaultMaxLease, "longest an HSM driver may hold one job, renewals included; then its lease lapses and the job returns to the queue")
 	fs.Var(attestKeys, "hsm-attestation-key", "PEM file of an HSM attestation public key to pin (\"sigil hsm attestation-key\"; repeat, or several keys in one file); required with --hsm: HSM key generations not attested by a pinned key are refused")
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
+	cfg.MPCWalletRate = api.DefaultMPCWalletRate
+	fs.Var(&cfg.MPCWalletRate, "mpc-wallet-rate", "MPC wallets (key generations) one API token may ask for: N/duration, in bursts of up to N (e.g. 4/1m, 100/1h), or off; more are refused with RESOURCE_EXHAUSTED saying when to retry. Each replica counts on its own")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	presignFlags(fs, cfg)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")
