@@ -66,6 +66,7 @@ type Signer struct {
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
 	protocols protocols
+	configs   *configCache
 	metrics   *metrics
 	// afterPresigUsed, set only by tests, runs between marking a
 	// presignature used and the online round.
@@ -148,6 +149,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
 		runner:    &mpc.Runner{Logger: logger},
 		protocols: defaultProtocols(),
+		configs:   newConfigCache(),
 		metrics:   newMetrics(cfg.Registerer),
 		running:   map[string]*run{},
 		finished:  map[string]time.Time{},
