@@ -121,3 +121,47 @@ func TestPoolTotalBound(t *testing.T) {
 		t.Fatalf("presigning past the total bound: %v", open)
 	}
 }
+
+// TestPoolAcrossCoordinatorRestart: a signing interrupted by a coordinator
+// restart while it ran with a presignature is retried with the full
+// protocol; the presignature is never given out again, and the rest of the
+// pool is still used after the restart.
+func TestPoolAcrossCoordinatorRestart(t *testing.T) {
+	f := newFixtureWith(t, Config{PresignPool: 2}, group...)
+	f.activeWallet()
+	first := f.presignOnce()
+	second := f.presignOnce()
+	sg := f.requestSignature()
+	f.step()
+	c := f.open(sg.ID)
+	if c.PresignatureID == "" {
+		t.Fatal("the signing did not take a presignature")
+	}
+	// A new coordinator process over the same database.
+	f.o = New(f.store, Config{PresignPool: 2, Now: f.clock.Now, Presence: f.presence})
+	if err := f.o.recover(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	retry := f.open(sg.ID)
+	if retry.ID == c.ID || retry.Attempt != 1 {
+		t.Fatalf("after the restart: %+v", retry)
+	}
+	f.step()
+	if retry = f.open(sg.ID); retry.State != store.CeremonyRunning || retry.PresignatureID != "" {
+		t.Fatalf("the retry runs with presignature %q, want the full protocol", retry.PresignatureID)
+	}
+	if err := f.o.complete(f.ctx, retry, retry.Parties[0], f.rs(sg.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	// The other presignature serves the next signature.
+	next := f.requestSignature()
+	f.step()
+	nc := f.open(next.ID)
+	want := first.ID
+	if c.PresignatureID == first.ID {
+		want = second.ID
+	}
+	if nc.PresignatureID != want {
+		t.Fatalf("next signature took %q, want the other presignature %s", nc.PresignatureID, want)
+	}
+}
