@@ -138,10 +138,6 @@ func (s *Server) buildOrchestrator() error {
 	return nil
 }
 
-// SetPoolSizes changes the key pool and the per-wallet presignature pool
-// targets at run time (0 stops filling; what is pooled is still used).
-func (s *Server) SetPoolSizes(keys, presignatures int) { s.mpc.SetPoolSizes(keys, presignatures) }
-
 // OnlineSigners is how many MPC signers have a ceremony stream open.
 func (s *Server) OnlineSigners() int { return s.mpc.Online() }
 

@@ -54,6 +54,7 @@ func TestPoolFilledWhenIdleAndUsedOnce(t *testing.T) {
 	sg := f.requestSignature()
 	f.step()
 	c := f.open(sg.ID)
+	// The quorum is a set: the pool keeps it in its own order.
 	if c.PresignatureID != pc.ID || !slices.Equal(slices.Sorted(slices.Values(c.Parties)), slices.Sorted(slices.Values(pc.Parties))) {
 		t.Fatalf("signing ran with presignature %q by %v, want %s by %v", c.PresignatureID, c.Parties, pc.ID, pc.Parties)
 	}
