@@ -235,9 +235,15 @@ type Ceremony struct {
 	State CeremonyState `protobuf:"varint,13,opt,name=state,proto3,enum=sigil.ceremony.v1.CeremonyState" json:"state,omitempty"`
 	// The wallet's key scheme (for example "ecdsa-secp256k1"); with kind, it
 	// selects the protocol the signer runs. Empty means ecdsa-secp256k1.
-	KeyScheme     string `protobuf:"bytes,14,opt,name=key_scheme,json=keyScheme,proto3" json:"key_scheme,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyScheme string `protobuf:"bytes,14,opt,name=key_scheme,json=keyScheme,proto3" json:"key_scheme,omitempty"`
+	// For a signature by a BIP-32 child wallet, the parent wallet whose
+	// shares sign, and the non-hardened path ("m/0/1") each signer derives its
+	// share along; public_key is then the child's key. Empty otherwise.
+	ShareWalletId string `protobuf:"bytes,18,opt,name=share_wallet_id,json=shareWalletId,proto3" json:"share_wallet_id,omitempty"`
+	// See share_wallet_id.
+	DerivationPath string `protobuf:"bytes,19,opt,name=derivation_path,json=derivationPath,proto3" json:"derivation_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Ceremony) Reset() {
@@ -364,6 +370,20 @@ func (x *Ceremony) GetState() CeremonyState {
 func (x *Ceremony) GetKeyScheme() string {
 	if x != nil {
 		return x.KeyScheme
+	}
+	return ""
+}
+
+func (x *Ceremony) GetShareWalletId() string {
+	if x != nil {
+		return x.ShareWalletId
+	}
+	return ""
+}
+
+func (x *Ceremony) GetDerivationPath() string {
+	if x != nil {
+		return x.DerivationPath
 	}
 	return ""
 }
@@ -716,8 +736,12 @@ func (x *GetCeremonyResponse) GetCeremony() *Ceremony {
 // KeygenOutput is a signer's result of a key generation.
 type KeygenOutput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group's public key, SEC1 compressed (33 bytes).
-	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The group's public key: SEC1 compressed (33 bytes) for ECDSA, x-only
+	// (32 bytes) for Schnorr, RFC 8032 (32 bytes) for Ed25519.
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The BIP-32 chain code the signers agreed on in the key generation
+	// (secp256k1 schemes; 32 bytes), from which child wallets derive.
+	ChainCode     []byte `protobuf:"bytes,2,opt,name=chain_code,json=chainCode,proto3" json:"chain_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -759,10 +783,18 @@ func (x *KeygenOutput) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *KeygenOutput) GetChainCode() []byte {
+	if x != nil {
+		return x.ChainCode
+	}
+	return nil
+}
+
 // SignOutput is a signer's result of a signing ceremony.
 type SignOutput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signature r || s, 64 bytes.
+	// The 64-byte signature: r || s for ECDSA, the BIP-340 signature for
+	// Schnorr, R || S for Ed25519.
 	Signature     []byte `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1074,7 +1106,7 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	" sigil/ceremony/v1/ceremony.proto\x12\x11sigil.ceremony.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"N\n" +
 	"\x10PeerAnnouncement\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\"\n" +
-	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xa9\x04\n" +
+	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xfa\x04\n" +
 	"\bCeremony\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.sigil.ceremony.v1.CeremonyKindR\x04kind\x12\x1b\n" +
@@ -1092,7 +1124,9 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\bdeadline\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x126\n" +
 	"\x05state\x18\r \x01(\x0e2 .sigil.ceremony.v1.CeremonyStateR\x05state\x12\x1d\n" +
 	"\n" +
-	"key_scheme\x18\x0e \x01(\tR\tkeyScheme\"I\n" +
+	"key_scheme\x18\x0e \x01(\tR\tkeyScheme\x12&\n" +
+	"\x0fshare_wallet_id\x18\x12 \x01(\tR\rshareWalletId\x12'\n" +
+	"\x0fderivation_path\x18\x13 \x01(\tR\x0ederivationPath\"I\n" +
 	"\x16WatchCeremoniesRequest\x12/\n" +
 	"\fannouncement\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x01R\fannouncement\"\xd5\x01\n" +
 	"\x17WatchCeremoniesResponse\x129\n" +
@@ -1110,10 +1144,12 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\vceremony_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^cer_[0-9a-z]{26}$R\n" +
 	"ceremonyId\"N\n" +
 	"\x13GetCeremonyResponse\x127\n" +
-	"\bceremony\x18\x01 \x01(\v2\x1b.sigil.ceremony.v1.CeremonyR\bceremony\"6\n" +
-	"\fKeygenOutput\x12&\n" +
+	"\bceremony\x18\x01 \x01(\v2\x1b.sigil.ceremony.v1.CeremonyR\bceremony\"`\n" +
+	"\fKeygenOutput\x12(\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\tpublicKey\"3\n" +
+	"public_key\x18\x01 \x01(\fB\t\xbaH\x06z\x04\x10 \x18!R\tpublicKey\x12&\n" +
+	"\n" +
+	"chain_code\x18\x02 \x01(\fB\a\xbaH\x04z\x02\x18 R\tchainCode\"3\n" +
 	"\n" +
 	"SignOutput\x12%\n" +
 	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"\xd6\x01\n" +

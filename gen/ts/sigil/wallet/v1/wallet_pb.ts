@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/wallet/v1/wallet.proto.
  */
 export const file_sigil_wallet_v1_wallet: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEirAMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkizwEKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSFgoEbmFtZRgCIAEoCUIIukgFcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiigEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAEiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gIKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoPU2lnbmF0dXJlUmVzdWx0EgkKAXIYASABKAwSCQoBcxgCIAEoDBITCgtyZWNvdmVyeV9pZBgDIAEoDRILCgNkZXIYBCABKAwSEAoIZXRoZXJldW0YBSABKAwixAEKFkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QSLAoJd2FsbGV0X2lkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kEjEKC2V4dGVybmFsX2lkGAIgASgJQhy6SBlyFxiAATISXltBLVphLXowLTkuXzotXSokEhcKBGhhc2gYAyABKAxCB7pIBHoCaCBIABIeCgdtZXNzYWdlGAQgASgJQgu6SAhyBiABKICABEgAQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqRwoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABKn0KDFdhbGxldFN0YXR1cxIdChlXQUxMRVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWV0FMTEVUX1NUQVRVU19DUkVBVElORxABEhgKFFdBTExFVF9TVEFUVVNfQUNUSVZFEAISGAoUV0FMTEVUX1NUQVRVU19GQUlMRUQQAyprCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAIqqgEKD1NpZ25hdHVyZVN0YXR1cxIgChxTSUdOQVRVUkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0lHTkFUVVJFX1NUQVRVU19QRU5ESU5HEAESGwoXU0lHTkFUVVJFX1NUQVRVU19TSUdORUQQAhIdChlTSUdOQVRVUkVfU1RBVFVTX1JFSkVDVEVEEAMSGwoXU0lHTkFUVVJFX1NUQVRVU19GQUlMRUQQBDLUBAoNV2FsbGV0U2VydmljZRJbCgxDcmVhdGVXYWxsZXQSJC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlV2FsbGV0UmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXNwb25zZRJXCglHZXRXYWxsZXQSIS5zaWdpbC53YWxsZXQudjEuR2V0V2FsbGV0UmVxdWVzdBoiLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXNwb25zZSIDkAIBEl0KC0xpc3RXYWxsZXRzEiMuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBokLnNpZ2lsLndhbGxldC52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlIgOQAgESZAoPQ3JlYXRlU2lnbmF0dXJlEicuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QaKC5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVzcG9uc2USYAoMR2V0U2lnbmF0dXJlEiQuc2lnaWwud2FsbGV0LnYxLkdldFNpZ25hdHVyZVJlcXVlc3QaJS5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVzcG9uc2UiA5ACARJmCg5MaXN0U2lnbmF0dXJlcxImLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1JlcXVlc3QaJy5zaWdpbC53YWxsZXQudjEuTGlzdFNpZ25hdHVyZXNSZXNwb25zZSIDkAIBQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC93YWxsZXQvdjE7d2FsbGV0djFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEi3wMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBwYXJlbnRfd2FsbGV0X2lkGA8gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgQIAEoCSJbCglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkSFAoMYml0Y29pbl9wMnRyGAMgASgJEg4KBnNvbGFuYRgEIAEoCSIuCghNcGNHcm91cBIRCgl0aHJlc2hvbGQYASABKA0SDwoHc2lnbmVycxgCIAMoCSKqAgoTQ3JlYXRlV2FsbGV0UmVxdWVzdBIxCgtleHRlcm5hbF9pZBgBIAEoCUIcukgZchcYgAEyEl5bQS1aYS16MC05Ll86LV0qJBIWCgRuYW1lGAIgASgJQgi6SAVyAxjIARIzCgdiYWNrZW5kGAMgASgOMhguc2lnaWwud2FsbGV0LnYxLkJhY2tlbmRCCLpIBYIBAhABEjgKCmtleV9zY2hlbWUYBCABKA4yGi5zaWdpbC53YWxsZXQudjEuS2V5U2NoZW1lQgi6SAWCAQIQARI2ChBwYXJlbnRfd2FsbGV0X2lkGAUgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEiEKD2Rlcml2YXRpb25fcGF0aBgGIAEoCUIIukgFcgMYyAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCI5ChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kIjwKEUdldFdhbGxldFJlc3BvbnNlEicKBndhbGxldBgBIAEoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQiwgEKEkxpc3RXYWxsZXRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAISNwoGc3RhdHVzGAMgASgOMh0uc2lnaWwud2FsbGV0LnYxLldhbGxldFN0YXR1c0IIukgFggECEAESNgoQcGFyZW50X3dhbGxldF9pZBgEIAEoCUIcukgZchcyFV4od2FsX1swLTlhLXpdezI2fSk/JCJYChNMaXN0V2FsbGV0c1Jlc3BvbnNlEigKB3dhbGxldHMYASADKAsyFy5zaWdpbC53YWxsZXQudjEuV2FsbGV0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKPAwoJU2lnbmF0dXJlEgoKAmlkGAEgASgJEhMKC2V4dGVybmFsX2lkGAIgASgJEhEKCXdhbGxldF9pZBgDIAEoCRIsCgRraW5kGAQgASgOMh4uc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZUtpbmQSDAoEaGFzaBgFIAEoDBIPCgdtZXNzYWdlGAYgASgJEg4KBmRpZ2VzdBgHIAEoDBIwCgZzdGF0dXMYCCABKA4yIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlU3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAkgASgJEjAKBnJlc3VsdBgKIAEoCzIgLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVSZXN1bHQSLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyYXdfbWVzc2FnZRgPIAEoDCJ9Cg9TaWduYXR1cmVSZXN1bHQSCQoBchgBIAEoDBIJCgFzGAIgASgMEhMKC3JlY292ZXJ5X2lkGAMgASgNEgsKA2RlchgEIAEoDBIQCghldGhlcmV1bRgFIAEoDBIPCgdzY2hub3JyGAYgASgMEg8KB2VkMjU1MTkYByABKAwi6AEKFkNyZWF0ZVNpZ25hdHVyZVJlcXVlc3QSLAoJd2FsbGV0X2lkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kEjEKC2V4dGVybmFsX2lkGAIgASgJQhy6SBlyFxiAATISXltBLVphLXowLTkuXzotXSokEhcKBGhhc2gYAyABKAxCB7pIBHoCaCBIABIeCgdtZXNzYWdlGAQgASgJQgu6SAhyBiABKICABEgAEiIKC3Jhd19tZXNzYWdlGAYgASgMQgu6SAh6BhABGICABEgAQhAKB3BheWxvYWQSBbpIAggBIkgKF0NyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUiPAoTR2V0U2lnbmF0dXJlUmVxdWVzdBIlCgJpZBgBIAEoCUIZukgWchQyEl5zaWdfWzAtOWEtel17MjZ9JCJFChRHZXRTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlIoUBChVMaXN0U2lnbmF0dXJlc1JlcXVlc3QSLwoJd2FsbGV0X2lkGAEgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJhChZMaXN0U2lnbmF0dXJlc1Jlc3BvbnNlEi4KCnNpZ25hdHVyZXMYASADKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpECgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABIPCgtCQUNLRU5EX01QQxABEg8KC0JBQ0tFTkRfSFNNEAIqgQEKCUtleVNjaGVtZRIaChZLRVlfU0NIRU1FX1VOU1BFQ0lGSUVEEAASHgoaS0VZX1NDSEVNRV9FQ0RTQV9TRUNQMjU2SzEQARIgChxLRVlfU0NIRU1FX1NDSE5PUlJfU0VDUDI1NksxEAISFgoSS0VZX1NDSEVNRV9FRDI1NTE5EAMqfQoMV2FsbGV0U3RhdHVzEh0KGVdBTExFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZXQUxMRVRfU1RBVFVTX0NSRUFUSU5HEAESGAoUV0FMTEVUX1NUQVRVU19BQ1RJVkUQAhIYChRXQUxMRVRfU1RBVFVTX0ZBSUxFRBADKosBCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAISHgoaU0lHTkFUVVJFX0tJTkRfUkFXX01FU1NBR0UQAyqqAQoPU2lnbmF0dXJlU3RhdHVzEiAKHFNJR05BVFVSRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhTSUdOQVRVUkVfU1RBVFVTX1BFTkRJTkcQARIbChdTSUdOQVRVUkVfU1RBVFVTX1NJR05FRBACEh0KGVNJR05BVFVSRV9TVEFUVVNfUkVKRUNURUQQAxIbChdTSUdOQVRVUkVfU1RBVFVTX0ZBSUxFRBAEMtQECg1XYWxsZXRTZXJ2aWNlElsKDENyZWF0ZVdhbGxldBIkLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXF1ZXN0GiUuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVdhbGxldFJlc3BvbnNlElcKCUdldFdhbGxldBIhLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXF1ZXN0GiIuc2lnaWwud2FsbGV0LnYxLkdldFdhbGxldFJlc3BvbnNlIgOQAgESXQoLTGlzdFdhbGxldHMSIy5zaWdpbC53YWxsZXQudjEuTGlzdFdhbGxldHNSZXF1ZXN0GiQuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UiA5ACARJkCg9DcmVhdGVTaWduYXR1cmUSJy5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBooLnNpZ2lsLndhbGxldC52MS5DcmVhdGVTaWduYXR1cmVSZXNwb25zZRJgCgxHZXRTaWduYXR1cmUSJC5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5HZXRTaWduYXR1cmVSZXNwb25zZSIDkAIBEmYKDkxpc3RTaWduYXR1cmVzEiYuc2lnaWwud2FsbGV0LnYxLkxpc3RTaWduYXR1cmVzUmVxdWVzdBonLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1Jlc3BvbnNlIgOQAgFCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL3dhbGxldC92MTt3YWxsZXR2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * Wallet is one key and what is derived from it.
@@ -74,7 +74,9 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
   failureReason: string;
 
   /**
-   * The public key, SEC1 compressed (33 bytes); empty until ACTIVE.
+   * The public key; empty until ACTIVE. ECDSA: SEC1 compressed (33 bytes).
+   * Schnorr: the x-only Taproot internal key (32 bytes). Ed25519: the
+   * RFC 8032 public key (32 bytes).
    *
    * @generated from field: bytes public_key = 8;
    */
@@ -107,6 +109,21 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * For a BIP-32 child wallet, the wallet it derives from; empty otherwise.
+   *
+   * @generated from field: string parent_wallet_id = 15;
+   */
+  parentWalletId: string;
+
+  /**
+   * For a BIP-32 child wallet, its non-hardened path from the parent's key,
+   * e.g. "m/0/1"; empty otherwise.
+   *
+   * @generated from field: string derivation_path = 16;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -131,10 +148,27 @@ export type Addresses = Message<"sigil.wallet.v1.Addresses"> & {
 
   /**
    * Bitcoin mainnet native SegWit (P2WPKH, bech32) address, `bc1q...`.
+   * ECDSA wallets only.
    *
    * @generated from field: string bitcoin_p2wpkh = 2;
    */
   bitcoinP2wpkh: string;
+
+  /**
+   * Bitcoin mainnet Taproot (P2TR, bech32m) address, `bc1p...`, of the
+   * output key: the internal key tweaked per BIP-341 with no script tree.
+   * Schnorr wallets only.
+   *
+   * @generated from field: string bitcoin_p2tr = 3;
+   */
+  bitcoinP2tr: string;
+
+  /**
+   * Solana address: the base58 public key. Ed25519 wallets only.
+   *
+   * @generated from field: string solana = 4;
+   */
+  solana: string;
 };
 
 /**
@@ -201,11 +235,29 @@ export type CreateWalletRequest = Message<"sigil.wallet.v1.CreateWalletRequest">
   backend: Backend;
 
   /**
-   * The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1.
+   * The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1, or for a
+   * child wallet the parent's scheme.
    *
    * @generated from field: sigil.wallet.v1.KeyScheme key_scheme = 4;
    */
   keyScheme: KeyScheme;
+
+  /**
+   * Makes a BIP-32 child wallet of this (ACTIVE, secp256k1) wallet at once,
+   * with no key generation: the parent's signers sign for it, deriving
+   * from their shares of the parent's key. Requires derivation_path.
+   *
+   * @generated from field: string parent_wallet_id = 5;
+   */
+  parentWalletId: string;
+
+  /**
+   * With parent_wallet_id, the non-hardened BIP-32 path from the parent's
+   * key, "m/" followed by 1 to 16 indexes below 2^31 ("m/0/1").
+   *
+   * @generated from field: string derivation_path = 6;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -304,6 +356,13 @@ export type ListWalletsRequest = Message<"sigil.wallet.v1.ListWalletsRequest"> &
    * @generated from field: sigil.wallet.v1.WalletStatus status = 3;
    */
   status: WalletStatus;
+
+  /**
+   * Only the child wallets of this wallet; empty means all wallets.
+   *
+   * @generated from field: string parent_wallet_id = 4;
+   */
+  parentWalletId: string;
 };
 
 /**
@@ -390,7 +449,8 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
   message: string;
 
   /**
-   * The 32-byte digest the key signs (the hash itself, or the EIP-191 digest).
+   * The 32-byte digest the key signs (the hash itself, or the EIP-191
+   * digest); empty for SIGNATURE_KIND_RAW_MESSAGE.
    *
    * @generated from field: bytes digest = 7;
    */
@@ -430,6 +490,13 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 12;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * For SIGNATURE_KIND_RAW_MESSAGE, the message given.
+   *
+   * @generated from field: bytes raw_message = 15;
+   */
+  rawMessage: Uint8Array;
 };
 
 /**
@@ -440,8 +507,10 @@ export const SignatureSchema: GenMessage<Signature> = /*@__PURE__*/
   messageDesc(file_sigil_wallet_v1_wallet, 9);
 
 /**
- * SignatureResult is an ECDSA secp256k1 signature in the encodings callers
- * need. S is always in the lower half of the curve order (BIP-62, EIP-2).
+ * SignatureResult is a signature in the encodings callers need. ECDSA
+ * wallets fill r, s, recovery_id, der and ethereum (S always in the lower
+ * half of the curve order, BIP-62, EIP-2); Schnorr wallets fill schnorr;
+ * Ed25519 wallets fill ed25519.
  *
  * @generated from message sigil.wallet.v1.SignatureResult
  */
@@ -481,6 +550,21 @@ export type SignatureResult = Message<"sigil.wallet.v1.SignatureResult"> & {
    * @generated from field: bytes ethereum = 5;
    */
   ethereum: Uint8Array;
+
+  /**
+   * The 64-byte BIP-340 signature, by the wallet's Taproot output key: the
+   * witness of a key-path spend with SIGHASH_DEFAULT.
+   *
+   * @generated from field: bytes schnorr = 6;
+   */
+  schnorr: Uint8Array;
+
+  /**
+   * The 64-byte RFC 8032 Ed25519 signature R || S of raw_message.
+   *
+   * @generated from field: bytes ed25519 = 7;
+   */
+  ed25519: Uint8Array;
 };
 
 /**
@@ -533,6 +617,15 @@ export type CreateSignatureRequest = Message<"sigil.wallet.v1.CreateSignatureReq
      */
     value: string;
     case: "message";
+  } | {
+    /**
+     * Message bytes (1 to 65536) signed as they are: the payload for
+     * Ed25519 wallets, and only for them.
+     *
+     * @generated from field: bytes raw_message = 6;
+     */
+    value: Uint8Array;
+    case: "rawMessage";
   } | { case: undefined; value?: undefined };
 };
 
@@ -725,6 +818,24 @@ export enum KeyScheme {
    * @generated from enum value: KEY_SCHEME_ECDSA_SECP256K1 = 1;
    */
   ECDSA_SECP256K1 = 1,
+
+  /**
+   * BIP-340 Schnorr over secp256k1, as used by Bitcoin Taproot. The public
+   * key is the 32-byte x-only internal key; signatures are made by the
+   * Taproot output key (the internal key tweaked per BIP-341 with no script
+   * tree), so they are valid key-path spends of the wallet's P2TR address.
+   *
+   * @generated from enum value: KEY_SCHEME_SCHNORR_SECP256K1 = 2;
+   */
+  SCHNORR_SECP256K1 = 2,
+
+  /**
+   * Ed25519 (RFC 8032), as used by Solana, Cosmos validators, Aptos and
+   * Sui. It signs messages, not hashes: sign with raw_message.
+   *
+   * @generated from enum value: KEY_SCHEME_ED25519 = 3;
+   */
+  ED25519 = 3,
 }
 
 /**
@@ -802,6 +913,14 @@ export enum SignatureKind {
    * @generated from enum value: SIGNATURE_KIND_EIP191_MESSAGE = 2;
    */
   EIP191_MESSAGE = 2,
+
+  /**
+   * Message bytes signed as they are by a scheme that signs messages
+   * (Ed25519, RFC 8032 PureEdDSA).
+   *
+   * @generated from enum value: SIGNATURE_KIND_RAW_MESSAGE = 3;
+   */
+  RAW_MESSAGE = 3,
 }
 
 /**
