@@ -36,10 +36,12 @@ type protocolKey struct {
 type protocols map[protocolKey]ceremonyProtocol
 
 func defaultProtocols() protocols {
-	return protocols{
+	p := protocols{
 		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN}: cmpKeygen{},
 		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN}:   cmpSign{},
 	}
+	registerSchemes(p)
+	return p
 }
 
 // lookup returns the protocol of c.

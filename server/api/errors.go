@@ -32,7 +32,9 @@ func ToConnect(ctx context.Context, logger interface {
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, store.ErrWalletNotActive), errors.Is(err, ErrBackendUnavailable), errors.Is(err, store.ErrStateConflict):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, ErrBadPageToken):
+	case errors.Is(err, ErrSchemeUnsupported):
+		return connect.NewError(connect.CodeUnimplemented, err)
+	case errors.Is(err, ErrBadPageToken), errors.Is(err, ErrInvalidRequest):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))

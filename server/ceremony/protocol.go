@@ -83,6 +83,7 @@ func DefaultRegistry() *Registry {
 	r := NewRegistry()
 	r.Register(store.KeySchemeSecp256k1, store.CeremonyKeygen, ecdsaKeygen{})
 	r.Register(store.KeySchemeSecp256k1, store.CeremonySign, ecdsaSign{})
+	registerSchemes(r)
 	return r
 }
 

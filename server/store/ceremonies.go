@@ -64,6 +64,7 @@ type CeremonyFinish struct {
 type WalletOutcome struct {
 	Status    WalletStatus
 	PublicKey []byte
+	ChainCode []byte // BIP-32 chain code of the key, when it has one
 	Reason    string
 }
 
@@ -263,11 +264,11 @@ func (s *SQL) applyWalletOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, 
 	var err error
 	switch o.Status {
 	case WalletActive:
-		if len(o.PublicKey) != 33 {
-			return fmt.Errorf("ceremony %s: public key is %d bytes, want 33", c.ID, len(o.PublicKey))
+		if want := PublicKeyLen(keyScheme(c.KeyScheme)); len(o.PublicKey) != want {
+			return fmt.Errorf("ceremony %s: public key is %d bytes, want %d", c.ID, len(o.PublicKey), want)
 		}
-		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, updated_at = ? WHERE id = ? AND status = ?`),
-			string(WalletActive), o.PublicKey, micros(now), c.WalletID, string(WalletCreating))
+		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, chain_code = ?, updated_at = ? WHERE id = ? AND status = ?`),
+			string(WalletActive), o.PublicKey, o.ChainCode, micros(now), c.WalletID, string(WalletCreating))
 	case WalletFailed:
 		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, failure_reason = ?, updated_at = ? WHERE id = ? AND status = ?`),
 			string(WalletFailed), o.Reason, micros(now), c.WalletID, string(WalletCreating))

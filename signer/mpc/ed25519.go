@@ -35,6 +35,9 @@ import (
 // every signature is verified with crypto/ed25519 before it is reported
 // (and again by the coordinator).
 
+// maxDeferred bounds the messages runEd holds for a later round.
+const maxDeferred = 64
+
 // edTimeout is the library's own inactivity timeout; the ceremony's context
 // (the coordinator's deadline) normally ends a stalled run first.
 const edTimeout = 10 * time.Minute
@@ -146,7 +149,31 @@ func (r *Runner) runEd(ctx context.Context, st *edstate.State, self party.ID, in
 		}
 		return nil
 	}
-	if err := send(st.ProcessAll()); err != nil {
+	// The library refuses a message of the next round from a party whose
+	// message of this round it holds ("already received") instead of
+	// queueing it, which a relay delivering as fast as peers send makes
+	// routine. Such messages are kept here and offered again each time a
+	// round completes; a true duplicate just stays refused (bounded).
+	var deferred []*edmessages.Message
+	advance := func() error {
+		for {
+			out := st.ProcessAll()
+			if len(out) == 0 {
+				return nil
+			}
+			if err := send(out); err != nil {
+				return err
+			}
+			kept := deferred[:0]
+			for _, m := range deferred {
+				if st.HandleMessage(m) != nil {
+					kept = append(kept, m)
+				}
+			}
+			deferred = kept
+		}
+	}
+	if err := advance(); err != nil {
 		return err
 	}
 	limit := r.MaxMessageSize
@@ -164,14 +191,19 @@ func (r *Runner) runEd(ctx context.Context, st *edstate.State, self party.ID, in
 				return ErrTransportClosed
 			}
 			m, err := decodeEd(p, index, self, limit)
-			if err == nil {
-				err = st.HandleMessage(m)
-			}
 			if err != nil {
 				r.logDrop(ctx, p, err)
 				continue
 			}
-			if err := send(st.ProcessAll()); err != nil {
+			if err := st.HandleMessage(m); err != nil {
+				if len(deferred) >= maxDeferred {
+					r.logDrop(ctx, p, err)
+					continue
+				}
+				deferred = append(deferred, m)
+				continue
+			}
+			if err := advance(); err != nil {
 				return err
 			}
 		}
@@ -218,7 +250,7 @@ func edAbort(err error, names map[edparty.ID]party.ID) error {
 // ed25519Stored is the stored form of an Ed25519Share.
 type ed25519Stored struct {
 	IDs    map[string]uint16 `json:"ids"`
-	Secret []byte            `json:"secret"`
+	Share  []byte            `json:"share"` // the secret share
 	Public *eddsa.Public     `json:"public"`
 }
 
@@ -230,7 +262,7 @@ func MarshalEd25519(sh *Ed25519Share) ([]byte, error) {
 		return nil, err
 	}
 	defer clear(secret)
-	s := ed25519Stored{IDs: map[string]uint16{}, Secret: secret, Public: sh.Public}
+	s := ed25519Stored{IDs: map[string]uint16{}, Share: secret, Public: sh.Public}
 	for name, i := range sh.IDs {
 		s.IDs[string(name)] = uint16(i)
 	}
@@ -243,9 +275,9 @@ func UnmarshalEd25519(data []byte) (*Ed25519Share, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("mpc: decode ed25519 share: %w", err)
 	}
-	defer clear(s.Secret)
+	defer clear(s.Share)
 	sh := &Ed25519Share{IDs: map[party.ID]edparty.ID{}, Secret: &eddsa.SecretShare{}, Public: s.Public}
-	if err := sh.Secret.UnmarshalBinary(s.Secret); err != nil {
+	if err := sh.Secret.UnmarshalBinary(s.Share); err != nil {
 		return nil, fmt.Errorf("mpc: decode ed25519 share: %w", err)
 	}
 	if sh.Public == nil || sh.Public.GroupKey == nil {
@@ -256,4 +288,3 @@ func UnmarshalEd25519(data []byte) (*Ed25519Share, error) {
 	}
 	return sh, nil
 }
-
