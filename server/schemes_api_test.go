@@ -49,7 +49,7 @@ func TestKeySchemesRefusedBeforeWork(t *testing.T) {
 				code connect.Code
 				part string
 			}{
-				{&walletv1.CreateWalletRequest{DerivationPath: "m/0"}, connect.CodeInvalidArgument, "derivation_path needs parent_wallet_id"},
+				{&walletv1.CreateWalletRequest{DerivationPath: "m/0"}, connect.CodeInvalidArgument, "derivation_path: needs parent_wallet_id"},
 				{&walletv1.CreateWalletRequest{ParentWalletId: hsm.Msg.GetWallet().GetId()}, connect.CodeInvalidArgument, "derivation_path"},
 				{&walletv1.CreateWalletRequest{ParentWalletId: hsm.Msg.GetWallet().GetId(), DerivationPath: "m/0'"}, connect.CodeInvalidArgument, "derivation_path: invalid derivation path"},
 				{&walletv1.CreateWalletRequest{ParentWalletId: "wal_aaaaaaaaaaaaaaaaaaaaaaaaaa", DerivationPath: "m/0"}, connect.CodeNotFound, "parent_wallet_id"},

@@ -24,6 +24,21 @@ var (
 	ErrSchemeUnsupported = errors.New("key scheme not supported")
 )
 
+// requestError is an error of one of the kinds above whose text leads
+// with the field or scheme it is about, without the kind's own words.
+type requestError struct {
+	kind error
+	msg  string
+}
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return e.kind }
+
+// invalidField reports a request field that does not suit the wallet.
+func invalidField(field, format string, args ...any) error {
+	return &requestError{kind: ErrInvalidRequest, msg: field + ": " + fmt.Sprintf(format, args...)}
+}
+
 // hsmSchemeLimits says why the HSM backend refuses a key scheme. The HSM
 // keeps no per-wallet state: every key is generated in the module, wrapped
 // with CKM_AES_KEY_WRAP_PAD and unwrapped to sign, so a scheme needs both
@@ -45,7 +60,7 @@ func schemeFromProto(k walletv1.KeyScheme) (string, error) {
 	case walletv1.KeyScheme_KEY_SCHEME_ED25519:
 		return store.KeySchemeEd25519, nil
 	default:
-		return "", fmt.Errorf("%w: key_scheme: unknown value %d", ErrInvalidRequest, k)
+		return "", invalidField("key_scheme", "unknown value %d", k)
 	}
 }
 
@@ -67,7 +82,8 @@ func checkScheme(scheme string, backend store.Backend) error {
 		return nil
 	}
 	if why, ok := hsmSchemeLimits[scheme]; ok {
-		return fmt.Errorf("%w: key_scheme %s on backend BACKEND_HSM: %s; use BACKEND_MPC", ErrSchemeUnsupported, schemeToProto(scheme), why)
+		return &requestError{kind: ErrSchemeUnsupported,
+			msg: fmt.Sprintf("key_scheme %s on backend BACKEND_HSM: %s; use BACKEND_MPC", schemeToProto(scheme), why)}
 	}
 	return nil
 }
@@ -77,11 +93,11 @@ func checkScheme(scheme string, backend store.Backend) error {
 // chain code, and the parent's signers sign for it with derived shares.
 func (s *WalletServer) createChild(ctx context.Context, m *walletv1.CreateWalletRequest) (*walletv1.Wallet, error) {
 	if m.GetParentWalletId() == "" {
-		return nil, fmt.Errorf("%w: derivation_path needs parent_wallet_id", ErrInvalidRequest)
+		return nil, invalidField("derivation_path", "needs parent_wallet_id")
 	}
 	path, err := bip32.ParsePath(m.GetDerivationPath())
 	if err != nil {
-		return nil, fmt.Errorf("%w: derivation_path: %w", ErrInvalidRequest, err)
+		return nil, invalidField("derivation_path", "%v", err)
 	}
 	parent, err := s.store.GetWallet(ctx, m.GetParentWalletId())
 	if err != nil {
@@ -112,16 +128,16 @@ func (s *WalletServer) createChild(ctx context.Context, m *walletv1.CreateWallet
 func childKey(parent *store.Wallet, m *walletv1.CreateWalletRequest, path []uint32) ([]byte, error) {
 	switch {
 	case m.GetKeyScheme() != walletv1.KeyScheme_KEY_SCHEME_UNSPECIFIED && m.GetKeyScheme() != schemeToProto(parent.KeyScheme):
-		return nil, fmt.Errorf("%w: key_scheme: a child wallet has its parent's scheme, %s", ErrInvalidRequest, schemeToProto(parent.KeyScheme))
+		return nil, invalidField("key_scheme", "a child wallet has its parent's scheme, %s", schemeToProto(parent.KeyScheme))
 	case m.GetBackend() != walletv1.Backend_BACKEND_UNSPECIFIED && m.GetBackend() != backendToProto(parent.Backend):
-		return nil, fmt.Errorf("%w: backend: a child wallet has its parent's backend, %s", ErrInvalidRequest, backendToProto(parent.Backend))
+		return nil, invalidField("backend", "a child wallet has its parent's backend, %s", backendToProto(parent.Backend))
 	case parent.KeyScheme == store.KeySchemeEd25519:
-		return nil, fmt.Errorf("%w: parent_wallet_id: wallet %s is Ed25519, which has no non-hardened BIP-32 derivation", ErrInvalidRequest, parent.ID)
+		return nil, invalidField("parent_wallet_id", "wallet %s is Ed25519, which has no non-hardened BIP-32 derivation", parent.ID)
 	case parent.ParentWalletID != "":
-		return nil, fmt.Errorf("%w: parent_wallet_id: wallet %s is itself a child; derive from %s with a longer path", ErrInvalidRequest, parent.ID, parent.ParentWalletID)
+		return nil, invalidField("parent_wallet_id", "wallet %s is itself a child; derive from %s with a longer path", parent.ID, parent.ParentWalletID)
 	case parent.Backend != store.BackendMPC:
-		return nil, fmt.Errorf("%w: parent_wallet_id: child wallets on backend BACKEND_HSM: the HSM signs only with the key it unwrapped, "+
-			"and PKCS#11 has no BIP-32 derivation; use an MPC wallet", ErrSchemeUnsupported)
+		return nil, &requestError{kind: ErrSchemeUnsupported, msg: "parent_wallet_id: child wallets on backend BACKEND_HSM: " +
+			"the HSM signs only with the key it unwrapped, and PKCS#11 has no BIP-32 derivation; use an MPC wallet"}
 	case parent.Status != store.WalletActive:
 		return nil, fmt.Errorf("%w: parent wallet %s is %s", store.ErrWalletNotActive, parent.ID, parent.Status)
 	case len(parent.ChainCode) != bip32.ChainCodeLen:
@@ -134,7 +150,7 @@ func childKey(parent *store.Wallet, m *walletv1.CreateWalletRequest, path []uint
 	}
 	child, err := bip32.DeriveChild(pub, parent.ChainCode, path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: derivation_path: %w", ErrInvalidRequest, err)
+		return nil, invalidField("derivation_path", "%v", err)
 	}
 	if parent.KeyScheme == store.KeySchemeSchnorr {
 		return child.PublicKey[1:], nil
@@ -151,17 +167,17 @@ func signaturePayload(w *store.Wallet, m *walletv1.CreateSignatureRequest, sg *s
 	switch p := m.GetPayload().(type) {
 	case *walletv1.CreateSignatureRequest_Hash:
 		if w.KeyScheme == store.KeySchemeEd25519 {
-			return fmt.Errorf("%w: hash: wallet %s is %s, which signs messages, not hashes: send the message bytes in raw_message", ErrInvalidRequest, w.ID, scheme)
+			return invalidField("hash", "wallet %s is %s, which signs messages, not hashes: send the message bytes in raw_message", w.ID, scheme)
 		}
 		sg.Kind, sg.Hash, sg.Digest = store.KindHash, p.Hash, p.Hash
 	case *walletv1.CreateSignatureRequest_Message:
 		if w.KeyScheme != store.KeySchemeSecp256k1 {
-			return fmt.Errorf("%w: message: EIP-191 messages are signed by ECDSA wallets; wallet %s is %s", ErrInvalidRequest, w.ID, scheme)
+			return invalidField("message", "EIP-191 messages are signed by ECDSA wallets; wallet %s is %s", w.ID, scheme)
 		}
 		sg.Kind, sg.Message, sg.Digest = store.KindEIP191, p.Message, address.EIP191Digest([]byte(p.Message))
 	case *walletv1.CreateSignatureRequest_RawMessage:
 		if w.KeyScheme != store.KeySchemeEd25519 {
-			return fmt.Errorf("%w: raw_message: only Ed25519 wallets sign message bytes; wallet %s is %s: send a 32-byte hash", ErrInvalidRequest, w.ID, scheme)
+			return invalidField("raw_message", "only Ed25519 wallets sign message bytes; wallet %s is %s: send a 32-byte hash", w.ID, scheme)
 		}
 		sg.Kind, sg.RawMessage = store.KindRaw, p.RawMessage
 	default:
