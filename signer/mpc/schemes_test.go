@@ -203,3 +203,52 @@ func FuzzDecodeEd25519(f *testing.F) {
 		st.ProcessAll()
 	})
 }
+
+// BenchmarkInProcessTaprootSign measures a 2-of-3 FROST Taproot signing
+// (tweaked key), every party in this process over a ChanNetwork.
+func BenchmarkInProcessTaprootSign(b *testing.B) {
+	var r mpc.Runner
+	cfgs, err := runAll(threeIDs, func(id party.ID, tr mpc.Transport) (*frost.TaprootConfig, error) {
+		cfg, err := r.TaprootKeygen(context.Background(), []byte("cer_bench"), id, threeIDs, 2, tr)
+		if err != nil {
+			return nil, err
+		}
+		return mpc.TaprootOutputConfig(cfg)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	signers := threeIDs[:2]
+	msg := sha256.Sum256([]byte("bench"))
+	b.ResetTimer()
+	for i := range b.N {
+		sid := []byte{byte(i), byte(i >> 8), byte(i >> 16), 1}
+		if _, err := runAll(signers, func(id party.ID, tr mpc.Transport) ([]byte, error) {
+			return r.TaprootSign(context.Background(), sid, cfgs[id], signers, msg[:], tr)
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInProcessEd25519Sign measures a 2-of-3 FROST-Ed25519 signing,
+// every party in this process over a ChanNetwork.
+func BenchmarkInProcessEd25519Sign(b *testing.B) {
+	var r mpc.Runner
+	shares, err := runAll(threeIDs, func(id party.ID, tr mpc.Transport) (*mpc.Ed25519Share, error) {
+		return r.Ed25519Keygen(context.Background(), []byte("cer_bench"), id, threeIDs, 2, tr)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	signers := threeIDs[:2]
+	msg := []byte("bench")
+	b.ResetTimer()
+	for range b.N {
+		if _, err := runAll(signers, func(id party.ID, tr mpc.Transport) ([]byte, error) {
+			return r.Ed25519Sign(context.Background(), shares[id], id, signers, msg, tr)
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
