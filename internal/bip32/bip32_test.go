@@ -3,6 +3,7 @@ package bip32_test
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -65,4 +66,28 @@ func TestDeriveChildMatchesHDKeychain(t *testing.T) {
 	if !sum.Equals(&wantPriv.Key) {
 		t.Fatal("parent private key + tweak is not the child's private key")
 	}
+}
+
+// FuzzParsePath: a path from an API request never panics the parser, and
+// whatever it accepts is non-hardened and prints back as given.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"m/0/1", "m/2147483647", "m/0'", "m//", "m/00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		path, err := bip32.ParsePath(s)
+		if err != nil {
+			return
+		}
+		out := "m"
+		for _, i := range path {
+			if i >= 1<<31 {
+				t.Fatalf("%q gave hardened index %d", s, i)
+			}
+			out += "/" + strconv.FormatUint(uint64(i), 10)
+		}
+		if out != s {
+			t.Fatalf("%q parsed as %s", s, out)
+		}
+	})
 }
