@@ -156,6 +156,16 @@ func (tc *testCluster) createChild(t *testing.T, parent *walletv1.Wallet, path s
 		child.GetDerivationPath() != path || child.GetKeyScheme() != parent.GetKeyScheme() {
 		t.Fatalf("child = %v", child)
 	}
+	// The child's id stands for its parent and path (the signers check it),
+	// so a second child at the same path is refused.
+	if want := ids.Child(parent.GetId(), path); child.GetId() != want {
+		t.Fatalf("child id %s, want %s", child.GetId(), want)
+	}
+	_, err = tc.client.CreateWallet(context.Background(), connect.NewRequest(&walletv1.CreateWalletRequest{
+		Name: "again", ParentWalletId: parent.GetId(), DerivationPath: path}))
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || !strings.Contains(err.Error(), child.GetId()) {
+		t.Fatalf("a second child at %s: %v, want AlreadyExists naming %s", path, err, child.GetId())
+	}
 	list, err := tc.client.ListWallets(context.Background(), connect.NewRequest(&walletv1.ListWalletsRequest{ParentWalletId: parent.GetId()}))
 	if err != nil {
 		t.Fatal(err)
