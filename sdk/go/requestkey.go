@@ -144,6 +144,9 @@ func requestDigest(req *walletv1.CreateSignatureRequest) (string, []byte, error)
 		h := sha3.NewLegacyKeccak256()
 		h.Write([]byte("\x19Ethereum Signed Message:\n" + strconv.Itoa(len(p.Message)) + p.Message))
 		return "eip191", h.Sum(nil), nil
+	case *walletv1.CreateSignatureRequest_RawMessage:
+		return "", nil, errors.New("requests to sign raw message bytes (Ed25519) cannot be signed with a request key yet: " +
+			"use a client without WithRequestKey where the server allows unsigned requests")
 	default:
 		return "", nil, errors.New("nothing to sign: set a hash or a message before signing the request")
 	}

@@ -417,6 +417,14 @@ class Sigil implements SigilClient {
     }
     let requestSignature: MessageInitShape<typeof RequestSignatureSchema> | undefined;
     if (this.requestKey) {
+      if (payload.case === "rawMessage") {
+        // The canonical signed request has no form for raw message bytes
+        // yet: the server refuses a signed raw-message request.
+        throw new ConnectError(
+          "sigil: requests to sign raw message bytes (Ed25519) cannot be signed with a request key yet; use a client without requestKey where the server allows unsigned requests",
+          Code.Unimplemented,
+        );
+      }
       const digest = payload.case === "hash" ? payload.value : eip191Digest(payload.value);
       const kind = payload.case === "hash" ? "hash" : "eip191";
       const signed = await this.requestKey.sign({ walletId: o.walletId, kind, digest, externalId: o.externalId ?? "" }, o.requestId);
