@@ -31,6 +31,7 @@ type Store interface {
 	store.KeyPool
 	store.Relay
 	store.Backups
+	store.Leases
 	CreateWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
@@ -65,6 +66,13 @@ type Config struct {
 	KeyPoolGroup Group
 	// PresignTimeout bounds one presigning (default 2 min).
 	PresignTimeout time.Duration
+	// Replica names this coordinator process among the replicas sharing
+	// the database: the owner of its ceremony leases (default: host, pid
+	// and a random suffix).
+	Replica string
+	// LeaseTTL is how long a ceremony lease and a signer heartbeat row
+	// last unrenewed (default DefaultLeaseTTL); see replicas.go.
+	LeaseTTL time.Duration
 	// Heartbeat is the interval of stream heartbeats (default 15 s).
 	Heartbeat time.Duration
 	// SignerRoots verifies signer announcements (the node CA).
@@ -110,6 +118,12 @@ func (c *Config) setDefaults() {
 	if c.PresignTimeout == 0 {
 		c.PresignTimeout = 2 * time.Minute
 	}
+	if c.Replica == "" {
+		c.Replica = newReplicaID()
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -142,6 +156,9 @@ type Orchestrator struct {
 	// what decisions consult (streams unless a test injects another).
 	streams  *streams
 	presence Presence
+	// shared is presence across replicas (nil when a test injects one).
+	shared    *sharedPresence
+	lastRenew time.Time
 	// hub wakes the relay's Receive streams of a ceremony when a message
 	// for it arrives or it ends.
 	hub     *settle.Hub
@@ -158,12 +175,16 @@ type Orchestrator struct {
 func New(s Store, cfg Config) *Orchestrator {
 	cfg.setDefaults()
 	st := newStreams()
-	var pr Presence = st
+	var pr Presence
+	var shared *sharedPresence
 	if cfg.Presence != nil {
 		pr = cfg.Presence
+	} else {
+		shared = &sharedPresence{local: st, replica: cfg.Replica, ttl: cfg.LeaseTTL, now: cfg.Now}
+		pr = shared
 	}
 	return &Orchestrator{
-		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, hub: settle.New(),
+		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, shared: shared, hub: settle.New(),
 		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
 	}
 }
@@ -180,16 +201,15 @@ func (o *Orchestrator) NotifyWork() {
 }
 
 // Run drives ceremonies until ctx ends. Ceremonies left running by a
-// previous coordinator process are ended first: their signers lost the
-// protocol state with the old connections.
+// replica that stopped (this process's predecessor included) are taken
+// over once their lease expires; those of live replicas are left alone (see
+// replicas.go). At the end Run lets this replica's leases lapse.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	if o.cfg.Disabled {
 		<-ctx.Done()
 		return nil
 	}
-	if err := o.recover(ctx); err != nil {
-		return err
-	}
+	defer o.release()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -205,39 +225,28 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 }
 
-func (o *Orchestrator) recover(ctx context.Context) error {
-	open, err := o.store.OpenCeremonies(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range open {
-		if c.State != store.CeremonyRunning {
-			continue
-		}
-		reason := "the coordinator restarted while it ran"
-		o.logger.WarnContext(ctx, "ending ceremony interrupted by a restart", "ceremony", c.ID, "kind", c.Kind)
-		if err := o.failAttempt(ctx, c, reason, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // step looks at every open ceremony once.
 func (o *Orchestrator) step(ctx context.Context) error {
+	maintErr := o.maintain(ctx)
 	open, err := o.store.OpenCeremonies(ctx)
 	if err != nil {
-		return err
+		return errors.Join(maintErr, err)
 	}
 	o.metrics.online.Set(float64(o.streams.count()))
-	var errs []error
+	errs := []error{maintErr}
 	for _, c := range open {
-		switch c.State {
-		case store.CeremonyWaiting:
+		switch {
+		case c.State == store.CeremonyWaiting:
 			errs = append(errs, o.tryStart(ctx, c))
-		case store.CeremonyRunning:
+		case c.State != store.CeremonyRunning || o.runningElsewhere(c):
+		case c.Lease.Expired(o.now()):
+			errs = append(errs, o.takeOver(ctx, c))
+		default:
 			errs = append(errs, o.checkRunning(ctx, c))
 		}
+	}
+	if o.shared != nil {
+		errs = append(errs, o.syncStreams(ctx, open))
 	}
 	// Idle signers make keys for the key pool first, then presignatures.
 	started, err := o.fillKeyPool(ctx, open)
@@ -318,13 +327,15 @@ func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []s
 	if !ok {
 		return nil // a party left since we looked; try again next step
 	}
-	if err := o.store.StartCeremony(ctx, c.ID, parties, deadline); err != nil {
+	now := o.now()
+	lease, err := o.store.StartLeased(ctx, c.ID, parties, deadline, o.cfg.Replica, now.Add(o.cfg.LeaseTTL))
+	if err != nil {
 		if errors.Is(err, store.ErrStateConflict) {
-			return nil
+			return nil // another replica started it
 		}
 		return err
 	}
-	c.State, c.Parties, c.Deadline = store.CeremonyRunning, parties, deadline
+	c.State, c.Parties, c.Deadline, c.Lease = store.CeremonyRunning, parties, deadline, lease
 	msg, err := o.toProto(ctx, c, peers)
 	if err != nil {
 		o.logger.ErrorContext(ctx, "prepare ceremony", "ceremony", c.ID, "error", err)
@@ -387,6 +398,10 @@ func (o *Orchestrator) finish(ctx context.Context, c *store.Ceremony, f *store.C
 // finishLocked ends c; o.mu must be held.
 func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) error {
 	f.CeremonyID = c.ID
+	if c.State == store.CeremonyRunning {
+		lease := c.Lease
+		f.Lease = &lease // fenced: see replicas.go
+	}
 	if err := o.store.FinishCeremony(ctx, f); err != nil {
 		if errors.Is(err, store.ErrStateConflict) {
 			return nil // someone else ended it first
