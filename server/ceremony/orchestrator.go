@@ -32,6 +32,7 @@ type Store interface {
 	store.Relay
 	store.Backups
 	store.Leases
+	store.Wakeups
 	CreateWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
@@ -210,6 +211,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return nil
 	}
 	defer o.release()
+	go o.listen(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -342,6 +344,7 @@ func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []s
 		return o.failAttemptLocked(ctx, c, "internal error preparing the ceremony", nil)
 	}
 	o.metrics.started.WithLabelValues(string(c.Kind)).Inc()
+	o.wakeOthers(ctx, wakeCeremony, c.ID)
 	o.logger.InfoContext(ctx, "ceremony started", "ceremony", c.ID, "kind", c.Kind, "wallet", c.WalletID,
 		"signature", c.SignatureID, "parties", parties, "attempt", c.Attempt)
 	o.presence.Send(parties, event(msg))
@@ -420,7 +423,8 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 		"wallet", c.WalletID, "signature", c.SignatureID)
 	o.presence.Send(c.Parties, ended(c.ID, f.State))
 	o.hub.Notify(c.ID)
-	o.settled(c, f)
+	o.wakeOthers(ctx, wakeCeremony, c.ID)
+	o.settled(ctx, c, f)
 	if f.Retry != nil {
 		o.NotifyWork()
 	}
@@ -428,10 +432,7 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 }
 
 // settled tells waiting callers about the wallet or signature f changed.
-func (o *Orchestrator) settled(c *store.Ceremony, f *store.CeremonyFinish) {
-	if o.cfg.Settled == nil {
-		return
-	}
+func (o *Orchestrator) settled(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) {
 	var ids []string
 	if f.Wallet != nil {
 		ids = append(ids, c.WalletID)
@@ -439,9 +440,10 @@ func (o *Orchestrator) settled(c *store.Ceremony, f *store.CeremonyFinish) {
 	if f.Signature != nil {
 		ids = append(ids, c.SignatureID)
 	}
-	if len(ids) > 0 {
+	if len(ids) > 0 && o.cfg.Settled != nil {
 		o.cfg.Settled(ids...)
 	}
+	o.wakeOthers(ctx, wakeSettled, ids...) // callers waiting on other replicas
 }
 
 func reporters(rs []*store.CeremonyReport) []string {

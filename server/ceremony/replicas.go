@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -289,4 +290,61 @@ func (p *sharedPresence) Announcements(names []string) ([]*ceremonyv1.PeerAnnoun
 // the same from the database (syncStreams).
 func (p *sharedPresence) Send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) {
 	p.local.Send(names, ev)
+}
+
+// Wake-up kinds between replicas (payload "kind replica id,id,...").
+const (
+	wakeCeremony = "c" // a ceremony started or ended: step, end its Receive streams
+	wakeRelay    = "r" // a message for a ceremony was relayed
+	wakeSettled  = "s" // wallets or signatures were settled
+)
+
+// wakeOthers tells the other replicas (LISTEN/NOTIFY on PostgreSQL) about
+// a change, so they act on it without waiting for their next poll.
+func (o *Orchestrator) wakeOthers(ctx context.Context, kind string, ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	payload := kind + " " + o.cfg.Replica + " " + strings.Join(ids, ",")
+	if err := o.store.Wake(context.WithoutCancel(ctx), payload); err != nil {
+		o.logger.WarnContext(ctx, "wake other replicas", "error", err)
+	}
+}
+
+// onWakeup handles a wake-up from another replica; "" (a new listen
+// connection) wakes the step, which catches up on everything.
+func (o *Orchestrator) onWakeup(payload string) {
+	kind, rest, _ := strings.Cut(payload, " ")
+	from, list, _ := strings.Cut(rest, " ")
+	if payload != "" && from == o.cfg.Replica {
+		return
+	}
+	var ids []string
+	if list != "" {
+		ids = strings.Split(list, ",")
+	}
+	switch kind {
+	case wakeCeremony:
+		for _, id := range ids {
+			o.hub.Notify(id)
+		}
+		o.NotifyWork()
+	case wakeRelay:
+		for _, id := range ids {
+			o.hub.Notify(id)
+		}
+	case wakeSettled:
+		if o.cfg.Settled != nil && len(ids) > 0 {
+			o.cfg.Settled(ids...)
+		}
+	default:
+		o.NotifyWork()
+	}
+}
+
+// listen runs the wake-up listener until ctx ends.
+func (o *Orchestrator) listen(ctx context.Context) {
+	if err := o.store.ListenWakeups(ctx, o.onWakeup); err != nil && ctx.Err() == nil {
+		o.logger.ErrorContext(ctx, "wake-up listener stopped; falling back to polling", "error", err)
+	}
 }

@@ -1,11 +1,15 @@
 package ceremony
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/db/dbtest"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -195,5 +199,45 @@ func next(t *testing.T, c *signerConn) *ceremonyv1.WatchCeremoniesResponse {
 	default:
 		t.Fatal("no event queued")
 		return nil
+	}
+}
+
+// On PostgreSQL a replica wakes the others through LISTEN/NOTIFY: a message
+// relayed through replica a wakes the Receive streams of replica b, and a
+// settled signature reaches b's waiters, without b polling.
+func TestWakeupsReachAnotherReplica(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := store.Open(ctx, dbtest.Open(t, db.Postgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := make(chan []string, 4)
+	a := New(s, Config{Replica: "a"})
+	b := New(s, Config{Replica: "b", Settled: func(ids ...string) { settled <- ids }})
+	go b.listen(ctx)
+	<-b.wake // the listener is connected
+	relayed, release := b.hub.Subscribe("cer_1")
+	defer release()
+	a.wakeOthers(ctx, wakeRelay, "cer_1")
+	select {
+	case <-relayed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's Receive streams were not woken")
+	}
+	a.wakeOthers(ctx, wakeSettled, "sig_1", "wal_1")
+	select {
+	case ids := <-settled:
+		if !slices.Equal(ids, []string{"sig_1", "wal_1"}) {
+			t.Fatalf("settled = %v", ids)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's waiters were not told")
+	}
+	a.wakeOthers(ctx, wakeCeremony, "cer_2")
+	select {
+	case <-b.wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's step was not woken")
 	}
 }

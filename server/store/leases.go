@@ -184,3 +184,28 @@ func (s *SQL) SignerPresences(ctx context.Context) ([]*SignerPresence, error) {
 	}
 	return out, nil
 }
+
+// WakeupChannel is the PostgreSQL LISTEN/NOTIFY channel replicas wake each
+// other on about ceremonies.
+const WakeupChannel = "sigil_ceremonies"
+
+// Wakeups carries prompt wake-ups between replicas: LISTEN/NOTIFY on
+// PostgreSQL, nothing on SQLite (one replica). Polling remains the fallback
+// for a wake-up lost with a connection.
+type Wakeups interface {
+	// Wake sends payload to every replica's listener (this one's too).
+	Wake(ctx context.Context, payload string) error
+	// ListenWakeups calls fn with each payload until ctx ends, and with ""
+	// after each (re)connection.
+	ListenWakeups(ctx context.Context, fn func(payload string)) error
+}
+
+// Wake implements Wakeups.
+func (s *SQL) Wake(ctx context.Context, payload string) error {
+	return s.db.Notify(ctx, WakeupChannel, payload)
+}
+
+// ListenWakeups implements Wakeups.
+func (s *SQL) ListenWakeups(ctx context.Context, fn func(payload string)) error {
+	return s.db.Listen(ctx, WakeupChannel, fn)
+}

@@ -297,4 +297,5 @@ type Store interface {
 	Relay
 	Backups
 	Leases
+	Wakeups
 }
