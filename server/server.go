@@ -153,6 +153,7 @@ func (s *Server) buildOrchestrator() error {
 		KeygenTimeout: s.cfg.KeygenTimeout,
 		SignTimeout:   s.cfg.SignTimeout,
 		QuorumWait:    s.cfg.QuorumWait,
+		MaxConcurrent: s.cfg.MaxConcurrentCeremonies,
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
 		Settled:       s.settled.Notify,

@@ -79,4 +79,7 @@ func presignFlags(fs *flag.FlagSet, cfg *server.Config) {
 		"CMP presignatures kept ready per MPC wallet, made when the signers are idle, so a signature needs one round instead of the whole protocol; 0 turns pools off")
 	fs.IntVar(&cfg.PresignPoolTotal, "presign-pool-total", server.DefaultPresignPoolTotal,
 		"most presignatures kept across all MPC wallets (wallets with the fewest are filled first)")
+	fs.IntVar(&cfg.MaxConcurrentCeremonies, "max-concurrent-ceremonies", server.DefaultMaxConcurrentCeremonies,
+		"most MPC ceremonies one signer runs at once, across all replicas; the others queue, signatures ahead of key generations, "+
+			"and time queued does not count against --keygen-timeout or --sign-timeout; the default is one per CPU of this machine, at least 2")
 }

@@ -40,9 +40,13 @@ type Store interface {
 
 // Config tunes the orchestrator. Zero values take the defaults.
 type Config struct {
-	// KeygenTimeout bounds a key generation from its request, waiting for
-	// every signer of the group included (default 5 min).
+	// KeygenTimeout bounds a key generation once started, and separately
+	// the wait for every signer of the group to be online (default 5 min).
+	// Time queued behind other ceremonies counts against neither.
 	KeygenTimeout time.Duration
+	// MaxConcurrent bounds the ceremonies one signer runs at once
+	// (default DefaultMaxConcurrent); the others wait in a queue.
+	MaxConcurrent int
 	// SignTimeout bounds one signing attempt (default 60 s).
 	SignTimeout time.Duration
 	// QuorumWait is how long a signature waits for t signers to be online
@@ -119,6 +123,9 @@ func (c *Config) setDefaults() {
 	if c.PresignTimeout == 0 {
 		c.PresignTimeout = 2 * time.Minute
 	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
 	if c.Replica == "" {
 		c.Replica = newReplicaID()
 	}
@@ -160,6 +167,10 @@ type Orchestrator struct {
 	// shared is presence across replicas (nil when a test injects one).
 	shared    *sharedPresence
 	lastRenew time.Time
+	// queued notes when each waiting ceremony was last held back by busy
+	// signers (see schedule.go).
+	qmu    sync.Mutex
+	queued map[string]time.Time
 	// hub wakes the relay's Receive streams of a ceremony when a message
 	// for it arrives or it ends.
 	hub     *settle.Hub
@@ -187,6 +198,7 @@ func New(s Store, cfg Config) *Orchestrator {
 	return &Orchestrator{
 		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, shared: shared, hub: settle.New(),
 		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
+		queued: map[string]time.Time{},
 	}
 }
 
@@ -238,8 +250,6 @@ func (o *Orchestrator) step(ctx context.Context) error {
 	errs := []error{maintErr}
 	for _, c := range open {
 		switch {
-		case c.State == store.CeremonyWaiting:
-			errs = append(errs, o.tryStart(ctx, c))
 		case c.State != store.CeremonyRunning || o.runningElsewhere(c):
 		case c.Lease.Expired(o.now()):
 			errs = append(errs, o.takeOver(ctx, c))
@@ -247,6 +257,7 @@ func (o *Orchestrator) step(ctx context.Context) error {
 			errs = append(errs, o.checkRunning(ctx, c))
 		}
 	}
+	errs = append(errs, o.startWaiting(ctx, open)...)
 	if o.shared != nil {
 		errs = append(errs, o.syncStreams(ctx, open))
 	}
@@ -259,19 +270,30 @@ func (o *Orchestrator) step(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
+// tryStart plans a waiting ceremony with the online signers that have room
+// for it (see schedule.go). One that cannot start only because signers are
+// busy is queued: it neither starts nor fails, and holds its signers
+// against the ceremonies behind it.
+func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony, sched *schedule) error {
 	p, err := o.cfg.Protocols.Lookup(c)
 	if err != nil {
 		return err
 	}
-	plan := p.Plan(PlanEnv{Now: o.now(), Online: o.presence.Online(c.GroupSigners), Config: &o.cfg,
+	now := o.now()
+	online := o.presence.Online(c.GroupSigners)
+	free := sched.free(online)
+	plan := p.Plan(PlanEnv{Now: now, Since: o.queuedSince(c), Online: free, Config: &o.cfg,
 		Presignature: o.takePresignature(ctx, c)}, c)
 	switch {
-	case plan.Fail != "":
-		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
 	case len(plan.Parties) > 0:
 		c.PresignatureID = plan.Presignature
+		sched.started(plan.Parties)
 		return o.start(ctx, c, plan.Parties, plan.Deadline)
+	case len(free) < len(online):
+		o.markQueued(c, now)
+		sched.hold(online)
+	case plan.Fail != "":
+		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
 	}
 	return nil
 }
