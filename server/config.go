@@ -54,8 +54,9 @@ type Config struct {
 	DefaultBackend string
 	// MaxRequestBytes bounds an API request body (default 1 MiB).
 	MaxRequestBytes int
-	// KeygenTimeout bounds an MPC key generation, waiting for signers
-	// included (default 5 min).
+	// KeygenTimeout bounds an MPC key generation once started, and
+	// separately its wait for every signer to be online (default 5 min);
+	// time queued behind other ceremonies counts for neither.
 	KeygenTimeout time.Duration
 	// SignTimeout bounds one attempt of an MPC signature (default 60 s).
 	SignTimeout time.Duration

@@ -27,7 +27,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.BoolVar(&cfg.HSM, "hsm", false, "serve HSM drivers: wallets with backend hsm are queued for \"sigil hsm-driver\"")
 	fs.StringVar(&cfg.DefaultBackend, "default-backend", "", "backend for requests that name none: mpc or hsm (default: mpc if --mpc-signers, else hsm if --hsm)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest API request body accepted; larger requests are refused with RESOURCE_EXHAUSTED before being read")
-	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take, waiting for signers included, before the wallet fails")
+	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take once started, and separately how long it waits for every signer to be online, before the wallet fails (time queued behind other ceremonies counts for neither)")
 	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
 	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
 	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
