@@ -90,6 +90,10 @@ type Config struct {
 	// --mpc-signers), unassigned, so CreateWallet makes an MPC wallet
 	// active at once (0: none).
 	KeyPool int
+	// ReplicaName names this replica in ceremony leases and logs; a
+	// random suffix is added per process, so a restarted replica is a new
+	// lease owner (default: host name and pid).
+	ReplicaName string
 	// MaxConcurrentCeremonies bounds the MPC ceremonies one signer runs at
 	// once (default DefaultMaxConcurrentCeremonies); the others queue.
 	MaxConcurrentCeremonies int

@@ -154,6 +154,7 @@ func (s *Server) buildOrchestrator() error {
 		SignTimeout:   s.cfg.SignTimeout,
 		QuorumWait:    s.cfg.QuorumWait,
 		MaxConcurrent: s.cfg.MaxConcurrentCeremonies,
+		Replica:       ceremony.ReplicaID(s.cfg.ReplicaName),
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
 		Settled:       s.settled.Notify,

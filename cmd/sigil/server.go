@@ -34,6 +34,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.DurationVar(&cfg.HSMMaxLease, "hsm-max-lease", jobs.DefaultMaxLease, "longest an HSM driver may hold one job, renewals included; then its lease lapses and the job returns to the queue")
 	fs.Var(attestKeys, "hsm-attestation-key", "PEM file of an HSM attestation public key to pin (\"sigil hsm attestation-key\"; repeat, or several keys in one file); required with --hsm: HSM key generations not attested by a pinned key are refused")
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
+	fs.StringVar(&cfg.ReplicaName, "replica-name", "",
+		"names this replica among those sharing the database, in ceremony leases and logs; a random suffix is added per process (default: host name and pid)")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	presignFlags(fs, cfg)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")

@@ -127,7 +127,7 @@ func (c *Config) setDefaults() {
 		c.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if c.Replica == "" {
-		c.Replica = newReplicaID()
+		c.Replica = ReplicaID("")
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultLeaseTTL

@@ -55,13 +55,16 @@ import (
 // without renewal: a dead replica's ceremonies are taken over within it.
 const DefaultLeaseTTL = 5 * time.Second
 
-// newReplicaID names this process among the replicas: host, pid and a
-// random suffix, so a restarted process is a new owner.
-func newReplicaID() string {
-	host, _ := os.Hostname()
+// ReplicaID names this process among the replicas: name (default: host
+// and pid) and a random suffix, so a restarted process is a new owner.
+func ReplicaID(name string) string {
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return name + "-" + hex.EncodeToString(b[:])
 }
 
 // Replica is this orchestrator's replica id (the owner of its leases).
