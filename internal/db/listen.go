@@ -37,7 +37,7 @@ func (d *DB) Listen(ctx context.Context, channel string, fn func(payload string)
 	for {
 		err := d.listenOnce(ctx, channel, fn)
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // the caller ended the listening: not a failure
 		}
 		d.logger.WarnContext(ctx, "listen connection lost; reconnecting", "channel", channel, "error", err, "in", backoff)
 		select {

@@ -222,6 +222,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	o.logger.InfoContext(ctx, "MPC orchestrator running", "replica", o.cfg.Replica, "lease_ttl", o.cfg.LeaseTTL,
+		"max_concurrent_ceremonies", o.cfg.MaxConcurrent)
 	defer o.release()
 	go o.listen(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)

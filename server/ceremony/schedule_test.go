@@ -58,7 +58,7 @@ func TestTwelveKeygensQueueWithinTheBound(t *testing.T) {
 		// running one runs two thirds of its own at most.
 		f.clock.Advance(f.o.cfg.KeygenTimeout / 3)
 		f.step()
-		running, waiting = f.states(store.CeremonyKeygen)
+		running, _ = f.states(store.CeremonyKeygen)
 		if len(running) > 2 {
 			t.Fatalf("%d key generations run at once with a bound of 2", len(running))
 		}
