@@ -79,10 +79,12 @@ fuzz:
 	  done; \
 	done
 
-## bench: the benchmarks the issues name (MPC full stack vs in-process; HSM throughput).
+## bench: the benchmarks the issues name (MPC full stack vs in-process; HSM throughput,
+## on SQLite and, when SIGIL_TEST_POSTGRES is set, on PostgreSQL).
 bench: build
 	bin/sigil bench mpc
 	bin/sigil bench hsm
+	@if [ -n "$$SIGIL_TEST_POSTGRES" ]; then bin/sigil bench hsm --database-url "$$SIGIL_TEST_POSTGRES"; fi
 
 vendor-protovalidate:
 	go mod download github.com/bufbuild/protovalidate@v1.2.2

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/internal/pki"
 	"github.com/sigil-wallet/sigil/internal/reqsig"
+	"github.com/sigil-wallet/sigil/server/api"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -76,6 +77,10 @@ type Config struct {
 	// HSMAllowUnattested accepts HSM keys without an attestation: for
 	// development only, since a stolen driver certificate then plants keys.
 	HSMAllowUnattested bool
+	// MPCWalletRate bounds, per API token, the MPC wallets CreateWallet
+	// starts (key generations); the zero Rate is no limit. `sigil server`
+	// defaults it to api.DefaultMPCWalletRate.
+	MPCWalletRate api.Rate
 	// QuorumWait is how long a signature waits for t MPC signers to be
 	// online before it fails (default 10 s).
 	QuorumWait time.Duration

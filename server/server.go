@@ -225,7 +225,7 @@ func (s *Server) apiHandler() (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(walletv1connect.NewWalletServiceHandler(
-		api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger, api.WithWaiter(s.settled)).WithRequestPolicy(requests),
+		s.walletServer(b).WithRequestPolicy(requests),
 		opts...,
 	))
 	reflector := grpcreflect.NewStaticReflector(walletv1connect.WalletServiceName, grpchealth.HealthV1ServiceName,
@@ -392,6 +392,13 @@ func (n notifiers) NotifyWork() {
 	for _, x := range n {
 		x.NotifyWork()
 	}
+}
+
+// walletServer is the WalletService handler with its CreateWallet limit.
+func (s *Server) walletServer(b api.Backends) *api.WalletServer {
+	ws := api.NewWalletServer(s.store, b, notifiers{s.mpc, s.queue}, s.logger, api.WithWaiter(s.settled))
+	ws.LimitMPCWallets(s.cfg.MPCWalletRate, nil)
+	return ws
 }
 
 // healthChecker reports SERVING while the database answers.

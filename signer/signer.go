@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
@@ -34,7 +33,8 @@ import (
 
 // Config is what a signer needs.
 type Config struct {
-	// CoordinatorURL is the node port, e.g. https://coordinator:8443.
+	// CoordinatorURL is the node port, e.g. https://coordinator:8443;
+	// several replicas' ports separated by commas, tried in order.
 	CoordinatorURL string
 	// CertFile and KeyFile are the signer's certificate (role signer); its
 	// common name is the signer's name.
@@ -152,8 +152,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		_ = d.Close()
 		return nil, err
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}}
 	logger := cfg.Logger.With("signer", id.Name)
+	hc, baseURL, err := coordinatorClient(cfg.CoordinatorURL, tc, logger)
+	if err != nil {
+		k.Destroy()
+		_ = d.Close()
+		return nil, err
+	}
 	g, j, err := guard.Open(ctx, cfg.Policy, id.Name, d, logger)
 	if err != nil {
 		k.Destroy()
@@ -162,8 +167,8 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	s := &Signer{
 		name: id.Name, cfg: cfg, logger: logger, identity: identity, peerRoots: peerRoots, kek: k, db: d, shares: shares, guard: g, journal: j,
-		ceremony:  ceremonyv1connect.NewCeremonyServiceClient(hc, cfg.CoordinatorURL),
-		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, cfg.CoordinatorURL),
+		ceremony:  ceremonyv1connect.NewCeremonyServiceClient(hc, baseURL),
+		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, baseURL),
 		runner:    &mpc.Runner{Logger: logger},
 		protocols: defaultProtocols(),
 		metrics:   newMetrics(cfg.Registerer),

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -50,10 +50,11 @@ PostgreSQL schema, dropped at the end. Needs SoftHSM2 (apt-get install softhsm2)
 All parts share this machine's cores.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var requests, sessions int
-			var databaseURL string
+			var databaseURL, cpuProfile string
 			fs.IntVar(&requests, "requests", 500, "signature requests per full-stack measurement (the raw measurement signs 3x as many)")
 			fs.IntVar(&sessions, "sessions", hsm.DefaultSessions, "PKCS#11 sessions per token, and jobs at once per driver")
 			fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL for the coordinator and the driver database (a temporary schema in it); default SQLite in the temporary folder")
+			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
 			env.addLogFlags(fs)
 			// Only trouble is worth printing beside the table.
 			env.logLevel = "warn"
@@ -68,6 +69,13 @@ All parts share this machine's cores.`,
 				logger, err := env.logger()
 				if err != nil {
 					return err
+				}
+				if cpuProfile != "" {
+					stop, err := startCPUProfile(cpuProfile)
+					if err != nil {
+						return err
+					}
+					defer stop()
 				}
 				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures), then the full stack with 1 and %d drivers (%d requests each) ...\n",
 					3*requests, len(benchHSMDrivers), requests)
@@ -98,7 +106,7 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	tokens, err := benchSoftHSMTokens(ctx, filepath.Join(dir, "softhsm"), o.sessions, "bench-1", "bench-2")
+	tokens, err := cluster.SoftHSMTokens(ctx, filepath.Join(dir, "softhsm"), o.sessions, "bench-1", "bench-2")
 	if err != nil {
 		return nil, err
 	}
@@ -181,46 +189,6 @@ func benchClient(ctx context.Context, srv *server.Server, description string) (*
 	return sigil.New(srv.APIURL(), sigil.WithToken(token))
 }
 
-// benchSoftHSMTokens initialises one SoftHSM2 token per label in dir and
-// gives them all the same new master key, as `sigil hsm import-master-key`
-// does across a deployment. SOFTHSM2_CONF is process-wide and read when the
-// module loads, so this runs before any token is opened.
-func benchSoftHSMTokens(ctx context.Context, dir string, sessions int, labels ...string) ([]hsm.Config, error) {
-	if err := cluster.UseSoftHSMDir(dir); err != nil {
-		return nil, err
-	}
-	var cfgs []hsm.Config
-	for _, label := range labels {
-		pin, err := cluster.InitSoftHSMToken(ctx, label)
-		if err != nil {
-			return nil, err
-		}
-		cfgs = append(cfgs, hsm.Config{ModulePath: cluster.SoftHSMModule, TokenLabel: label, PIN: pin, Sessions: sessions})
-	}
-	material, err := hsm.GenerateMasterKeyMaterial()
-	if err != nil {
-		return nil, err
-	}
-	defer clear(material)
-	var handles []*hsm.HSM
-	defer func() {
-		for _, h := range handles {
-			_ = h.Close()
-		}
-	}()
-	for _, c := range cfgs {
-		h, err := hsm.OpenToken(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("token %s: %w", c.TokenLabel, err)
-		}
-		handles = append(handles, h)
-		if err := h.ImportMasterKey(ctx, bytes.Clone(material)); err != nil {
-			return nil, fmt.Errorf("import the master key into %s: %w", c.TokenLabel, err)
-		}
-	}
-	return cfgs, nil
-}
-
 // benchSchema creates a schema of its own in the PostgreSQL database of
 // rawURL and returns a URL using it and the function that drops it.
 func benchSchema(ctx context.Context, rawURL string) (string, func() error, error) {
@@ -248,6 +216,19 @@ func benchSchema(ctx context.Context, rawURL string) (string, func() error, erro
 		return errors.Join(err, admin.Close())
 	}
 	return u.String(), drop, nil
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func benchRandomHex(n int) string {

@@ -109,11 +109,11 @@ The PIN comes from --pin-file or the SIGIL_HSM_PIN environment variable.`,
 			var hf hsmFlags
 			var cfg driver.Config
 			hf.add(fs)
-			fs.StringVar(&cfg.NodeURL, "node-url", "https://127.0.0.1:8443", "the coordinator's node port")
+			fs.StringVar(&cfg.NodeURL, "node-url", "https://127.0.0.1:8443", "the coordinator's node port; several replicas' ports separated by commas, tried in order (the next one when one is unreachable)")
 			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "this driver's certificate (role driver), PEM")
 			fs.StringVar(&cfg.TLSKey, "tls-key", "", "private key of --tls-cert, PEM")
 			fs.StringVar(&cfg.NodeCA, "node-ca", "", "CA certificate the coordinator's certificate chains to (ca.pem of \"sigil pki init\")")
-			fs.StringVar(&cfg.ServerName, "server-name", "", "name to check in the coordinator's certificate (default: the host of --node-url)")
+			fs.StringVar(&cfg.ServerName, "server-name", "", "name to check in the coordinator's certificate (default: the host of each --node-url)")
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL driver database shared by all drivers (postgres://...); empty uses SQLite in --data-dir, for a single driver")
 			fs.StringVar(&cfg.DataDir, "data-dir", "./sigil-hsm-driver", "folder of the SQLite driver database (hsm-driver.db) when --database-url is empty")
 			fs.IntVar(&cfg.Concurrency, "concurrency", 0, "jobs run at once (default: --sessions)")

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sigil-wallet/sigil/server"
 	"github.com/sigil-wallet/sigil/server/jobs"
+	"github.com/sigil-wallet/sigil/server/api"
 )
 
 // serverFlags declares the coordinator's flags on fs, filling cfg.
@@ -36,6 +37,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
 	fs.StringVar(&cfg.ReplicaName, "replica-name", "",
 		"names this replica among those sharing the database, in ceremony leases and logs; a random suffix is added per process (default: host name and pid)")
+	cfg.MPCWalletRate = api.DefaultMPCWalletRate
+	fs.Var(&cfg.MPCWalletRate, "mpc-wallet-rate", "MPC wallets (key generations) one API token may ask for: N/duration, in bursts of up to N (e.g. 4/1m, 100/1h), or off; more are refused with RESOURCE_EXHAUSTED saying when to retry. Each replica counts on its own")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
 	presignFlags(fs, cfg)
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGTERM/SIGINT")

@@ -39,12 +39,12 @@ is down; "sigil recover" rebuilds a key from t such backups.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var cfg signer.Config
 			var dataDir, metricsAddr string
-			fs.StringVar(&cfg.CoordinatorURL, "coordinator", "https://127.0.0.1:8443", "the coordinator's node port")
+			fs.StringVar(&cfg.CoordinatorURL, "coordinator", "https://127.0.0.1:8443", "the coordinator's node port; several replicas' ports separated by commas, tried in order (the next one when one is unreachable)")
 			fs.StringVar(&cfg.CertFile, "cert", "", "this signer's certificate (role signer), PEM")
 			fs.StringVar(&cfg.KeyFile, "key", "", "private key of --cert, PEM")
 			fs.StringVar(&cfg.CAFile, "ca", "", "CA certificate the coordinator's certificate chains to")
 			fs.StringVar(&cfg.PeerCAFile, "peer-ca", "", "signer CA that other signers' certificates chain to (default: --ca)")
-			fs.StringVar(&cfg.ServerName, "server-name", "", "name to check in the coordinator's certificate (default: the host of --coordinator)")
+			fs.StringVar(&cfg.ServerName, "server-name", "", "name to check in the coordinator's certificate (default: the host of each --coordinator)")
 			fs.StringVar(&cfg.KEKFile, "kek-file", "", "file with this signer's 32-byte key-encryption key, mode 0600 (default: <data-dir>/kek.bin)")
 			fs.StringVar(&dataDir, "data-dir", "./sigil-signer", "folder of the share database (shares.db) and, by default, the KEK")
 			fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL share database (postgres://...); empty uses SQLite in --data-dir")

@@ -58,6 +58,11 @@ type BenchResult struct {
 	Raw           float64
 	// Stack[i] is the full-stack figure with i+1 drivers.
 	Stack []float64
+	// RawCPU and StackCPU[i] are the CPU milliseconds this process spent
+	// per signature in each measurement (coordinator, drivers, client and,
+	// on SQLite, the database included; a PostgreSQL server's excluded).
+	RawCPU   float64
+	StackCPU []float64
 }
 
 // Run makes the measurements, the raw one first.
@@ -74,19 +79,21 @@ func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	}
 	res := &BenchResult{Sessions: sessions, RawSignatures: b.RawSignatures, StackRequests: b.StackRequests}
 	var err error
+	cpu := processCPU()
 	if res.Raw, err = RawSignThroughput(ctx, b.Raw, b.RawSignatures, sessions); err != nil {
 		return nil, fmt.Errorf("raw PKCS#11: %w", err)
 	}
+	res.RawCPU = cpuPer(cpu, b.RawSignatures)
 	walletID, err := b.hsmWallet(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for n := 1; n <= len(b.Drivers); n++ {
-		rate, err := b.stackThroughput(ctx, walletID, b.Drivers[:n])
+		rate, cpu, err := b.stackThroughput(ctx, walletID, b.Drivers[:n])
 		if err != nil {
 			return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
 		}
-		res.Stack = append(res.Stack, rate)
+		res.Stack, res.StackCPU = append(res.Stack, rate), append(res.StackCPU, cpu)
 	}
 	return res, nil
 }
@@ -100,14 +107,18 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		}
 	}
 	printf("HSM signing throughput (SoftHSM2, %d sessions per token and per driver)\n\n", r.Sessions)
-	printf("  %-44s %10s %9s %10s\n", "measurement", "sig/s", "requests", "of raw")
-	printf("  %-44s %10.0f %9d %9.2fx\n", "raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, 1.0)
+	printf("  %-44s %10s %9s %10s %12s\n", "measurement", "sig/s", "requests", "of raw", "CPU ms/sig")
+	printf("  %-44s %10.0f %9d %9.2fx %12.2f\n", "raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, 1.0, r.RawCPU)
 	for i, rate := range r.Stack {
 		name := fmt.Sprintf("full stack via coordinator, %d driver", i+1)
 		if i > 0 {
 			name += "s"
 		}
-		printf("  %-44s %10.0f %9d %9.2fx\n", name, rate, r.StackRequests, rate/r.Raw)
+		var cpu float64
+		if i < len(r.StackCPU) {
+			cpu = r.StackCPU[i]
+		}
+		printf("  %-44s %10.0f %9d %9.2fx %12.2f\n", name, rate, r.StackRequests, rate/r.Raw, cpu)
 	}
 	if len(r.Stack) > 1 {
 		printf("\n  %d drivers vs 1: %.2fx\n", len(r.Stack), r.Stack[len(r.Stack)-1]/r.Stack[0])
@@ -193,23 +204,24 @@ func (b Bench) hsmWallet(ctx context.Context) (string, error) {
 
 // stackThroughput queues StackRequests signature requests, then starts the
 // drivers and times them until every request is signed.
-func (b Bench) stackThroughput(ctx context.Context, walletID string, drivers []Config) (float64, error) {
+// It returns signatures per second and CPU milliseconds per signature.
+func (b Bench) stackThroughput(ctx context.Context, walletID string, drivers []Config) (float64, float64, error) {
 	ids, err := b.queueSignatures(ctx, walletID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	procs, err := openDrivers(ctx, drivers)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	stop := runDrivers(ctx, procs)
 	err = waitSigned(ctx, b.API, ids)
-	elapsed := time.Since(start)
+	elapsed, perSig := time.Since(start), cpuPer(cpu, len(ids))
 	if err := errors.Join(err, stop()); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(len(ids)) / elapsed.Seconds(), nil
+	return float64(len(ids)) / elapsed.Seconds(), perSig, nil
 }
 
 // queueSignatures asks for StackRequests signatures of distinct random

@@ -53,8 +53,10 @@ type Driver struct {
 	client      driverv1connect.DriverServiceClient
 	hsm         HSM
 	keys        *KeyStore
+	cache       *keyCache
 	fingerprint string
 	concurrency int
+	hsmSlots    chan struct{} // Concurrency places in the HSM
 	claimWait   time.Duration
 	logger      *slog.Logger
 	metrics     *Metrics
@@ -98,28 +100,80 @@ func New(o Options) *Driver {
 		o.Metrics = NewMetrics(nil)
 	}
 	return &Driver{
-		client: o.Client, hsm: o.HSM, keys: o.Keys, fingerprint: o.Fingerprint, concurrency: o.Concurrency,
-		claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete, guard: o.Guard,
+		client: o.Client, hsm: o.HSM, keys: o.Keys, cache: newKeyCache(o.Keys), fingerprint: o.Fingerprint, concurrency: o.Concurrency,
+		hsmSlots: make(chan struct{}, o.Concurrency), claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
+		guard: o.Guard,
 	}
 }
 
 // Run polls for jobs with Concurrency workers until ctx ends. Jobs in
-// flight when ctx ends are finished (their leases bound how long) rather
-// than abandoned, so a graceful stop wastes no work.
+// flight or claimed when ctx ends are finished (their leases bound how
+// long) rather than abandoned, so a graceful stop wastes no work.
+//
+// A job goes through three stages: claimed, in the HSM (at most
+// Concurrency at once), reported. One claimer long-polls for as many jobs
+// as there are free places, and one reporter sends the results that
+// finished meanwhile in one CompleteJobs: under load each round trip, and
+// each commit at the coordinator, carries several jobs. Each job keeps its
+// place (and its lease) until the coordinator recorded its result, and
+// there are pipelineDepth places per HSM place, so that the HSM works on
+// the next jobs while the results of the last ones travel.
 func (d *Driver) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for i := range d.concurrency {
-		wg.Go(func() { d.worker(ctx, i) })
+	capacity := pipelineDepth * d.concurrency
+	jobs := make(chan *driverv1.Job, capacity)
+	free := make(chan struct{}, capacity)
+	for range capacity {
+		free <- struct{}{}
 	}
+	rep := newReporter(d)
+	repCtx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
+	repDone := make(chan struct{})
+	go func() { defer close(repDone); rep.run(repCtx) }()
+
+	var wg sync.WaitGroup
+	for i := range capacity {
+		logger := d.logger.With("worker", i)
+		wg.Go(func() {
+			for job := range jobs {
+				d.run(ctx, logger, rep, job)
+				free <- struct{}{}
+			}
+		})
+	}
+	d.claimLoop(ctx, jobs, free)
+	close(jobs)
 	wg.Wait()
+	stopReporter()
+	<-repDone
 	return nil
 }
 
-func (d *Driver) worker(ctx context.Context, n int) {
-	logger := d.logger.With("worker", n)
+// claimLoop claims jobs for the free places until ctx ends.
+func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free chan struct{}) {
 	var failures int
-	for ctx.Err() == nil {
-		job, err := d.claim(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-free:
+		}
+		n := 1
+	more:
+		for n < maxClaim {
+			select {
+			case <-free:
+				n++
+			default:
+				break more
+			}
+		}
+		got, err := d.claim(ctx, n)
+		for range n - len(got) {
+			free <- struct{}{}
+		}
+		for _, job := range got {
+			jobs <- job
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -127,33 +181,49 @@ func (d *Driver) worker(ctx context.Context, n int) {
 			failures++
 			delay := backoff(failures)
 			d.metrics.claimErrors.Inc()
-			logger.WarnContext(ctx, "claiming a job failed; retrying", "error", err, "retry_in", delay)
+			d.logger.WarnContext(ctx, "claiming a job failed; retrying", "error", err, "retry_in", delay)
 			sleep(ctx, delay)
 			continue
 		}
 		failures = 0
-		if job != nil {
-			d.run(ctx, logger, job)
-		}
 	}
 }
 
-func (d *Driver) claim(ctx context.Context) (*driverv1.Job, error) {
+// pipelineDepth is how many jobs a driver holds per HSM place: one in the
+// HSM, the others claimed and waiting or reported and awaiting the
+// coordinator's answer.
+const pipelineDepth = 4
+
+// maxClaim bounds the jobs one claim asks for (the protocol allows 64).
+const maxClaim = 32
+
+func (d *Driver) claim(ctx context.Context, n int) ([]*driverv1.Job, error) {
 	// The server answers within the wait; the margin covers the network.
 	callCtx, cancel := context.WithTimeout(ctx, d.claimWait+15*time.Second)
 	defer cancel()
-	resp, err := d.client.ClaimJob(callCtx, connect.NewRequest(&driverv1.ClaimJobRequest{Wait: durationpb.New(d.claimWait)}))
+	resp, err := d.client.ClaimJob(callCtx, connect.NewRequest(&driverv1.ClaimJobRequest{
+		Wait: durationpb.New(d.claimWait), MaxJobs: uint32(n),
+	}))
 	if err != nil {
 		return nil, err
 	}
-	return resp.Msg.GetJob(), nil
+	var got []*driverv1.Job
+	if job := resp.Msg.GetJob(); job != nil {
+		got = append(got, job)
+	}
+	more := resp.Msg.GetMoreJobs()
+	if len(got)+len(more) > n {
+		// More than asked for: run what fits, the rest lapse to others.
+		more = more[:max(n-len(got), 0)]
+	}
+	return append(got, more...), nil
 }
 
 // errLeaseLost cancels a job whose lease the coordinator no longer honours.
 var errLeaseLost = errors.New("lease lost: the coordinator gave the job to another driver")
 
 // run does one job under its lease and reports the outcome.
-func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job) {
+func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, job *driverv1.Job) {
 	logger = logger.With("job", job.GetId(), "kind", job.GetKind().String(), "wallet", job.GetWalletId(), "attempt", job.GetAttempt())
 	start := time.Now()
 	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -165,25 +235,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 	}()
 	defer func() { cancel(nil); <-renewDone }()
 
-	var req *driverv1.CompleteJobRequest
-	var err error
-	switch job.GetKind() {
-	case driverv1.JobKind_JOB_KIND_KEYGEN:
-		var key *WrappedKey
-		if key, err = d.keygen(jobCtx, logger, job); err == nil {
-			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{
-				PublicKey:   key.PublicKey,
-				Attestation: &driverv1.KeyAttestation{KeyId: key.AttestationKeyID, Signature: key.Attestation},
-			}}}
-		}
-	case driverv1.JobKind_JOB_KIND_SIGN:
-		var sig ecsig.Signature
-		if sig, err = d.sign(jobCtx, job); err == nil {
-			req = &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}
-		}
-	default:
-		err = permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
-	}
+	req, err := d.work(jobCtx, logger, job)
 	if cause := context.Cause(jobCtx); errors.Is(cause, errLeaseLost) {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "dropped").Inc()
 		logger.WarnContext(ctx, "job dropped", "reason", cause)
@@ -199,7 +251,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
+		_ = d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
 			_, err := d.client.FailJob(c, connect.NewRequest(&driverv1.FailJobRequest{
 				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable, Rejected: rejected,
 			}))
@@ -208,10 +260,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 		return
 	}
 	req.JobId, req.LeaseId = job.GetId(), job.GetLeaseId()
-	if d.report(jobCtx, logger, "CompleteJob", func(c context.Context) error {
-		_, err := d.client.CompleteJob(c, connect.NewRequest(req))
-		return err
-	}) {
+	if err := rep.complete(jobCtx, req); err == nil {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "completed").Inc()
 		d.metrics.jobSeconds.WithLabelValues(kindLabel(job)).Observe(time.Since(start).Seconds())
 		logger.DebugContext(ctx, "job completed", "duration", time.Since(start))
@@ -223,15 +272,45 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, job *driverv1.Job
 	}
 }
 
+// work runs a job in the HSM, holding one of the Concurrency places, and
+// returns the result to report.
+func (d *Driver) work(ctx context.Context, logger *slog.Logger, job *driverv1.Job) (*driverv1.CompleteJobRequest, error) {
+	select {
+	case d.hsmSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	defer func() { <-d.hsmSlots }()
+	switch job.GetKind() {
+	case driverv1.JobKind_JOB_KIND_KEYGEN:
+		key, err := d.keygen(ctx, logger, job)
+		if err != nil {
+			return nil, err
+		}
+		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Keygen{Keygen: &driverv1.KeygenJobResult{
+			PublicKey:   key.PublicKey,
+			Attestation: &driverv1.KeyAttestation{KeyId: key.AttestationKeyID, Signature: key.Attestation},
+		}}}, nil
+	case driverv1.JobKind_JOB_KIND_SIGN:
+		sig, err := d.sign(ctx, job)
+		if err != nil {
+			return nil, err
+		}
+		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}, nil
+	default:
+		return nil, permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
+	}
+}
+
 // report sends a result, retrying while the coordinator is unreachable. It
-// reports whether the coordinator accepted it.
-func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, send func(context.Context) error) bool {
+// returns nil when the coordinator accepted it.
+func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, send func(context.Context) error) error {
 	for try := 1; ; try++ {
 		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := send(callCtx)
 		cancel()
 		if err == nil {
-			return true
+			return nil
 		}
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeInternal:
@@ -244,8 +323,10 @@ func (d *Driver) report(ctx context.Context, logger *slog.Logger, what string, s
 		// FailedPrecondition or NotFound: the lease is gone and so is the
 		// job, for us. InvalidArgument: the coordinator rejected the result
 		// and recorded a failed attempt.
-		logger.WarnContext(ctx, what+" refused; job dropped", "error", err)
-		return false
+		if connect.CodeOf(err) != connect.CodeUnimplemented {
+			logger.WarnContext(ctx, what+" refused; job dropped", "error", err)
+		}
+		return err
 	}
 }
 
@@ -324,7 +405,7 @@ func (d *Driver) sign(ctx context.Context, job *driverv1.Job) (ecsig.Signature, 
 	if err := d.authorize(ctx, job); err != nil {
 		return ecsig.Signature{}, err
 	}
-	key, err := d.keys.Get(ctx, job.GetWalletId())
+	key, err := d.cache.Get(ctx, job.GetWalletId())
 	if errors.Is(err, ErrNoKey) {
 		return ecsig.Signature{}, permanent(fmt.Errorf("%w (is every driver using the same --database-url?)", err))
 	}

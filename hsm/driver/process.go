@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,19 +22,22 @@ import (
 	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/journal"
+	"github.com/sigil-wallet/sigil/internal/failover"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
 )
 
 // Config is everything `sigil hsm-driver` needs.
 type Config struct {
-	// NodeURL is the coordinator's node port: https://host:port, or host:port.
+	// NodeURL is the coordinator's node port: https://host:port, or
+	// host:port; several replicas' ports separated by commas, tried in
+	// order, the next one when one is unreachable.
 	NodeURL string
 	// TLSCert and TLSKey are the driver's certificate (role driver) and key;
 	// NodeCA the CA the coordinator's certificate chains to.
 	TLSCert, TLSKey, NodeCA string
 	// ServerName is checked against the coordinator's certificate; default
-	// the host of NodeURL.
+	// the host of each NodeURL.
 	ServerName string
 	// HSM selects the module, token, PIN, master key label and session pool.
 	HSM hsm.Config
@@ -205,19 +207,12 @@ func openHSM(ctx context.Context, cfg hsm.Config) (*hsm.HSM, error) {
 // nodeClient returns the node-port client and the driver's name (its
 // certificate's common name).
 func nodeClient(cfg Config) (driverv1connect.DriverServiceClient, string, error) {
-	base := cfg.NodeURL
-	if !strings.Contains(base, "://") {
-		base = "https://" + base
+	endpoints, err := failover.ParseURLs(cfg.NodeURL, "--node-url")
+	if err != nil {
+		return nil, "", err
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, "", fmt.Errorf("--node-url %q: want https://host:port (the node port is mTLS only)", cfg.NodeURL)
-	}
-	serverName := cfg.ServerName
-	if serverName == "" {
-		serverName = u.Hostname()
-	}
-	tc, err := pki.ClientTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.NodeCA, serverName)
+	// An empty server name lets TLS check each replica's own host name.
+	tc, err := pki.ClientTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.NodeCA, cfg.ServerName)
 	if err != nil {
 		return nil, "", fmt.Errorf("driver TLS (--tls-cert, --tls-key, --node-ca): %w", err)
 	}
@@ -225,12 +220,8 @@ func nodeClient(cfg Config) (driverv1connect.DriverServiceClient, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("--tls-cert: %w", err)
 	}
-	hc := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   tc,
-		ForceAttemptHTTP2: true,
-		IdleConnTimeout:   90 * time.Second,
-	}}
-	return driverv1connect.NewDriverServiceClient(hc, strings.TrimRight(u.String(), "/")), leaf.Subject.CommonName, nil
+	ft := failover.New(failover.NewHTTPTransport(&http.Transport{TLSClientConfig: tc}), endpoints, cfg.Logger)
+	return driverv1connect.NewDriverServiceClient(&http.Client{Transport: ft}, ft.BaseURL()), leaf.Subject.CommonName, nil
 }
 
 // MetricsAddr is the bound metrics address, or "".

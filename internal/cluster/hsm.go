@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -186,4 +187,44 @@ func ensureAttestationKey(ctx context.Context, hc hsm.Config) ([]byte, error) {
 		return nil, err
 	}
 	return attest.EncodePEM(pub)
+}
+
+// SoftHSMTokens initialises one SoftHSM2 token per label in dir and
+// gives them all the same new master key, as `sigil hsm import-master-key`
+// does across a deployment. SOFTHSM2_CONF is process-wide and read when the
+// module loads, so this runs before any token is opened.
+func SoftHSMTokens(ctx context.Context, dir string, sessions int, labels ...string) ([]hsm.Config, error) {
+	if err := UseSoftHSMDir(dir); err != nil {
+		return nil, err
+	}
+	var cfgs []hsm.Config
+	for _, label := range labels {
+		pin, err := InitSoftHSMToken(ctx, label)
+		if err != nil {
+			return nil, err
+		}
+		cfgs = append(cfgs, hsm.Config{ModulePath: SoftHSMModule, TokenLabel: label, PIN: pin, Sessions: sessions})
+	}
+	material, err := hsm.GenerateMasterKeyMaterial()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
+	var handles []*hsm.HSM
+	defer func() {
+		for _, h := range handles {
+			_ = h.Close()
+		}
+	}()
+	for _, c := range cfgs {
+		h, err := hsm.OpenToken(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("token %s: %w", c.TokenLabel, err)
+		}
+		handles = append(handles, h)
+		if err := h.ImportMasterKey(ctx, bytes.Clone(material)); err != nil {
+			return nil, fmt.Errorf("import the master key into %s: %w", c.TokenLabel, err)
+		}
+	}
+	return cfgs, nil
 }

@@ -71,6 +71,7 @@ type WalletServer struct {
 	waiter   Waiter
 	logger   *slog.Logger
 	requests reqsig.Policy
+	mpcLimit *limiter // nil: no limit (see LimitMPCWallets)
 }
 
 var _ walletv1connect.WalletServiceHandler = (*WalletServer)(nil)
@@ -119,6 +120,11 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
+	if backend == store.BackendMPC {
+		if err := s.takeMPCWallet(ctx); err != nil {
+			return nil, err
+		}
+	}
 	w := &store.Wallet{
 		ID:         ids.New(ids.Wallet),
 		Owner:      owner(ctx),
@@ -141,6 +147,9 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 	}
 	w.RequestHash = fingerprint("wallet", string(backend), w.KeyScheme, w.Name)
 	got, created, err := s.createWallet(ctx, w, work)
+	if backend == store.BackendMPC && (err != nil || !created) {
+		s.refundMPCWallet(ctx)
+	}
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}

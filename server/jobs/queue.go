@@ -108,9 +108,14 @@ func (q *Queue) wakeChan() <-chan struct{} {
 	return q.wake
 }
 
-// Claim leases the next job to driver, waiting up to wait for one. It
-// returns nil, nil when none came in time.
-func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error) {
+// MaxClaim bounds how many jobs one claim leases.
+const MaxClaim = 64
+
+// Claim leases up to n jobs to driver (at least one, at most MaxClaim),
+// waiting up to wait for the first. It returns none when none came in
+// time.
+func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration, n int) ([]*store.ClaimedJob, error) {
+	n = min(MaxClaim, max(1, n))
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(q.recheck)
@@ -119,22 +124,30 @@ func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration) (*
 		// Take the wake channel before looking, so a notification that
 		// lands between the look and the wait is not missed.
 		wake := q.wakeChan()
-		cj, err := q.store.ClaimJob(ctx, store.Claim{
-			Driver: driver, LeaseID: ids.New(ids.Lease), Now: q.now(), LeaseFor: q.lease,
+		leases := make([]string, n)
+		for i := range leases {
+			leases[i] = ids.New(ids.Lease)
+		}
+		claimed, err := q.store.ClaimJobs(ctx, store.Claim{
+			Driver: driver, LeaseIDs: leases, Now: q.now(), LeaseFor: q.lease,
 			MaxAttempts: q.retry.MaxAttempts,
 		})
 		if err != nil {
 			return nil, err
 		}
-		if cj != nil {
+		if len(claimed) > 0 {
 			if ctx.Err() != nil {
-				// The driver hung up while we claimed: give the job back now
-				// rather than let it sit out a whole lease.
+				// The driver hung up while we claimed: give the jobs back now
+				// rather than let them sit out a whole lease.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
-				return nil, errors.Join(ctx.Err(), q.store.ReleaseJob(rctx, cj.ID, cj.LeaseID))
+				errs := []error{ctx.Err()}
+				for _, cj := range claimed {
+					errs = append(errs, q.store.ReleaseJob(rctx, cj.ID, cj.LeaseID))
+				}
+				return nil, errors.Join(errs...)
 			}
-			return cj, nil
+			return claimed, nil
 		}
 		select {
 		case <-wake:
@@ -176,6 +189,25 @@ func (q *Queue) CompleteSign(ctx context.Context, jobID, leaseID string, r, s []
 	return q.settle(ctx, jobID, leaseID, func() error {
 		return q.store.CompleteSignJob(ctx, jobID, leaseID, q.now(), r, s, recoveryID)
 	})
+}
+
+// CompleteJobs records several checked results in one transaction; the
+// i-th error is results[i]'s own.
+func (q *Queue) CompleteJobs(ctx context.Context, results []store.JobResult) ([]error, error) {
+	errs, err := q.store.CompleteJobs(ctx, q.now(), results)
+	if err != nil || q.settled == nil {
+		return errs, err
+	}
+	var done []string
+	for i, r := range results {
+		if errs[i] == nil && r.Target != "" {
+			done = append(done, r.Target)
+		}
+	}
+	if len(done) > 0 {
+		q.settled(done...)
+	}
+	return errs, nil
 }
 
 // Fail records a failed attempt and returns the job's new state.

@@ -24,11 +24,10 @@ import (
 
 // JobQueue is what DriverService needs of the job queue (jobs.Queue).
 type JobQueue interface {
-	Claim(ctx context.Context, driver string, wait time.Duration) (*store.ClaimedJob, error)
+	Claim(ctx context.Context, driver string, wait time.Duration, n int) ([]*store.ClaimedJob, error)
 	Renew(ctx context.Context, jobID, leaseID, driver string) (time.Time, error)
 	Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error)
-	CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error
-	CompleteSign(ctx context.Context, jobID, leaseID string, r, s []byte, recoveryID int) error
+	CompleteJobs(ctx context.Context, results []store.JobResult) ([]error, error)
 	Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error)
 	Reject(ctx context.Context, jobID, leaseID, reason string) (store.JobState, error)
 	Counts(ctx context.Context) (store.JobCounts, error)
@@ -85,18 +84,28 @@ func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driver
 	if w := req.Msg.GetWait(); w != nil {
 		wait = w.AsDuration()
 	}
-	cj, err := d.queue.Claim(ctx, driver, wait)
+	claimed, err := d.queue.Claim(ctx, driver, wait, int(req.Msg.GetMaxJobs()))
 	if err != nil {
 		return nil, d.toConnect(ctx, err)
 	}
-	if cj == nil {
-		return connect.NewResponse(&driverv1.ClaimJobResponse{}), nil
+	resp := &driverv1.ClaimJobResponse{}
+	for i, cj := range claimed {
+		d.metrics.claimed.WithLabelValues(driver, string(cj.Kind)).Inc()
+		if cj.Released {
+			d.metrics.released.WithLabelValues(driver).Inc()
+			d.logger.InfoContext(ctx, "job re-leased after a lapsed lease", "job", cj.ID, "driver", driver, "attempt", cj.Attempts)
+		}
+		if i == 0 {
+			resp.Job = jobMessage(cj)
+		} else {
+			resp.MoreJobs = append(resp.MoreJobs, jobMessage(cj))
+		}
 	}
-	d.metrics.claimed.WithLabelValues(driver, string(cj.Kind)).Inc()
-	if cj.Released {
-		d.metrics.released.WithLabelValues(driver).Inc()
-		d.logger.InfoContext(ctx, "job re-leased after a lapsed lease", "job", cj.ID, "driver", driver, "attempt", cj.Attempts)
-	}
+	return connect.NewResponse(resp), nil
+}
+
+// jobMessage is a claimed job as the driver sees it.
+func jobMessage(cj *store.ClaimedJob) *driverv1.Job {
 	job := &driverv1.Job{
 		Id:              cj.ID,
 		WalletId:        cj.WalletID,
@@ -121,7 +130,7 @@ func (d *DriverServer) ClaimJob(ctx context.Context, req *connect.Request[driver
 			}
 		}
 	}
-	return connect.NewResponse(&driverv1.ClaimJobResponse{Job: job}), nil
+	return job
 }
 
 // RenewLease extends the caller's lease. The lease is bound to the driver
@@ -146,11 +155,32 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 	if err != nil {
 		return nil, err
 	}
-	m := req.Msg
+	res, err := d.check(ctx, driver, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	errs, err := d.queue.CompleteJobs(ctx, []store.JobResult{*res})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
+	d.metrics.completed.WithLabelValues(driver, string(res.Kind)).Inc()
+	return connect.NewResponse(&driverv1.CompleteJobResponse{}), nil
+}
+
+// check loads the job under the caller's current lease and checks its
+// result: a public key must be a compressed secp256k1 point; a signature
+// must verify against the wallet's key and the request's digest. A result
+// that fails the check is recorded as a failed attempt and refused with
+// InvalidArgument.
+func (d *DriverServer) check(ctx context.Context, driver string, m *driverv1.CompleteJobRequest) (*store.JobResult, error) {
 	cj, err := d.leasedBy(ctx, driver, m.GetJobId(), m.GetLeaseId())
 	if err != nil {
 		return nil, err
 	}
+	out := &store.JobResult{JobID: cj.ID, LeaseID: cj.LeaseID, Driver: driver, Kind: cj.Kind}
 	switch res := m.GetResult().(type) {
 	case *driverv1.CompleteJobRequest_Keygen:
 		if cj.Kind != store.JobKeygen {
@@ -163,7 +193,7 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 		if aerr := d.checkAttestation(cj.WalletID, pub, res.Keygen.GetAttestation()); aerr != nil {
 			return nil, d.refuse(ctx, driver, cj, fmt.Sprintf("HSM key attestation failed for the key driver %s returned: %v", driver, aerr))
 		}
-		err = d.queue.CompleteKeygen(ctx, cj.ID, cj.LeaseID, pub)
+		out.PublicKey = pub
 	case *driverv1.CompleteJobRequest_Sign:
 		if cj.Kind != store.JobSign {
 			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("job %s is a %s job: send a keygen result", cj.ID, cj.Kind))
@@ -172,22 +202,20 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 		if len(raw) != 64 {
 			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign.signature: want r || s, 64 bytes"))
 		}
-		// FromRS normalises S and finds the recovery id against the
-		// wallet's key; it fails unless (r, s) verifies. Verify then checks
-		// the exact value to be stored, as the last word.
+		// FromRS normalises S, verifies the exact (r, s) to be stored
+		// against the wallet's key and the request's digest, and takes the
+		// recovery id from the point that verification computed: what it
+		// returns is what is stored, checked here, independently of the
+		// driver and its HSM.
 		sig, verr := ecsig.FromRS(raw[:32], raw[32:], cj.PublicKey, cj.Digest)
-		if verr != nil || !ecsig.Verify(cj.PublicKey, cj.Digest, sig) {
+		if verr != nil {
 			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a signature that does not verify against the wallet's public key", driver))
 		}
-		err = d.queue.CompleteSign(ctx, cj.ID, cj.LeaseID, sig.R[:], sig.S[:], int(sig.V))
+		out.R, out.S, out.RecoveryID = sig.R[:], sig.S[:], int(sig.V)
 	default:
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("result: exactly one of keygen or sign is required"))
 	}
-	if err != nil {
-		return nil, d.toConnect(ctx, err)
-	}
-	d.metrics.completed.WithLabelValues(driver, string(cj.Kind)).Inc()
-	return connect.NewResponse(&driverv1.CompleteJobResponse{}), nil
+	return out, nil
 }
 
 // reject counts an unacceptable result as a failed, retryable attempt:

@@ -25,6 +25,10 @@ type JobQueue interface {
 	// whose available_at has come, or a leased job whose lease lapsed (a
 	// re-lease). It returns nil, nil when there is none.
 	ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error)
+	// ClaimJobs leases up to len(c.LeaseIDs) claimable jobs at once, oldest
+	// first, one lease id each, in one transaction. It returns none when
+	// there is none.
+	ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error)
 	// RenewLease extends a current lease held by r.Driver to r.Now+r.LeaseFor,
 	// but never beyond the lease's grant time plus r.MaxLife: a lease
 	// renewed up to its cap then lapses, and the job is claimable again.
@@ -41,6 +45,11 @@ type JobQueue interface {
 	// as signed and marks the job done, in one transaction. The caller has
 	// verified the signature against the wallet's key.
 	CompleteSignJob(ctx context.Context, jobID, leaseID string, now time.Time, r, s []byte, recoveryID int) error
+	// CompleteJobs records several checked results in one transaction. The
+	// i-th error is that of results[i] (nil when recorded; ErrStateConflict
+	// or ErrNotFound as for one result); the last return is an error that
+	// recorded none of them.
+	CompleteJobs(ctx context.Context, now time.Time, results []JobResult) ([]error, error)
 	// FailJob records a failed attempt: a retryable failure with attempts
 	// left requeues the job after a backoff; otherwise the job fails and
 	// its wallet or signature fails with the reason. It returns the job's
@@ -77,6 +86,9 @@ type Claim struct {
 	// driver dies on it) is leased: a lapsed job that reached it fails
 	// instead of being leased again. Zero means DefaultMaxAttempts.
 	MaxAttempts int
+	// LeaseIDs are fresh lease ids for ClaimJobs, one per job wanted: their
+	// number is the most jobs one claim leases.
+	LeaseIDs []string
 }
 
 // Renewal asks to extend a lease.
@@ -209,104 +221,13 @@ func (s *SQL) forUpdate(skipLocked bool) string {
 const maxLapsedPerClaim = 16
 
 // ClaimJob leases the oldest claimable job. See JobQueue.
-//
-// On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED, so
-// concurrent claimers (on one coordinator or several replicas) each lock a
-// different row instead of queueing on the same one. On SQLite the
-// transaction holds the database's write lock from its start.
 func (s *SQL) ClaimJob(ctx context.Context, c Claim) (*ClaimedJob, error) {
-	if c.Driver == "" || c.LeaseID == "" || c.LeaseFor <= 0 {
-		return nil, errors.New("store: claim needs a driver, a lease id and a lease length")
-	}
-	maxAttempts := c.MaxAttempts
-	if maxAttempts <= 0 {
-		maxAttempts = DefaultMaxAttempts
-	}
-	now := micros(c.Now)
-	var claimed *ClaimedJob
-	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
-		for range maxLapsedPerClaim {
-			var r jobRow
-			err := tx.GetContext(ctx, &r, tx.Rebind(`SELECT `+jobColumns+` FROM jobs
-				WHERE state IN ('queued', 'leased')
-				  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
-				ORDER BY seq LIMIT 1`+s.forUpdate(true)), now, now)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("select claimable job: %w", err)
-			}
-			job := r.job()
-			released := job.State == JobLeased
-			if released && job.Attempts >= maxAttempts {
-				// Its drivers keep dying on it: stop feeding it to them.
-				reason := fmt.Sprintf("HSM job abandoned: its lease lapsed on each of %d attempts (last held by driver %s)", job.Attempts, job.LeasedBy)
-				if err := s.lockedFailJob(ctx, tx, &job, now, reason); err != nil {
-					return err
-				}
-				continue
-			}
-			cj, err := s.jobTarget(ctx, tx, job, now)
-			if err != nil {
-				return err
-			}
-			if cj == nil {
-				continue // its wallet or signature was finished another way; job closed
-			}
-			expires := c.Now.Add(c.LeaseFor)
-			_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
-				lease_id = ?, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ? WHERE seq = ?`),
-				c.LeaseID, c.Driver, now, micros(expires), now, job.Seq)
-			if err != nil {
-				return fmt.Errorf("lease job %s: %w", job.ID, err)
-			}
-			cj.State, cj.Attempts, cj.LeaseID, cj.LeasedBy = JobLeased, job.Attempts+1, c.LeaseID, c.Driver
-			cj.LeasedAt, cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(now), fromMicros(micros(expires)), fromMicros(now)
-			cj.Released = released
-			claimed = cj
-			return nil
-		}
-		return nil
-	})
-	if err != nil {
+	c.LeaseIDs = []string{c.LeaseID}
+	jobs, err := s.ClaimJobs(ctx, c)
+	if err != nil || len(jobs) == 0 {
 		return nil, err
 	}
-	return claimed, nil
-}
-
-// jobTarget loads what a job needs from its wallet or signature. When the
-// target is no longer waiting for this job (failed or finished another way),
-// it closes the job and returns nil.
-func (s *SQL) jobTarget(ctx context.Context, tx *sqlx.Tx, job Job, now int64) (*ClaimedJob, error) {
-	cj := &ClaimedJob{Job: job}
-	w, err := s.getWallet(ctx, tx, job.WalletID)
-	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", job.ID, err)
-	}
-	open := false
-	switch job.Kind {
-	case JobKeygen:
-		open = w.Status == WalletCreating
-	case JobSign:
-		sg, err := s.getSignature(ctx, tx, job.SignatureID)
-		if err != nil {
-			return nil, fmt.Errorf("job %s: %w", job.ID, err)
-		}
-		open = sg.Status == SignaturePending && w.Status == WalletActive
-		cj.Digest, cj.PublicKey, cj.Signature = sg.Digest, w.PublicKey, sg
-	default:
-		return nil, fmt.Errorf("job %s: unknown kind %q", job.ID, job.Kind)
-	}
-	if open {
-		return cj, nil
-	}
-	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
-		"closed: its wallet or signature was already finished", now, job.Seq)
-	if err != nil {
-		return nil, fmt.Errorf("close job %s: %w", job.ID, err)
-	}
-	return nil, nil
+	return jobs[0], nil
 }
 
 // lockedLeasedJob loads a job under a current lease and locks its row (on
@@ -374,96 +295,22 @@ func (s *SQL) RenewLease(ctx context.Context, r Renewal) (time.Time, error) {
 	return expires, nil
 }
 
-// LeasedJob returns a job under a current lease. See JobQueue.
-func (s *SQL) LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error) {
-	var out *ClaimedJob
-	// A read-only transaction would do; InTx keeps one code path and, on
-	// SQLite, a consistent view of the job and its target.
-	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
-		job, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now))
-		if err != nil {
-			return err
-		}
-		out = &ClaimedJob{Job: *job}
-		if job.Kind == JobSign {
-			sg, err := s.getSignature(ctx, tx, job.SignatureID)
-			if err != nil {
-				return err
-			}
-			w, err := s.getWallet(ctx, tx, job.WalletID)
-			if err != nil {
-				return err
-			}
-			out.Digest, out.PublicKey, out.Signature = sg.Digest, w.PublicKey, sg
-		}
-		return nil
-	})
-	return out, err
-}
-
 // CompleteKeygenJob activates the wallet. See JobQueue.
 func (s *SQL) CompleteKeygenJob(ctx context.Context, jobID, leaseID string, now time.Time, publicKey []byte) error {
-	if len(publicKey) != 33 {
-		return fmt.Errorf("complete job %s: public key is %d bytes, want 33", jobID, len(publicKey))
-	}
-	return s.completeJob(ctx, jobID, leaseID, now, JobKeygen, func(tx *sqlx.Tx, job *Job) (sql.Result, error) {
-		return tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = ?, public_key = ?, updated_at = ?
-			WHERE id = ? AND status = ?`),
-			string(WalletActive), publicKey, micros(now), job.WalletID, string(WalletCreating))
-	})
+	return s.completeOne(ctx, now, JobResult{JobID: jobID, LeaseID: leaseID, Kind: JobKeygen, PublicKey: publicKey})
 }
 
 // CompleteSignJob records the signature. See JobQueue.
 func (s *SQL) CompleteSignJob(ctx context.Context, jobID, leaseID string, now time.Time, r, sv []byte, recoveryID int) error {
-	if len(r) != 32 || len(sv) != 32 || recoveryID < 0 || recoveryID > 3 {
-		return fmt.Errorf("complete job %s: malformed signature", jobID)
-	}
-	return s.completeJob(ctx, jobID, leaseID, now, JobSign, func(tx *sqlx.Tx, job *Job) (sql.Result, error) {
-		return tx.ExecContext(ctx, tx.Rebind(`UPDATE signatures SET status = ?, sig_r = ?, sig_s = ?, recovery_id = ?,
-			updated_at = ? WHERE id = ? AND status = ?`),
-			string(SignatureSigned), r, sv, recoveryID, micros(now), job.SignatureID, string(SignaturePending))
-	})
+	return s.completeOne(ctx, now, JobResult{JobID: jobID, LeaseID: leaseID, Kind: JobSign, R: r, S: sv, RecoveryID: recoveryID})
 }
 
-// completeJob checks the lease, applies the result to the job's target and
-// closes the job, all in one transaction.
-func (s *SQL) completeJob(ctx context.Context, jobID, leaseID string, now time.Time, kind JobKind,
-	apply func(tx *sqlx.Tx, job *Job) (sql.Result, error)) error {
-	var targetGone bool
-	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
-		job, err := s.lockedLeasedJob(ctx, tx, jobID, leaseID, micros(now))
-		if err != nil {
-			return err
-		}
-		if job.Kind != kind {
-			return fmt.Errorf("%w: job %s is a %s job, not %s", ErrStateConflict, jobID, job.Kind, kind)
-		}
-		res, err := apply(tx, job)
-		if err != nil {
-			return fmt.Errorf("record result of job %s: %w", jobID, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("record result of job %s: %w", jobID, err)
-		}
-		state, lastError := JobDone, ""
-		if n == 0 {
-			// The wallet or signature was finished another way meanwhile;
-			// the job is over either way.
-			targetGone = true
-			state, lastError = JobFailed, "result discarded: its wallet or signature was already finished"
-		}
-		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = ?, last_error = ?, updated_at = ? WHERE seq = ?`),
-			string(state), lastError, micros(now), job.Seq)
-		if err != nil {
-			return fmt.Errorf("close job %s: %w", jobID, err)
-		}
-		return nil
-	})
-	if err == nil && targetGone {
-		return fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, jobID)
+func (s *SQL) completeOne(ctx context.Context, now time.Time, r JobResult) error {
+	errs, err := s.CompleteJobs(ctx, now, []JobResult{r})
+	if err != nil {
+		return err
 	}
-	return err
+	return errs[0]
 }
 
 // FailJob records a failed attempt. See JobQueue.

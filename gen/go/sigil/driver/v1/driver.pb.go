@@ -81,6 +81,66 @@ func (JobKind) EnumDescriptor() ([]byte, []int) {
 	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{0}
 }
 
+// JobOutcome is what became of one reported result.
+type JobOutcome int32
+
+const (
+	// Not set; never sent by the coordinator.
+	JobOutcome_JOB_OUTCOME_UNSPECIFIED JobOutcome = 0
+	// The result was checked and recorded: the job is done.
+	JobOutcome_JOB_OUTCOME_RECORDED JobOutcome = 1
+	// The lease is no longer current (it lapsed, another driver took the
+	// job over, or the job is unknown): drop the job.
+	JobOutcome_JOB_OUTCOME_LEASE_LOST JobOutcome = 2
+	// The result failed the coordinator's check (a public key off the curve,
+	// a signature that does not verify, a result of the wrong kind); the
+	// attempt was recorded as failed and the job may be retried.
+	JobOutcome_JOB_OUTCOME_REJECTED JobOutcome = 3
+)
+
+// Enum value maps for JobOutcome.
+var (
+	JobOutcome_name = map[int32]string{
+		0: "JOB_OUTCOME_UNSPECIFIED",
+		1: "JOB_OUTCOME_RECORDED",
+		2: "JOB_OUTCOME_LEASE_LOST",
+		3: "JOB_OUTCOME_REJECTED",
+	}
+	JobOutcome_value = map[string]int32{
+		"JOB_OUTCOME_UNSPECIFIED": 0,
+		"JOB_OUTCOME_RECORDED":    1,
+		"JOB_OUTCOME_LEASE_LOST":  2,
+		"JOB_OUTCOME_REJECTED":    3,
+	}
+)
+
+func (x JobOutcome) Enum() *JobOutcome {
+	p := new(JobOutcome)
+	*p = x
+	return p
+}
+
+func (x JobOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_sigil_driver_v1_driver_proto_enumTypes[1].Descriptor()
+}
+
+func (JobOutcome) Type() protoreflect.EnumType {
+	return &file_sigil_driver_v1_driver_proto_enumTypes[1]
+}
+
+func (x JobOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobOutcome.Descriptor instead.
+func (JobOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{1}
+}
+
 // Job is one unit of HSM work, leased to one driver.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -243,7 +303,11 @@ func (x *Job) GetExternalId() string {
 type ClaimJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long to wait for a job, at most 60 s; unset means 30 s.
-	Wait          *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	Wait *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	// How many jobs to lease at once, at most 64; 0 means 1. A driver with
+	// idle workers asks for as many as it can start, so that one claim (one
+	// round trip, one transaction) feeds several workers.
+	MaxJobs       uint32 `protobuf:"varint,2,opt,name=max_jobs,json=maxJobs,proto3" json:"max_jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,11 +349,21 @@ func (x *ClaimJobRequest) GetWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *ClaimJobRequest) GetMaxJobs() uint32 {
+	if x != nil {
+		return x.MaxJobs
+	}
+	return 0
+}
+
 // ClaimJobResponse carries the claimed job, if any.
 type ClaimJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job, leased to the caller; unset when none came in time.
-	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// The further jobs leased to the caller when max_jobs > 1, oldest first,
+	// each under a lease of its own.
+	MoreJobs      []*Job `protobuf:"bytes,2,rep,name=more_jobs,json=moreJobs,proto3" json:"more_jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +401,13 @@ func (*ClaimJobResponse) Descriptor() ([]byte, []int) {
 func (x *ClaimJobResponse) GetJob() *Job {
 	if x != nil {
 		return x.Job
+	}
+	return nil
+}
+
+func (x *ClaimJobResponse) GetMoreJobs() []*Job {
+	if x != nil {
+		return x.MoreJobs
 	}
 	return nil
 }
@@ -734,6 +815,162 @@ func (*CompleteJobResponse) Descriptor() ([]byte, []int) {
 	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{9}
 }
 
+// CompleteJobsRequest reports several results.
+type CompleteJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results, each as CompleteJob takes it; a job at most once.
+	Results       []*CompleteJobRequest `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobsRequest) Reset() {
+	*x = CompleteJobsRequest{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobsRequest) ProtoMessage() {}
+
+func (x *CompleteJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobsRequest.ProtoReflect.Descriptor instead.
+func (*CompleteJobsRequest) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CompleteJobsRequest) GetResults() []*CompleteJobRequest {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CompleteJobOutcome is the fate of one result of a CompleteJobsRequest.
+type CompleteJobOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job the result was for.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// What became of it.
+	Outcome JobOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=sigil.driver.v1.JobOutcome" json:"outcome,omitempty"`
+	// Why, when it was not recorded.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobOutcome) Reset() {
+	*x = CompleteJobOutcome{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobOutcome) ProtoMessage() {}
+
+func (x *CompleteJobOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobOutcome.ProtoReflect.Descriptor instead.
+func (*CompleteJobOutcome) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CompleteJobOutcome) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CompleteJobOutcome) GetOutcome() JobOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return JobOutcome_JOB_OUTCOME_UNSPECIFIED
+}
+
+func (x *CompleteJobOutcome) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// CompleteJobsResponse has one outcome per result, in the request's order.
+type CompleteJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcomes.
+	Outcomes      []*CompleteJobOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteJobsResponse) Reset() {
+	*x = CompleteJobsResponse{}
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteJobsResponse) ProtoMessage() {}
+
+func (x *CompleteJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteJobsResponse.ProtoReflect.Descriptor instead.
+func (*CompleteJobsResponse) Descriptor() ([]byte, []int) {
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CompleteJobsResponse) GetOutcomes() []*CompleteJobOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 // FailJobRequest reports that a job could not be done.
 type FailJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -757,7 +994,7 @@ type FailJobRequest struct {
 
 func (x *FailJobRequest) Reset() {
 	*x = FailJobRequest{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1006,7 @@ func (x *FailJobRequest) String() string {
 func (*FailJobRequest) ProtoMessage() {}
 
 func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[10]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1019,7 @@ func (x *FailJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobRequest.ProtoReflect.Descriptor instead.
 func (*FailJobRequest) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FailJobRequest) GetJobId() string {
@@ -829,7 +1066,7 @@ type FailJobResponse struct {
 
 func (x *FailJobResponse) Reset() {
 	*x = FailJobResponse{}
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1078,7 @@ func (x *FailJobResponse) String() string {
 func (*FailJobResponse) ProtoMessage() {}
 
 func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sigil_driver_v1_driver_proto_msgTypes[11]
+	mi := &file_sigil_driver_v1_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1091,7 @@ func (x *FailJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailJobResponse.ProtoReflect.Descriptor instead.
 func (*FailJobResponse) Descriptor() ([]byte, []int) {
-	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{11}
+	return file_sigil_driver_v1_driver_proto_rawDescGZIP(), []int{14}
 }
 
 var File_sigil_driver_v1_driver_proto protoreflect.FileDescriptor
@@ -878,11 +1115,13 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x0esignature_kind\x18\v \x01(\x0e2\x1e.sigil.wallet.v1.SignatureKindR\rsignatureKind\x12\x18\n" +
 	"\apayload\x18\f \x01(\fR\apayload\x12\x1f\n" +
 	"\vexternal_id\x18\r \x01(\tR\n" +
-	"externalId\"N\n" +
+	"externalId\"r\n" +
 	"\x0fClaimJobRequest\x12;\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\":\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\x12\"\n" +
+	"\bmax_jobs\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18@R\amaxJobs\"m\n" +
 	"\x10ClaimJobResponse\x12&\n" +
-	"\x03job\x18\x01 \x01(\v2\x14.sigil.driver.v1.JobR\x03job\"}\n" +
+	"\x03job\x18\x01 \x01(\v2\x14.sigil.driver.v1.JobR\x03job\x121\n" +
+	"\tmore_jobs\x18\x02 \x03(\v2\x14.sigil.driver.v1.JobR\bmoreJobs\"}\n" +
 	"\x11RenewLeaseRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\"\\\n" +
@@ -903,7 +1142,16 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\x06keygen\x18\x03 \x01(\v2 .sigil.driver.v1.KeygenJobResultH\x00R\x06keygen\x124\n" +
 	"\x04sign\x18\x04 \x01(\v2\x1e.sigil.driver.v1.SignJobResultH\x00R\x04signB\x0f\n" +
 	"\x06result\x12\x05\xbaH\x02\b\x01\"\x15\n" +
-	"\x13CompleteJobResponse\"\xa7\x02\n" +
+	"\x13CompleteJobResponse\"`\n" +
+	"\x13CompleteJobsRequest\x12I\n" +
+	"\aresults\x18\x01 \x03(\v2#.sigil.driver.v1.CompleteJobRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10@R\aresults\"x\n" +
+	"\x12CompleteJobOutcome\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x125\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1b.sigil.driver.v1.JobOutcomeR\aoutcome\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"W\n" +
+	"\x14CompleteJobsResponse\x12?\n" +
+	"\boutcomes\x18\x01 \x03(\v2#.sigil.driver.v1.CompleteJobOutcomeR\boutcomes\"\xa7\x02\n" +
 	"\x0eFailJobRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12q\n" +
@@ -915,12 +1163,19 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_KEYGEN\x10\x01\x12\x11\n" +
-	"\rJOB_KIND_SIGN\x10\x022\xdf\x02\n" +
+	"\rJOB_KIND_SIGN\x10\x02*y\n" +
+	"\n" +
+	"JobOutcome\x12\x1b\n" +
+	"\x17JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14JOB_OUTCOME_RECORDED\x10\x01\x12\x1a\n" +
+	"\x16JOB_OUTCOME_LEASE_LOST\x10\x02\x12\x18\n" +
+	"\x14JOB_OUTCOME_REJECTED\x10\x032\xbc\x03\n" +
 	"\rDriverService\x12O\n" +
 	"\bClaimJob\x12 .sigil.driver.v1.ClaimJobRequest\x1a!.sigil.driver.v1.ClaimJobResponse\x12U\n" +
 	"\n" +
 	"RenewLease\x12\".sigil.driver.v1.RenewLeaseRequest\x1a#.sigil.driver.v1.RenewLeaseResponse\x12X\n" +
-	"\vCompleteJob\x12#.sigil.driver.v1.CompleteJobRequest\x1a$.sigil.driver.v1.CompleteJobResponse\x12L\n" +
+	"\vCompleteJob\x12#.sigil.driver.v1.CompleteJobRequest\x1a$.sigil.driver.v1.CompleteJobResponse\x12[\n" +
+	"\fCompleteJobs\x12$.sigil.driver.v1.CompleteJobsRequest\x1a%.sigil.driver.v1.CompleteJobsResponse\x12L\n" +
 	"\aFailJob\x12\x1f.sigil.driver.v1.FailJobRequest\x1a .sigil.driver.v1.FailJobResponseB?Z=github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1;driverv1b\x06proto3"
 
 var (
@@ -935,49 +1190,59 @@ func file_sigil_driver_v1_driver_proto_rawDescGZIP() []byte {
 	return file_sigil_driver_v1_driver_proto_rawDescData
 }
 
-var file_sigil_driver_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sigil_driver_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sigil_driver_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sigil_driver_v1_driver_proto_goTypes = []any{
 	(JobKind)(0),                  // 0: sigil.driver.v1.JobKind
-	(*Job)(nil),                   // 1: sigil.driver.v1.Job
-	(*ClaimJobRequest)(nil),       // 2: sigil.driver.v1.ClaimJobRequest
-	(*ClaimJobResponse)(nil),      // 3: sigil.driver.v1.ClaimJobResponse
-	(*RenewLeaseRequest)(nil),     // 4: sigil.driver.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),    // 5: sigil.driver.v1.RenewLeaseResponse
-	(*KeygenJobResult)(nil),       // 6: sigil.driver.v1.KeygenJobResult
-	(*KeyAttestation)(nil),        // 7: sigil.driver.v1.KeyAttestation
-	(*SignJobResult)(nil),         // 8: sigil.driver.v1.SignJobResult
-	(*CompleteJobRequest)(nil),    // 9: sigil.driver.v1.CompleteJobRequest
-	(*CompleteJobResponse)(nil),   // 10: sigil.driver.v1.CompleteJobResponse
-	(*FailJobRequest)(nil),        // 11: sigil.driver.v1.FailJobRequest
-	(*FailJobResponse)(nil),       // 12: sigil.driver.v1.FailJobResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(v1.SignatureKind)(0),         // 14: sigil.wallet.v1.SignatureKind
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(JobOutcome)(0),               // 1: sigil.driver.v1.JobOutcome
+	(*Job)(nil),                   // 2: sigil.driver.v1.Job
+	(*ClaimJobRequest)(nil),       // 3: sigil.driver.v1.ClaimJobRequest
+	(*ClaimJobResponse)(nil),      // 4: sigil.driver.v1.ClaimJobResponse
+	(*RenewLeaseRequest)(nil),     // 5: sigil.driver.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),    // 6: sigil.driver.v1.RenewLeaseResponse
+	(*KeygenJobResult)(nil),       // 7: sigil.driver.v1.KeygenJobResult
+	(*KeyAttestation)(nil),        // 8: sigil.driver.v1.KeyAttestation
+	(*SignJobResult)(nil),         // 9: sigil.driver.v1.SignJobResult
+	(*CompleteJobRequest)(nil),    // 10: sigil.driver.v1.CompleteJobRequest
+	(*CompleteJobResponse)(nil),   // 11: sigil.driver.v1.CompleteJobResponse
+	(*CompleteJobsRequest)(nil),   // 12: sigil.driver.v1.CompleteJobsRequest
+	(*CompleteJobOutcome)(nil),    // 13: sigil.driver.v1.CompleteJobOutcome
+	(*CompleteJobsResponse)(nil),  // 14: sigil.driver.v1.CompleteJobsResponse
+	(*FailJobRequest)(nil),        // 15: sigil.driver.v1.FailJobRequest
+	(*FailJobResponse)(nil),       // 16: sigil.driver.v1.FailJobResponse
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(v1.SignatureKind)(0),         // 18: sigil.wallet.v1.SignatureKind
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
 }
 var file_sigil_driver_v1_driver_proto_depIdxs = []int32{
 	0,  // 0: sigil.driver.v1.Job.kind:type_name -> sigil.driver.v1.JobKind
-	13, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
-	14, // 2: sigil.driver.v1.Job.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
-	15, // 3: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
-	1,  // 4: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
-	13, // 5: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 6: sigil.driver.v1.KeygenJobResult.attestation:type_name -> sigil.driver.v1.KeyAttestation
-	6,  // 7: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
-	8,  // 8: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
-	2,  // 9: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
-	4,  // 10: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
-	9,  // 11: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
-	11, // 12: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
-	3,  // 13: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
-	5,  // 14: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
-	10, // 15: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
-	12, // 16: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 1: sigil.driver.v1.Job.lease_expire_time:type_name -> google.protobuf.Timestamp
+	18, // 2: sigil.driver.v1.Job.signature_kind:type_name -> sigil.wallet.v1.SignatureKind
+	19, // 3: sigil.driver.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 4: sigil.driver.v1.ClaimJobResponse.job:type_name -> sigil.driver.v1.Job
+	2,  // 5: sigil.driver.v1.ClaimJobResponse.more_jobs:type_name -> sigil.driver.v1.Job
+	17, // 6: sigil.driver.v1.RenewLeaseResponse.lease_expire_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: sigil.driver.v1.KeygenJobResult.attestation:type_name -> sigil.driver.v1.KeyAttestation
+	7,  // 8: sigil.driver.v1.CompleteJobRequest.keygen:type_name -> sigil.driver.v1.KeygenJobResult
+	9,  // 9: sigil.driver.v1.CompleteJobRequest.sign:type_name -> sigil.driver.v1.SignJobResult
+	10, // 10: sigil.driver.v1.CompleteJobsRequest.results:type_name -> sigil.driver.v1.CompleteJobRequest
+	1,  // 11: sigil.driver.v1.CompleteJobOutcome.outcome:type_name -> sigil.driver.v1.JobOutcome
+	13, // 12: sigil.driver.v1.CompleteJobsResponse.outcomes:type_name -> sigil.driver.v1.CompleteJobOutcome
+	3,  // 13: sigil.driver.v1.DriverService.ClaimJob:input_type -> sigil.driver.v1.ClaimJobRequest
+	5,  // 14: sigil.driver.v1.DriverService.RenewLease:input_type -> sigil.driver.v1.RenewLeaseRequest
+	10, // 15: sigil.driver.v1.DriverService.CompleteJob:input_type -> sigil.driver.v1.CompleteJobRequest
+	12, // 16: sigil.driver.v1.DriverService.CompleteJobs:input_type -> sigil.driver.v1.CompleteJobsRequest
+	15, // 17: sigil.driver.v1.DriverService.FailJob:input_type -> sigil.driver.v1.FailJobRequest
+	4,  // 18: sigil.driver.v1.DriverService.ClaimJob:output_type -> sigil.driver.v1.ClaimJobResponse
+	6,  // 19: sigil.driver.v1.DriverService.RenewLease:output_type -> sigil.driver.v1.RenewLeaseResponse
+	11, // 20: sigil.driver.v1.DriverService.CompleteJob:output_type -> sigil.driver.v1.CompleteJobResponse
+	14, // 21: sigil.driver.v1.DriverService.CompleteJobs:output_type -> sigil.driver.v1.CompleteJobsResponse
+	16, // 22: sigil.driver.v1.DriverService.FailJob:output_type -> sigil.driver.v1.FailJobResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sigil_driver_v1_driver_proto_init() }
@@ -994,8 +1259,8 @@ func file_sigil_driver_v1_driver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sigil_driver_v1_driver_proto_rawDesc), len(file_sigil_driver_v1_driver_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/driver/v1/driver.proto.
  */
 export const file_sigil_driver_v1_driver: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi1gIKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDRIWCg5zaWduZWRfcmVxdWVzdBgKIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgLIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYDCABKAwSEwoLZXh0ZXJuYWxfaWQYDSABKAkiSAoPQ2xhaW1Kb2JSZXF1ZXN0EjUKBHdhaXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCDwyACI1ChBDbGFpbUpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULnNpZ2lsLmRyaXZlci52MS5Kb2IibQoRUmVuZXdMZWFzZVJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQiSwoSUmVuZXdMZWFzZVJlc3BvbnNlEjUKEWxlYXNlX2V4cGlyZV90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkCg9LZXlnZW5Kb2JSZXN1bHQSGwoKcHVibGljX2tleRgBIAEoDEIHukgEegJoIRI0CgthdHRlc3RhdGlvbhgCIAEoCzIfLnNpZ2lsLmRyaXZlci52MS5LZXlBdHRlc3RhdGlvbiJFCg5LZXlBdHRlc3RhdGlvbhIXCgZrZXlfaWQYASABKAxCB7pIBHoCaCASGgoJc2lnbmF0dXJlGAIgASgMQge6SAR6AmhAIisKDVNpZ25Kb2JSZXN1bHQSGgoJc2lnbmF0dXJlGAEgASgMQge6SAR6AmhAIuMBChJDb21wbGV0ZUpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSMgoGa2V5Z2VuGAMgASgLMiAuc2lnaWwuZHJpdmVyLnYxLktleWdlbkpvYlJlc3VsdEgAEi4KBHNpZ24YBCABKAsyHi5zaWdpbC5kcml2ZXIudjEuU2lnbkpvYlJlc3VsdEgAQg8KBnJlc3VsdBIFukgCCAEiFQoTQ29tcGxldGVKb2JSZXNwb25zZSL7AQoORmFpbEpvYlJlcXVlc3QSKQoGam9iX2lkGAEgASgJQhm6SBZyFDISXmpvYl9bMC05YS16XXsyNn0kEi0KCGxlYXNlX2lkGAIgASgJQhu6SBhyFjIUXmxlYXNlX1swLTlhLXpdezI2fSQSagoFZXJyb3IYAyABKAlCW7pIWLoBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIFEAEYgAgSEQoJcmV0cnlhYmxlGAQgASgIEhAKCHJlamVjdGVkGAUgASgIIhEKD0ZhaWxKb2JSZXNwb25zZSpLCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPSk9CX0tJTkRfS0VZR0VOEAESEQoNSk9CX0tJTkRfU0lHThACMt8CCg1Ecml2ZXJTZXJ2aWNlEk8KCENsYWltSm9iEiAuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVxdWVzdBohLnNpZ2lsLmRyaXZlci52MS5DbGFpbUpvYlJlc3BvbnNlElUKClJlbmV3TGVhc2USIi5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlcXVlc3QaIy5zaWdpbC5kcml2ZXIudjEuUmVuZXdMZWFzZVJlc3BvbnNlElgKC0NvbXBsZXRlSm9iEiMuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVxdWVzdBokLnNpZ2lsLmRyaXZlci52MS5Db21wbGV0ZUpvYlJlc3BvbnNlEkwKB0ZhaWxKb2ISHy5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlcXVlc3QaIC5zaWdpbC5kcml2ZXIudjEuRmFpbEpvYlJlc3BvbnNlQj9aPWdpdGh1Yi5jb20vc2lnaWwtd2FsbGV0L3NpZ2lsL2dlbi9nby9zaWdpbC9kcml2ZXIvdjE7ZHJpdmVydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
+  fileDesc("ChxzaWdpbC9kcml2ZXIvdjEvZHJpdmVyLnByb3RvEg9zaWdpbC5kcml2ZXIudjEi1gIKA0pvYhIKCgJpZBgBIAEoCRImCgRraW5kGAIgASgOMhguc2lnaWwuZHJpdmVyLnYxLkpvYktpbmQSEQoJd2FsbGV0X2lkGAMgASgJEhQKDHNpZ25hdHVyZV9pZBgEIAEoCRIOCgZkaWdlc3QYBSABKAwSEgoKcHVibGljX2tleRgGIAEoDBIQCghsZWFzZV9pZBgHIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgJIAEoDRIWCg5zaWduZWRfcmVxdWVzdBgKIAEoDBI2Cg5zaWduYXR1cmVfa2luZBgLIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEg8KB3BheWxvYWQYDCABKAwSEwoLZXh0ZXJuYWxfaWQYDSABKAkiYwoPQ2xhaW1Kb2JSZXF1ZXN0EjUKBHdhaXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCDwyABIZCghtYXhfam9icxgCIAEoDUIHukgEKgIYQCJeChBDbGFpbUpvYlJlc3BvbnNlEiEKA2pvYhgBIAEoCzIULnNpZ2lsLmRyaXZlci52MS5Kb2ISJwoJbW9yZV9qb2JzGAIgAygLMhQuc2lnaWwuZHJpdmVyLnYxLkpvYiJtChFSZW5ld0xlYXNlUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JCJLChJSZW5ld0xlYXNlUmVzcG9uc2USNQoRbGVhc2VfZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKD0tleWdlbkpvYlJlc3VsdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmghEjQKC2F0dGVzdGF0aW9uGAIgASgLMh8uc2lnaWwuZHJpdmVyLnYxLktleUF0dGVzdGF0aW9uIkUKDktleUF0dGVzdGF0aW9uEhcKBmtleV9pZBgBIAEoDEIHukgEegJoIBIaCglzaWduYXR1cmUYAiABKAxCB7pIBHoCaEAiKwoNU2lnbkpvYlJlc3VsdBIaCglzaWduYXR1cmUYASABKAxCB7pIBHoCaEAi4wEKEkNvbXBsZXRlSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBIyCgZrZXlnZW4YAyABKAsyIC5zaWdpbC5kcml2ZXIudjEuS2V5Z2VuSm9iUmVzdWx0SAASLgoEc2lnbhgEIAEoCzIeLnNpZ2lsLmRyaXZlci52MS5TaWduSm9iUmVzdWx0SABCDwoGcmVzdWx0EgW6SAIIASIVChNDb21wbGV0ZUpvYlJlc3BvbnNlIlcKE0NvbXBsZXRlSm9ic1JlcXVlc3QSQAoHcmVzdWx0cxgBIAMoCzIjLnNpZ2lsLmRyaXZlci52MS5Db21wbGV0ZUpvYlJlcXVlc3RCCrpIB5IBBAgBEEAiYQoSQ29tcGxldGVKb2JPdXRjb21lEg4KBmpvYl9pZBgBIAEoCRIsCgdvdXRjb21lGAIgASgOMhsuc2lnaWwuZHJpdmVyLnYxLkpvYk91dGNvbWUSDQoFZXJyb3IYAyABKAkiTQoUQ29tcGxldGVKb2JzUmVzcG9uc2USNQoIb3V0Y29tZXMYASADKAsyIy5zaWdpbC5kcml2ZXIudjEuQ29tcGxldGVKb2JPdXRjb21lIvsBCg5GYWlsSm9iUmVxdWVzdBIpCgZqb2JfaWQYASABKAlCGbpIFnIUMhJeam9iX1swLTlhLXpdezI2fSQSLQoIbGVhc2VfaWQYAiABKAlCG7pIGHIWMhRebGVhc2VfWzAtOWEtel17MjZ9JBJqCgVlcnJvchgDIAEoCUJbukhYugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgUQARiACBIRCglyZXRyeWFibGUYBCABKAgSEAoIcmVqZWN0ZWQYBSABKAgiEQoPRmFpbEpvYlJlc3BvbnNlKksKB0pvYktpbmQSGAoUSk9CX0tJTkRfVU5TUEVDSUZJRUQQABITCg9KT0JfS0lORF9LRVlHRU4QARIRCg1KT0JfS0lORF9TSUdOEAIqeQoKSm9iT3V0Y29tZRIbChdKT0JfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFEpPQl9PVVRDT01FX1JFQ09SREVEEAESGgoWSk9CX09VVENPTUVfTEVBU0VfTE9TVBACEhgKFEpPQl9PVVRDT01FX1JFSkVDVEVEEAMyvAMKDURyaXZlclNlcnZpY2USTwoIQ2xhaW1Kb2ISIC5zaWdpbC5kcml2ZXIudjEuQ2xhaW1Kb2JSZXF1ZXN0GiEuc2lnaWwuZHJpdmVyLnYxLkNsYWltSm9iUmVzcG9uc2USVQoKUmVuZXdMZWFzZRIiLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVxdWVzdBojLnNpZ2lsLmRyaXZlci52MS5SZW5ld0xlYXNlUmVzcG9uc2USWAoLQ29tcGxldGVKb2ISIy5zaWdpbC5kcml2ZXIudjEuQ29tcGxldGVKb2JSZXF1ZXN0GiQuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9iUmVzcG9uc2USWwoMQ29tcGxldGVKb2JzEiQuc2lnaWwuZHJpdmVyLnYxLkNvbXBsZXRlSm9ic1JlcXVlc3QaJS5zaWdpbC5kcml2ZXIudjEuQ29tcGxldGVKb2JzUmVzcG9uc2USTAoHRmFpbEpvYhIfLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVxdWVzdBogLnNpZ2lsLmRyaXZlci52MS5GYWlsSm9iUmVzcG9uc2VCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL2RyaXZlci92MTtkcml2ZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_sigil_wallet_v1_wallet]);
 
 /**
  * Job is one unit of HSM work, leased to one driver.
@@ -140,6 +140,15 @@ export type ClaimJobRequest = Message<"sigil.driver.v1.ClaimJobRequest"> & {
    * @generated from field: google.protobuf.Duration wait = 1;
    */
   wait?: Duration | undefined;
+
+  /**
+   * How many jobs to lease at once, at most 64; 0 means 1. A driver with
+   * idle workers asks for as many as it can start, so that one claim (one
+   * round trip, one transaction) feeds several workers.
+   *
+   * @generated from field: uint32 max_jobs = 2;
+   */
+  maxJobs: number;
 };
 
 /**
@@ -161,6 +170,14 @@ export type ClaimJobResponse = Message<"sigil.driver.v1.ClaimJobResponse"> & {
    * @generated from field: sigil.driver.v1.Job job = 1;
    */
   job?: Job | undefined;
+
+  /**
+   * The further jobs leased to the caller when max_jobs > 1, oldest first,
+   * each under a lease of its own.
+   *
+   * @generated from field: repeated sigil.driver.v1.Job more_jobs = 2;
+   */
+  moreJobs: Job[];
 };
 
 /**
@@ -367,6 +384,83 @@ export const CompleteJobResponseSchema: GenMessage<CompleteJobResponse> = /*@__P
   messageDesc(file_sigil_driver_v1_driver, 9);
 
 /**
+ * CompleteJobsRequest reports several results.
+ *
+ * @generated from message sigil.driver.v1.CompleteJobsRequest
+ */
+export type CompleteJobsRequest = Message<"sigil.driver.v1.CompleteJobsRequest"> & {
+  /**
+   * The results, each as CompleteJob takes it; a job at most once.
+   *
+   * @generated from field: repeated sigil.driver.v1.CompleteJobRequest results = 1;
+   */
+  results: CompleteJobRequest[];
+};
+
+/**
+ * Describes the message sigil.driver.v1.CompleteJobsRequest.
+ * Use `create(CompleteJobsRequestSchema)` to create a new message.
+ */
+export const CompleteJobsRequestSchema: GenMessage<CompleteJobsRequest> = /*@__PURE__*/
+  messageDesc(file_sigil_driver_v1_driver, 10);
+
+/**
+ * CompleteJobOutcome is the fate of one result of a CompleteJobsRequest.
+ *
+ * @generated from message sigil.driver.v1.CompleteJobOutcome
+ */
+export type CompleteJobOutcome = Message<"sigil.driver.v1.CompleteJobOutcome"> & {
+  /**
+   * The job the result was for.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * What became of it.
+   *
+   * @generated from field: sigil.driver.v1.JobOutcome outcome = 2;
+   */
+  outcome: JobOutcome;
+
+  /**
+   * Why, when it was not recorded.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message sigil.driver.v1.CompleteJobOutcome.
+ * Use `create(CompleteJobOutcomeSchema)` to create a new message.
+ */
+export const CompleteJobOutcomeSchema: GenMessage<CompleteJobOutcome> = /*@__PURE__*/
+  messageDesc(file_sigil_driver_v1_driver, 11);
+
+/**
+ * CompleteJobsResponse has one outcome per result, in the request's order.
+ *
+ * @generated from message sigil.driver.v1.CompleteJobsResponse
+ */
+export type CompleteJobsResponse = Message<"sigil.driver.v1.CompleteJobsResponse"> & {
+  /**
+   * The outcomes.
+   *
+   * @generated from field: repeated sigil.driver.v1.CompleteJobOutcome outcomes = 1;
+   */
+  outcomes: CompleteJobOutcome[];
+};
+
+/**
+ * Describes the message sigil.driver.v1.CompleteJobsResponse.
+ * Use `create(CompleteJobsResponseSchema)` to create a new message.
+ */
+export const CompleteJobsResponseSchema: GenMessage<CompleteJobsResponse> = /*@__PURE__*/
+  messageDesc(file_sigil_driver_v1_driver, 12);
+
+/**
  * FailJobRequest reports that a job could not be done.
  *
  * @generated from message sigil.driver.v1.FailJobRequest
@@ -417,7 +511,7 @@ export type FailJobRequest = Message<"sigil.driver.v1.FailJobRequest"> & {
  * Use `create(FailJobRequestSchema)` to create a new message.
  */
 export const FailJobRequestSchema: GenMessage<FailJobRequest> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 10);
+  messageDesc(file_sigil_driver_v1_driver, 13);
 
 /**
  * FailJobResponse acknowledges a failure report.
@@ -432,7 +526,7 @@ export type FailJobResponse = Message<"sigil.driver.v1.FailJobResponse"> & {
  * Use `create(FailJobResponseSchema)` to create a new message.
  */
 export const FailJobResponseSchema: GenMessage<FailJobResponse> = /*@__PURE__*/
-  messageDesc(file_sigil_driver_v1_driver, 11);
+  messageDesc(file_sigil_driver_v1_driver, 14);
 
 /**
  * JobKind says what a job asks of a driver.
@@ -468,6 +562,50 @@ export enum JobKind {
  */
 export const JobKindSchema: GenEnum<JobKind> = /*@__PURE__*/
   enumDesc(file_sigil_driver_v1_driver, 0);
+
+/**
+ * JobOutcome is what became of one reported result.
+ *
+ * @generated from enum sigil.driver.v1.JobOutcome
+ */
+export enum JobOutcome {
+  /**
+   * Not set; never sent by the coordinator.
+   *
+   * @generated from enum value: JOB_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The result was checked and recorded: the job is done.
+   *
+   * @generated from enum value: JOB_OUTCOME_RECORDED = 1;
+   */
+  RECORDED = 1,
+
+  /**
+   * The lease is no longer current (it lapsed, another driver took the
+   * job over, or the job is unknown): drop the job.
+   *
+   * @generated from enum value: JOB_OUTCOME_LEASE_LOST = 2;
+   */
+  LEASE_LOST = 2,
+
+  /**
+   * The result failed the coordinator's check (a public key off the curve,
+   * a signature that does not verify, a result of the wrong kind); the
+   * attempt was recorded as failed and the job may be retried.
+   *
+   * @generated from enum value: JOB_OUTCOME_REJECTED = 3;
+   */
+  REJECTED = 3,
+}
+
+/**
+ * Describes the enum sigil.driver.v1.JobOutcome.
+ */
+export const JobOutcomeSchema: GenEnum<JobOutcome> = /*@__PURE__*/
+  enumDesc(file_sigil_driver_v1_driver, 1);
 
 /**
  * DriverService is served on the coordinator's node port to HSM drivers only
@@ -513,6 +651,20 @@ export const DriverService: GenService<{
     methodKind: "unary";
     input: typeof CompleteJobRequestSchema;
     output: typeof CompleteJobResponseSchema;
+  },
+  /**
+   * CompleteJobs reports several results at once, each checked and recorded
+   * as CompleteJob would, in one round trip and one transaction. The call
+   * fails as a whole only when nothing could be looked at (the caller is not
+   * a driver, the request is malformed, the database is unreachable); a
+   * result refused on its own is an outcome in the response.
+   *
+   * @generated from rpc sigil.driver.v1.DriverService.CompleteJobs
+   */
+  completeJobs: {
+    methodKind: "unary";
+    input: typeof CompleteJobsRequestSchema;
+    output: typeof CompleteJobsResponseSchema;
   },
   /**
    * FailJob reports that a job could not be done. A retryable failure puts

@@ -42,6 +42,9 @@ const (
 	// DriverServiceCompleteJobProcedure is the fully-qualified name of the DriverService's CompleteJob
 	// RPC.
 	DriverServiceCompleteJobProcedure = "/sigil.driver.v1.DriverService/CompleteJob"
+	// DriverServiceCompleteJobsProcedure is the fully-qualified name of the DriverService's
+	// CompleteJobs RPC.
+	DriverServiceCompleteJobsProcedure = "/sigil.driver.v1.DriverService/CompleteJobs"
 	// DriverServiceFailJobProcedure is the fully-qualified name of the DriverService's FailJob RPC.
 	DriverServiceFailJobProcedure = "/sigil.driver.v1.DriverService/FailJob"
 )
@@ -59,6 +62,12 @@ type DriverServiceClient interface {
 	// CompleteJob reports a job's result. For a key generation, the wrapped
 	// key must already be stored durably in the driver database.
 	CompleteJob(context.Context, *connect.Request[v1.CompleteJobRequest]) (*connect.Response[v1.CompleteJobResponse], error)
+	// CompleteJobs reports several results at once, each checked and recorded
+	// as CompleteJob would, in one round trip and one transaction. The call
+	// fails as a whole only when nothing could be looked at (the caller is not
+	// a driver, the request is malformed, the database is unreachable); a
+	// result refused on its own is an outcome in the response.
+	CompleteJobs(context.Context, *connect.Request[v1.CompleteJobsRequest]) (*connect.Response[v1.CompleteJobsResponse], error)
 	// FailJob reports that a job could not be done. A retryable failure puts
 	// the job back in the queue with backoff, up to a bounded number of
 	// attempts; then, or for a permanent failure, the wallet or signature
@@ -95,6 +104,12 @@ func NewDriverServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(driverServiceMethods.ByName("CompleteJob")),
 			connect.WithClientOptions(opts...),
 		),
+		completeJobs: connect.NewClient[v1.CompleteJobsRequest, v1.CompleteJobsResponse](
+			httpClient,
+			baseURL+DriverServiceCompleteJobsProcedure,
+			connect.WithSchema(driverServiceMethods.ByName("CompleteJobs")),
+			connect.WithClientOptions(opts...),
+		),
 		failJob: connect.NewClient[v1.FailJobRequest, v1.FailJobResponse](
 			httpClient,
 			baseURL+DriverServiceFailJobProcedure,
@@ -106,10 +121,11 @@ func NewDriverServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 
 // driverServiceClient implements DriverServiceClient.
 type driverServiceClient struct {
-	claimJob    *connect.Client[v1.ClaimJobRequest, v1.ClaimJobResponse]
-	renewLease  *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
-	completeJob *connect.Client[v1.CompleteJobRequest, v1.CompleteJobResponse]
-	failJob     *connect.Client[v1.FailJobRequest, v1.FailJobResponse]
+	claimJob     *connect.Client[v1.ClaimJobRequest, v1.ClaimJobResponse]
+	renewLease   *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
+	completeJob  *connect.Client[v1.CompleteJobRequest, v1.CompleteJobResponse]
+	completeJobs *connect.Client[v1.CompleteJobsRequest, v1.CompleteJobsResponse]
+	failJob      *connect.Client[v1.FailJobRequest, v1.FailJobResponse]
 }
 
 // ClaimJob calls sigil.driver.v1.DriverService.ClaimJob.
@@ -125,6 +141,11 @@ func (c *driverServiceClient) RenewLease(ctx context.Context, req *connect.Reque
 // CompleteJob calls sigil.driver.v1.DriverService.CompleteJob.
 func (c *driverServiceClient) CompleteJob(ctx context.Context, req *connect.Request[v1.CompleteJobRequest]) (*connect.Response[v1.CompleteJobResponse], error) {
 	return c.completeJob.CallUnary(ctx, req)
+}
+
+// CompleteJobs calls sigil.driver.v1.DriverService.CompleteJobs.
+func (c *driverServiceClient) CompleteJobs(ctx context.Context, req *connect.Request[v1.CompleteJobsRequest]) (*connect.Response[v1.CompleteJobsResponse], error) {
+	return c.completeJobs.CallUnary(ctx, req)
 }
 
 // FailJob calls sigil.driver.v1.DriverService.FailJob.
@@ -145,6 +166,12 @@ type DriverServiceHandler interface {
 	// CompleteJob reports a job's result. For a key generation, the wrapped
 	// key must already be stored durably in the driver database.
 	CompleteJob(context.Context, *connect.Request[v1.CompleteJobRequest]) (*connect.Response[v1.CompleteJobResponse], error)
+	// CompleteJobs reports several results at once, each checked and recorded
+	// as CompleteJob would, in one round trip and one transaction. The call
+	// fails as a whole only when nothing could be looked at (the caller is not
+	// a driver, the request is malformed, the database is unreachable); a
+	// result refused on its own is an outcome in the response.
+	CompleteJobs(context.Context, *connect.Request[v1.CompleteJobsRequest]) (*connect.Response[v1.CompleteJobsResponse], error)
 	// FailJob reports that a job could not be done. A retryable failure puts
 	// the job back in the queue with backoff, up to a bounded number of
 	// attempts; then, or for a permanent failure, the wallet or signature
@@ -177,6 +204,12 @@ func NewDriverServiceHandler(svc DriverServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(driverServiceMethods.ByName("CompleteJob")),
 		connect.WithHandlerOptions(opts...),
 	)
+	driverServiceCompleteJobsHandler := connect.NewUnaryHandler(
+		DriverServiceCompleteJobsProcedure,
+		svc.CompleteJobs,
+		connect.WithSchema(driverServiceMethods.ByName("CompleteJobs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	driverServiceFailJobHandler := connect.NewUnaryHandler(
 		DriverServiceFailJobProcedure,
 		svc.FailJob,
@@ -191,6 +224,8 @@ func NewDriverServiceHandler(svc DriverServiceHandler, opts ...connect.HandlerOp
 			driverServiceRenewLeaseHandler.ServeHTTP(w, r)
 		case DriverServiceCompleteJobProcedure:
 			driverServiceCompleteJobHandler.ServeHTTP(w, r)
+		case DriverServiceCompleteJobsProcedure:
+			driverServiceCompleteJobsHandler.ServeHTTP(w, r)
 		case DriverServiceFailJobProcedure:
 			driverServiceFailJobHandler.ServeHTTP(w, r)
 		default:
@@ -212,6 +247,10 @@ func (UnimplementedDriverServiceHandler) RenewLease(context.Context, *connect.Re
 
 func (UnimplementedDriverServiceHandler) CompleteJob(context.Context, *connect.Request[v1.CompleteJobRequest]) (*connect.Response[v1.CompleteJobResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sigil.driver.v1.DriverService.CompleteJob is not implemented"))
+}
+
+func (UnimplementedDriverServiceHandler) CompleteJobs(context.Context, *connect.Request[v1.CompleteJobsRequest]) (*connect.Response[v1.CompleteJobsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sigil.driver.v1.DriverService.CompleteJobs is not implemented"))
 }
 
 func (UnimplementedDriverServiceHandler) FailJob(context.Context, *connect.Request[v1.FailJobRequest]) (*connect.Response[v1.FailJobResponse], error) {

@@ -1,0 +1,110 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
+	"github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1/driverv1connect"
+)
+
+// reportClient records how results reach the coordinator.
+type reportClient struct {
+	driverv1connect.DriverServiceClient // unused methods panic
+	noBatch                             bool
+	mu                                  sync.Mutex
+	batches                             [][]string
+	singles                             []string
+	lost                                map[string]bool
+}
+
+func (c *reportClient) CompleteJobs(_ context.Context, req *connect.Request[driverv1.CompleteJobsRequest]) (*connect.Response[driverv1.CompleteJobsResponse], error) {
+	if c.noBatch {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("no such procedure"))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []string
+	resp := &driverv1.CompleteJobsResponse{}
+	for _, r := range req.Msg.GetResults() {
+		ids = append(ids, r.GetJobId())
+		o := &driverv1.CompleteJobOutcome{JobId: r.GetJobId(), Outcome: driverv1.JobOutcome_JOB_OUTCOME_RECORDED}
+		if c.lost[r.GetJobId()] {
+			o.Outcome, o.Error = driverv1.JobOutcome_JOB_OUTCOME_LEASE_LOST, "lease lapsed"
+		}
+		resp.Outcomes = append(resp.Outcomes, o)
+	}
+	c.batches = append(c.batches, ids)
+	return connect.NewResponse(resp), nil
+}
+
+func (c *reportClient) CompleteJob(_ context.Context, req *connect.Request[driverv1.CompleteJobRequest]) (*connect.Response[driverv1.CompleteJobResponse], error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.singles = append(c.singles, req.Msg.GetJobId())
+	if c.lost[req.Msg.GetJobId()] {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("lease lapsed"))
+	}
+	return connect.NewResponse(&driverv1.CompleteJobResponse{}), nil
+}
+
+// reportAll sends n results at once through a reporter and returns each
+// one's answer, by job id.
+func reportAll(t *testing.T, c *reportClient, ids ...string) map[string]error {
+	t.Helper()
+	d := New(Options{Client: c})
+	rep := newReporter(d)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); rep.run(ctx) }()
+	var mu sync.Mutex
+	out := map[string]error{}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			err := rep.complete(t.Context(), &driverv1.CompleteJobRequest{JobId: id})
+			mu.Lock()
+			out[id] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	cancel()
+	<-done
+	return out
+}
+
+// TestReporterBatches: results that finish together travel together, and
+// each gets its own outcome.
+func TestReporterBatches(t *testing.T) {
+	c := &reportClient{lost: map[string]bool{"job-b": true}}
+	got := reportAll(t, c, "job-a", "job-b", "job-c")
+	if got["job-a"] != nil || got["job-c"] != nil || got["job-b"] == nil || !strings.Contains(got["job-b"].Error(), "LEASE_LOST") {
+		t.Fatalf("answers = %v", got)
+	}
+	n := 0
+	for _, b := range c.batches {
+		n += len(b)
+	}
+	if n != 3 || len(c.singles) != 0 {
+		t.Fatalf("batches %v, singles %v: want every result in CompleteJobs", c.batches, c.singles)
+	}
+}
+
+// TestReporterFallsBackToCompleteJob: a coordinator without CompleteJobs
+// (an older version) gets each result by CompleteJob.
+func TestReporterFallsBackToCompleteJob(t *testing.T) {
+	c := &reportClient{noBatch: true, lost: map[string]bool{"job-b": true}}
+	got := reportAll(t, c, "job-a", "job-b")
+	if got["job-a"] != nil || connect.CodeOf(got["job-b"]) != connect.CodeFailedPrecondition {
+		t.Fatalf("answers = %v", got)
+	}
+	if len(c.singles) != 2 || len(c.batches) != 0 {
+		t.Fatalf("singles %v, batches %v", c.singles, c.batches)
+	}
+}
