@@ -325,6 +325,33 @@ func TestProcQueuedWallets(t *testing.T) {
 		}
 	}
 	t.Logf("%d MPC wallets active %s after being asked at once", n, time.Since(start).Round(time.Second))
+	// They queued: from each key generation's start (its deadline less the
+	// default --keygen-timeout) to its end, no more than two ran at once.
+	var spans []struct {
+		Deadline int64 `db:"deadline"`
+		End      int64 `db:"updated_at"`
+	}
+	if err := d.store.DB().SelectContext(ctx, &spans, d.store.DB().Rebind(`SELECT deadline, updated_at FROM ceremonies WHERE kind = ? AND state = ?`),
+		string(store.CeremonyKeygen), string(store.CeremonySucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if len(spans) != n {
+		t.Fatalf("%d key generations succeeded, want %d (one each, none retried)", len(spans), n)
+	}
+	most := 0
+	for _, a := range spans {
+		at, running := a.Deadline-(5*time.Minute).Microseconds(), 0
+		for _, b := range spans {
+			if bs := b.Deadline - (5 * time.Minute).Microseconds(); bs <= at && at < b.End {
+				running++
+			}
+		}
+		most = max(most, running)
+	}
+	if most > 2 {
+		t.Fatalf("%d key generations ran at once with --max-concurrent-ceremonies 2", most)
+	}
+	t.Logf("at most %d key generations ran at once", most)
 }
 
 // TestProcReplicaPausedPastItsLease freezes (SIGSTOP) the replica that owns

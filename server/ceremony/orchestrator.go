@@ -354,10 +354,10 @@ func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []s
 		return nil // a party left since we looked; try again next step
 	}
 	now := o.now()
-	lease, err := o.store.StartLeased(ctx, c.ID, parties, deadline, o.cfg.Replica, now.Add(o.cfg.LeaseTTL))
+	lease, err := o.store.StartLeased(ctx, c.ID, parties, deadline, o.cfg.Replica, now.Add(o.cfg.LeaseTTL), o.cfg.MaxConcurrent)
 	if err != nil {
-		if errors.Is(err, store.ErrStateConflict) {
-			return nil // another replica started it
+		if errors.Is(err, store.ErrStateConflict) || errors.Is(err, store.ErrSignerBusy) {
+			return nil // another replica started it, or took the signers first: next step
 		}
 		return err
 	}

@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/sigil-wallet/sigil/internal/db"
 )
 
 // Lease is which coordinator replica drives a running ceremony, until when,
@@ -28,8 +31,11 @@ func (l Lease) Expired(now time.Time) bool { return !l.Until.After(now) }
 type Leases interface {
 	// StartLeased moves a waiting ceremony to running with its parties,
 	// owned by owner until until; it returns the lease taken (epoch raised
-	// by one). ErrStateConflict when the ceremony is not waiting.
-	StartLeased(ctx context.Context, id string, parties []string, deadline time.Time, owner string, until time.Time) (Lease, error)
+	// by one). ErrStateConflict when the ceremony is not waiting;
+	// ErrSignerBusy when maxPerSigner > 0 and a party already runs that many
+	// ceremonies (checked under a lock all replicas take, so the bound holds
+	// across replicas).
+	StartLeased(ctx context.Context, id string, parties []string, deadline time.Time, owner string, until time.Time, maxPerSigner int) (Lease, error)
 	// RenewLeases extends to until every unexpired lease owner holds on a
 	// running ceremony, and returns how many it extended. An expired lease
 	// is not renewed, even by its owner: it is taken over like any other.
@@ -66,10 +72,23 @@ type SignerPresence struct {
 	LeftAt       time.Time // zero while connected
 }
 
+// ErrSignerBusy: a signer runs as many ceremonies as it may.
+var ErrSignerBusy = errors.New("signer runs its most ceremonies already")
+
+// startLockKey is the PostgreSQL advisory lock that serialises ceremony
+// starts across replicas, so the per-signer bound is checked and applied
+// atomically.
+const startLockKey = 0x5161_6c01
+
 // StartLeased implements Leases.
-func (s *SQL) StartLeased(ctx context.Context, id string, parties []string, deadline time.Time, owner string, until time.Time) (Lease, error) {
+func (s *SQL) StartLeased(ctx context.Context, id string, parties []string, deadline time.Time, owner string, until time.Time, maxPerSigner int) (Lease, error) {
 	var l Lease
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if maxPerSigner > 0 {
+			if err := s.checkBusy(ctx, tx, parties, maxPerSigner); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE ceremonies SET state = ?, parties = ?, deadline = ?, updated_at = ?,
 			lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = ? WHERE id = ? AND state = ?`),
 			string(CeremonyRunning), joinNames(parties), micros(deadline), micros(s.now()), owner, micros(until),
@@ -88,6 +107,32 @@ func (s *SQL) StartLeased(ctx context.Context, id string, parties []string, dead
 		return nil
 	})
 	return l, err
+}
+
+// checkBusy refuses a start that would give a party more than max running
+// ceremonies.
+func (s *SQL) checkBusy(ctx context.Context, tx *sqlx.Tx, parties []string, most int) error {
+	if s.db.Dialect == db.Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, startLockKey); err != nil {
+			return fmt.Errorf("lock ceremony starts: %w", err)
+		}
+	}
+	var running []string
+	if err := tx.SelectContext(ctx, &running, tx.Rebind(`SELECT parties FROM ceremonies WHERE state = ?`), string(CeremonyRunning)); err != nil {
+		return fmt.Errorf("count running ceremonies: %w", err)
+	}
+	busy := map[string]int{}
+	for _, ps := range running {
+		for _, p := range splitNames(ps) {
+			busy[p]++
+		}
+	}
+	for _, p := range parties {
+		if busy[p] >= most {
+			return fmt.Errorf("%w: %s runs %d", ErrSignerBusy, p, busy[p])
+		}
+	}
+	return nil
 }
 
 // RenewLeases implements Leases.

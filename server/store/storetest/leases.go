@@ -17,11 +17,11 @@ func testCeremonyLeases(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	w, c := openKeygen(t, s)
 	now := time.Now().Truncate(time.Microsecond)
-	la, err := s.StartLeased(ctx, c.ID, w.Signers, now.Add(time.Minute), "replica-a", now.Add(5*time.Second))
+	la, err := s.StartLeased(ctx, c.ID, w.Signers, now.Add(time.Minute), "replica-a", now.Add(5*time.Second), 0)
 	if err != nil || la.Owner != "replica-a" || la.Epoch != 1 || !la.Until.Equal(now.Add(5*time.Second)) {
 		t.Fatalf("StartLeased = %+v, %v", la, err)
 	}
-	if _, err := s.StartLeased(ctx, c.ID, w.Signers, now, "replica-b", now); !errors.Is(err, store.ErrStateConflict) {
+	if _, err := s.StartLeased(ctx, c.ID, w.Signers, now, "replica-b", now, 0); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("second start: %v", err)
 	}
 	got, err := s.GetCeremony(ctx, c.ID)
@@ -74,7 +74,7 @@ func testCeremonyLeaseRelease(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	w, c := openKeygen(t, s)
 	now := time.Now().Truncate(time.Microsecond)
-	la, err := s.StartLeased(ctx, c.ID, w.Signers, now.Add(time.Minute), "replica-a", now.Add(time.Hour))
+	la, err := s.StartLeased(ctx, c.ID, w.Signers, now.Add(time.Minute), "replica-a", now.Add(time.Hour), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +122,26 @@ func testSignerPresence(t *testing.T, s store.Store) {
 	ps, _ = s.SignerPresences(ctx)
 	if !ps[0].LeftAt.Equal(now.Add(4*time.Second)) || !ps[0].HeartbeatAt.Equal(now.Add(3*time.Second)) {
 		t.Fatalf("presence after leaving = %+v", ps[0])
+	}
+}
+
+// testCeremonyStartBound: a start that would give a signer more than the
+// bound of running ceremonies is refused, and allowed again once one ends.
+func testCeremonyStartBound(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	w1, c1 := openKeygen(t, s)
+	_, c2 := openKeygen(t, s)
+	if _, err := s.StartLeased(ctx, c1.ID, w1.Signers, now.Add(time.Minute), "a", now.Add(time.Minute), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartLeased(ctx, c2.ID, w1.Signers, now.Add(time.Minute), "b", now.Add(time.Minute), 1); !errors.Is(err, store.ErrSignerBusy) {
+		t.Fatalf("start past the bound: %v", err)
+	}
+	if got, _ := s.GetCeremony(ctx, c2.ID); got.State != store.CeremonyWaiting {
+		t.Fatalf("refused start left the ceremony %s", got.State)
+	}
+	if _, err := s.StartLeased(ctx, c2.ID, w1.Signers, now.Add(time.Minute), "b", now.Add(time.Minute), 2); err != nil {
+		t.Fatalf("start within a bound of 2: %v", err)
 	}
 }

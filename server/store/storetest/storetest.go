@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"CeremonyLeases", testCeremonyLeases},
 		{"CeremonyLeaseRelease", testCeremonyLeaseRelease},
 		{"SignerPresence", testSignerPresence},
+		{"CeremonyStartBound", testCeremonyStartBound},
 		{"PresignaturePool", testPresignaturePool},
 		{"PresignatureTakenOnce", testPresignatureTakenOnce},
 		{"KeyPoolAssignedOnce", testKeyPoolAssignedOnce},
