@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -71,9 +70,6 @@ type SignerPresence struct {
 	HeartbeatAt  time.Time
 	LeftAt       time.Time // zero while connected
 }
-
-// ErrSignerBusy: a signer runs as many ceremonies as it may.
-var ErrSignerBusy = errors.New("signer runs its most ceremonies already")
 
 // startLockKey is the PostgreSQL advisory lock that serialises ceremony
 // starts across replicas, so the per-signer bound is checked and applied

@@ -29,6 +29,9 @@ var (
 	// ErrLeaseLost: a ceremony's lease moved to another replica (or a
 	// newer epoch) since the caller took it. It wraps ErrStateConflict.
 	ErrLeaseLost = fmt.Errorf("%w: ceremony lease lost", ErrStateConflict)
+	// ErrSignerBusy: a signer runs as many ceremonies as it may
+	// (StartLeased's bound).
+	ErrSignerBusy = errors.New("signer runs its most ceremonies already")
 	// ErrQuotaExceeded: a signer sent more to the relay than its ceremony
 	// needs (see QuotaError).
 	ErrQuotaExceeded = errors.New("relay quota exceeded")
