@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/sigil-wallet/sigil/server"
-	"github.com/sigil-wallet/sigil/server/jobs"
 	"github.com/sigil-wallet/sigil/server/api"
+	"github.com/sigil-wallet/sigil/server/jobs"
 )
 
 // serverFlags declares the coordinator's flags on fs, filling cfg.
