@@ -214,6 +214,12 @@ func checkDigest(c *ceremonyv1.Ceremony) error {
 		want = c.GetPayload()
 	case walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE:
 		want = address.EIP191Digest(c.GetPayload())
+	case walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE:
+		// The message itself is signed: there is no digest to check.
+		if len(c.GetPayload()) == 0 || len(c.GetDigest()) != 0 {
+			return fmt.Errorf("%w: a raw message needs a payload and no digest", errRejected)
+		}
+		return nil
 	default:
 		return fmt.Errorf("%w: unknown signature kind %v", errRejected, c.GetSignatureKind())
 	}

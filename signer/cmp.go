@@ -128,6 +128,9 @@ func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*c
 	if !bytes.Equal(sh.PublicKey, pub) {
 		return nil, 0, fmt.Errorf("the share of wallet %s is for another public key", walletID)
 	}
+	if cfg := s.configs.get(sh); cfg != nil {
+		return cfg, sh.KeyEpoch, nil
+	}
 	plain, err := s.kek.Open(sealBinding(walletID, sh.KeyEpoch), s.name, sh.Sealed)
 	if err != nil {
 		return nil, 0, fmt.Errorf("decrypt share of wallet %s: %w", walletID, err)
@@ -137,5 +140,6 @@ func (s *Signer) loadShare(ctx context.Context, walletID string, pub []byte) (*c
 	if err := cfg.UnmarshalBinary(plain); err != nil {
 		return nil, 0, fmt.Errorf("decode share of wallet %s: %w", walletID, err)
 	}
+	s.configs.put(sh, cfg)
 	return cfg, sh.KeyEpoch, nil
 }

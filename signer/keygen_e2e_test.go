@@ -93,6 +93,15 @@ func TestKeygenSignAndNoKeyMaterialInClear(t *testing.T) {
 	}
 	s := tc.sign(t, &walletv1.CreateSignatureRequest{WalletId: w.GetId(), Payload: &walletv1.CreateSignatureRequest_Message{Message: "sigil keygen e2e"}}, 2*time.Minute)
 	verifySignature(t, w.GetPublicKey(), s)
+	// The key generation reported the chain key the signers agreed on, from
+	// which BIP-32 child wallets derive.
+	stored, err := tc.Server.Store().GetWallet(ctx, w.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.ChainCode) != 32 {
+		t.Fatalf("the key generation left chain code %x, want 32 bytes", stored.ChainCode)
+	}
 
 	if n, _ := tc.Server.Store().CountRelayMessages(ctx, ""); n != 0 {
 		t.Errorf("the relay still holds %d messages after its ceremonies ended", n)

@@ -36,11 +36,13 @@ type protocolKey struct {
 type protocols map[protocolKey]ceremonyProtocol
 
 func defaultProtocols() protocols {
-	return protocols{
+	p := protocols{
 		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_KEYGEN}:  cmpKeygen{},
 		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_SIGN}:    cmpSign{},
 		{schemeSecp256k1, ceremonyv1.CeremonyKind_CEREMONY_KIND_PRESIGN}: cmpPresign{},
 	}
+	registerSchemes(p)
+	return p
 }
 
 // lookup returns the protocol of c.

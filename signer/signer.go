@@ -75,6 +75,7 @@ type Signer struct {
 	delivery  deliveryv1connect.DeliveryServiceClient
 	runner    *mpc.Runner
 	protocols protocols
+	configs   *configCache
 	metrics   *metrics
 	guard     *guard.Guard
 	journal   *journal.Journal
@@ -171,6 +172,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		delivery:  deliveryv1connect.NewDeliveryServiceClient(hc, baseURL),
 		runner:    &mpc.Runner{Logger: logger},
 		protocols: defaultProtocols(),
+		configs:   newConfigCache(),
 		metrics:   newMetrics(cfg.Registerer),
 		running:   map[string]*run{},
 		finished:  map[string]time.Time{},

@@ -18,25 +18,31 @@ import (
 func signCommand() *command {
 	return &command{
 		name:    "sign",
-		summary: "sign a 32-byte hash or an EIP-191 message with a wallet",
-		usage: `Asks an ACTIVE wallet to sign, waits for the result and prints it: r, s, v,
-DER and the 65-byte Ethereum form. --hash signs 32 bytes as is; --message
-signs text as an EIP-191 personal message (what personal_sign does), whose
-Ethereum form recovers the wallet's address. With --request-key the request
-is signed end to end with the application's request key, which signers and
-HSM drivers that require signed requests verify. Exits 1 if the request is
-rejected or fails. Examples:
+		summary: "sign a 32-byte hash, an EIP-191 message or raw message bytes with a wallet",
+		usage: `Asks an ACTIVE wallet to sign, waits for the result and prints it in the
+encodings of the wallet's scheme: r, s, v, DER and the 65-byte Ethereum form
+for ECDSA; the 64-byte BIP-340 signature for Schnorr (by the Taproot output
+key: a key-path spend witness); the 64-byte RFC 8032 signature for Ed25519.
+--hash signs 32 bytes as is (ECDSA, Schnorr: a BIP-341 sighash); --message
+signs text as an EIP-191 personal message (ECDSA), whose Ethereum form
+recovers the wallet's address; --raw-message signs hex bytes as they are
+(Ed25519, e.g. a Solana transaction message). With --request-key the
+request is signed end to end with the application's request key, which
+signers and HSM drivers that require signed requests verify. Exits 1 if the
+request is rejected or fails. Examples:
 
   sigil sign --wallet wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --message "hello"
-  sigil sign --wallet wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --hash 0x$(printf tx | sha256sum | cut -c1-64) --json`,
+  sigil sign --wallet wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --hash 0x$(printf tx | sha256sum | cut -c1-64) --json
+  sigil sign --wallet wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --raw-message 0x68656c6c6f`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var api apiFlags
-			var walletID, hashHex, message, externalID string
+			var walletID, hashHex, message, rawHex, externalID string
 			var noWait bool
 			api.add(fs)
 			fs.StringVar(&walletID, "wallet", "", "id of the wallet that signs (wal_...)")
 			fs.StringVar(&hashHex, "hash", "", "32-byte hash to sign, as 64 hex digits (0x optional)")
 			fs.StringVar(&message, "message", "", "text to sign as an EIP-191 personal message")
+			fs.StringVar(&rawHex, "raw-message", "", "message bytes (hex, 0x optional) to sign as they are, for Ed25519 wallets")
 			fs.StringVar(&externalID, "external-id", "", "idempotency key: repeating the command with it returns the same signature")
 			fs.BoolVar(&noWait, "no-wait", false, "print the request as created (usually PENDING) without waiting for the result")
 			fs.StringVar(&api.requestKey, "request-key", "", "request key file (`sigil request-key init`) signing the request end to end (default: request_key_file of <data-dir>/dev.json, if any)")
@@ -45,8 +51,15 @@ rejected or fails. Examples:
 				if walletID == "" {
 					return fmt.Errorf("%w: --wallet is required", errUsage)
 				}
-				if (hashHex == "") == (message == "") {
-					return fmt.Errorf("%w: give exactly one of --hash and --message", errUsage)
+				if n := countSet(hashHex, message, rawHex); n != 1 {
+					return fmt.Errorf("%w: give exactly one of --hash, --message and --raw-message", errUsage)
+				}
+				if rawHex != "" {
+					raw, err := hex.DecodeString(strings.TrimPrefix(rawHex, "0x"))
+					if err != nil || len(raw) == 0 {
+						return fmt.Errorf("%w: --raw-message: want hex bytes (0x optional)", errUsage)
+					}
+					req.RawMessage = raw
 				}
 				if hashHex != "" {
 					h, err := parseHash(hashHex)
@@ -137,9 +150,16 @@ func printSignature(w io.Writer, s *walletv1.Signature) error {
 		row("Kind", "EIP-191 message")
 		row("Message", fmt.Sprintf("%q", s.GetMessage()))
 		row("Digest", "0x"+hex.EncodeToString(s.GetDigest()))
+	case walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE:
+		row("Kind", "raw message")
+		row("Message", "0x"+hex.EncodeToString(s.GetRawMessage()))
 	}
 	row("External ID", s.GetExternalId())
-	if r := s.GetResult(); r != nil {
+	if r := s.GetResult(); len(r.GetSchnorr()) > 0 {
+		row("Schnorr", hex.EncodeToString(r.GetSchnorr()))
+	} else if len(r.GetEd25519()) > 0 {
+		row("Ed25519", hex.EncodeToString(r.GetEd25519()))
+	} else if r != nil {
 		row("r", "0x"+hex.EncodeToString(r.GetR()))
 		row("s", "0x"+hex.EncodeToString(r.GetS()))
 		row("v", fmt.Sprintf("%d (recovery id %d)", 27+r.GetRecoveryId(), r.GetRecoveryId()))
@@ -147,4 +167,15 @@ func printSignature(w io.Writer, s *walletv1.Signature) error {
 		row("Ethereum", "0x"+hex.EncodeToString(r.GetEthereum()))
 	}
 	return tw.Flush()
+}
+
+// countSet counts the non-empty values.
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

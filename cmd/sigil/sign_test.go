@@ -76,7 +76,7 @@ func TestSignCommand(t *testing.T) {
 		stderr string
 	}{
 		{"no wallet", []string{"sign", "--message", "m"}, 2, "--wallet is required"},
-		{"neither", []string{"sign", "--wallet", w.GetId()}, 2, "exactly one of --hash and --message"},
+		{"neither", []string{"sign", "--wallet", w.GetId()}, 2, "exactly one of --hash, --message and --raw-message"},
 		{"both", []string{"sign", "--wallet", w.GetId(), "--message", "m", "--hash", hex.EncodeToString(hash[:])}, 2, "exactly one"},
 		{"short hash", []string{"sign", "--wallet", w.GetId(), "--hash", "abcd"}, 2, "want 32 bytes"},
 		{"not hex", []string{"sign", "--wallet", w.GetId(), "--hash", "xyz"}, 2, "not hex"},

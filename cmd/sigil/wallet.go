@@ -147,6 +147,11 @@ func printWallet(w io.Writer, wal *walletv1.Wallet) error {
 	if g := wal.GetMpcGroup(); g != nil {
 		row("MPC group", fmt.Sprintf("%d-of-%d: %s", g.GetThreshold(), len(g.GetSigners()), strings.Join(g.GetSigners(), ", ")))
 	}
+	if wal.GetKeyScheme() != walletv1.KeyScheme_KEY_SCHEME_UNSPECIFIED {
+		row("Key scheme", keySchemeName(wal.GetKeyScheme()))
+	}
+	row("Parent", wal.GetParentWalletId())
+	row("Path", wal.GetDerivationPath())
 	row("Name", wal.GetName())
 	row("External ID", wal.GetExternalId())
 	if pk := wal.GetPublicKey(); len(pk) > 0 {
@@ -154,6 +159,8 @@ func printWallet(w io.Writer, wal *walletv1.Wallet) error {
 	}
 	row("Ethereum", wal.GetAddresses().GetEthereum())
 	row("Bitcoin", wal.GetAddresses().GetBitcoinP2Wpkh())
+	row("Taproot", wal.GetAddresses().GetBitcoinP2Tr())
+	row("Solana", wal.GetAddresses().GetSolana())
 	if t := wal.GetCreateTime(); t != nil {
 		row("Created", t.AsTime().Local().Format(time.RFC3339))
 	}
@@ -220,15 +227,23 @@ func walletCreateCommand() *command {
 showing progress on stderr (an MPC key generation takes tens of seconds), then
 prints the wallet: id, status, backend, public key and addresses. Exits 1 if
 the key generation failed. Next to "sigil dev" no flag is needed: the URL and
-token come from <data-dir>/dev.json. Example:
+token come from <data-dir>/dev.json. --scheme picks the key: ecdsa (secp256k1,
+Ethereum and SegWit addresses; the default), schnorr (BIP-340, a Taproot bc1p
+address; MPC only) or ed25519 (a Solana address; MPC only). --parent with
+--path makes a BIP-32 child of an MPC secp256k1 wallet at once. Examples:
 
-  sigil wallet create --name treasury --backend hsm`,
+  sigil wallet create --name treasury --backend hsm
+  sigil wallet create --name vault --scheme schnorr
+  sigil wallet create --parent wal_01j9z3k4m5n6p7q8r9s0t1v2w3 --path m/0/1`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
 			var api apiFlags
-			var backend, name, externalID string
+			var backend, scheme, parent, path, name, externalID string
 			var noWait bool
 			api.add(fs)
 			fs.StringVar(&backend, "backend", "", "where the key lives: mpc or hsm (default: the server's default)")
+			fs.StringVar(&scheme, "scheme", "", "key scheme: ecdsa, schnorr (Taproot) or ed25519 (default ecdsa, or the parent's)")
+			fs.StringVar(&parent, "parent", "", "make a BIP-32 child wallet of this wallet (wal_...), with --path")
+			fs.StringVar(&path, "path", "", "non-hardened BIP-32 path of the child wallet below --parent, e.g. m/0/1")
 			fs.StringVar(&name, "name", "", "a label for the wallet, up to 200 characters")
 			fs.StringVar(&externalID, "external-id", "", "idempotency key: repeating the command with it returns the same wallet")
 			fs.BoolVar(&noWait, "no-wait", false, "print the wallet as created (status CREATING) without waiting for its key")
@@ -237,11 +252,19 @@ token come from <data-dir>/dev.json. Example:
 				if err != nil {
 					return fmt.Errorf("%w: --backend %q: want mpc or hsm", errUsage, backend)
 				}
+				ks, err := sigil.ParseKeyScheme(scheme)
+				if err != nil {
+					return fmt.Errorf("%w: --scheme %q: want ecdsa, schnorr or ed25519", errUsage, scheme)
+				}
+				if (parent == "") != (path == "") {
+					return fmt.Errorf("%w: --parent and --path go together", errUsage)
+				}
 				client, err := api.client()
 				if err != nil {
 					return err
 				}
-				w, err := client.CreateWallet(env.ctx, sigil.CreateWalletOptions{ExternalID: externalID, Name: name, Backend: b})
+				w, err := client.CreateWallet(env.ctx, sigil.CreateWalletOptions{ExternalID: externalID, Name: name, Backend: b,
+					KeyScheme: ks, ParentWalletID: parent, DerivationPath: path})
 				if err != nil {
 					return apiError(err)
 				}
@@ -375,4 +398,17 @@ ListWalletsResponse holding all of them). Example:
 			}
 		},
 	}
+}
+
+// keySchemeName is the short name of a key scheme, as --scheme takes it.
+func keySchemeName(k walletv1.KeyScheme) string {
+	switch k {
+	case walletv1.KeyScheme_KEY_SCHEME_SCHNORR_SECP256K1:
+		return "schnorr (BIP-340, Taproot)"
+	case walletv1.KeyScheme_KEY_SCHEME_ED25519:
+		return "ed25519"
+	case walletv1.KeyScheme_KEY_SCHEME_ECDSA_SECP256K1:
+		return "ecdsa (secp256k1)"
+	}
+	return k.String()
 }

@@ -242,7 +242,6 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 		return
 	}
 	if err != nil {
-		d.metrics.jobs.WithLabelValues(kindLabel(job), "failed").Inc()
 		retryable := !isPermanent(err)
 		var refusal *guard.Refusal
 		rejected := errors.As(err, &refusal)
@@ -251,12 +250,17 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		_ = d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
+		err = d.report(jobCtx, logger, "FailJob", func(c context.Context) error {
 			_, err := d.client.FailJob(c, connect.NewRequest(&driverv1.FailJobRequest{
 				JobId: job.GetId(), LeaseId: job.GetLeaseId(), Error: msg, Retryable: retryable, Rejected: rejected,
 			}))
 			return err
 		})
+		outcome := "failed"
+		if code := connect.CodeOf(err); code == connect.CodeFailedPrecondition || code == connect.CodePermissionDenied {
+			outcome = "dropped" // the lease lapsed meanwhile: the job is no longer this driver's
+		}
+		d.metrics.jobs.WithLabelValues(kindLabel(job), outcome).Inc()
 		return
 	}
 	req.JobId, req.LeaseId = job.GetId(), job.GetLeaseId()

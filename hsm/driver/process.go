@@ -20,9 +20,9 @@ import (
 	"github.com/sigil-wallet/sigil/hsm"
 	"github.com/sigil-wallet/sigil/internal/attest"
 	"github.com/sigil-wallet/sigil/internal/db"
+	"github.com/sigil-wallet/sigil/internal/failover"
 	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/journal"
-	"github.com/sigil-wallet/sigil/internal/failover"
 	"github.com/sigil-wallet/sigil/internal/observe"
 	"github.com/sigil-wallet/sigil/internal/pki"
 )

@@ -6,11 +6,11 @@ import (
 	"strings"
 )
 
-// This file implements the BIP-173 bech32 encoder: only encoding, and only
-// the original bech32 checksum constant. Witness versions 1 and above
-// (taproot) use bech32m (BIP-350), which differs only in the final XOR
-// constant; segwitV0Address refuses other versions so that nobody can
-// produce a v1 address with the wrong checksum through this code.
+// This file implements the BIP-173 bech32 encoder and its BIP-350 bech32m
+// variant: only encoding. Witness version 0 uses bech32, versions 1 and
+// above (taproot) bech32m, which differs only in the final XOR constant;
+// each address function fixes its version and constant, so nobody can
+// produce an address with the wrong checksum through this code.
 
 const (
 	bech32Charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -53,11 +53,18 @@ func bech32HRPExpand(hrp string) []byte {
 	return out
 }
 
-// bech32Checksum computes the six 5-bit checksum values for hrp and data.
-func bech32Checksum(hrp string, data []byte) []byte {
+// Checksum constants: the polymod of a valid string equals one of them.
+const (
+	bech32Const  uint32 = 1          // BIP-173
+	bech32mConst uint32 = 0x2bc830a3 // BIP-350
+)
+
+// bech32Checksum computes the six 5-bit checksum values for hrp and data
+// under checksum constant c.
+func bech32Checksum(hrp string, data []byte, c uint32) []byte {
 	values := append(bech32HRPExpand(hrp), data...)
 	values = append(values, make([]byte, bech32ChecksumLen)...)
-	mod := bech32Polymod(values) ^ 1
+	mod := bech32Polymod(values) ^ c
 	out := make([]byte, bech32ChecksumLen)
 	for i := range out {
 		out[i] = byte(mod>>(5*(5-uint(i)))) & 31
@@ -86,6 +93,12 @@ func validateHRP(hrp string) error {
 
 // bech32Encode encodes 5-bit data values under hrp with a bech32 checksum.
 func bech32Encode(hrp string, data []byte) (string, error) {
+	return bech32EncodeConst(hrp, data, bech32Const)
+}
+
+// bech32EncodeConst encodes 5-bit data values under hrp with the checksum
+// of constant c (bech32Const or bech32mConst).
+func bech32EncodeConst(hrp string, data []byte, c uint32) (string, error) {
 	if err := validateHRP(hrp); err != nil {
 		return "", err
 	}
@@ -102,7 +115,7 @@ func bech32Encode(hrp string, data []byte) (string, error) {
 		}
 		sb.WriteByte(bech32Charset[v])
 	}
-	for _, v := range bech32Checksum(hrp, data) {
+	for _, v := range bech32Checksum(hrp, data, c) {
 		sb.WriteByte(bech32Charset[v])
 	}
 	return sb.String(), nil
@@ -136,4 +149,14 @@ func segwitV0Address(hrp string, program []byte) (string, error) {
 	}
 	data := append([]byte{0}, toWords(program)...)
 	return bech32Encode(hrp, data)
+}
+
+// segwitV1Address encodes a witness version 1 (taproot) program of 32
+// bytes with the bech32m checksum.
+func segwitV1Address(hrp string, program []byte) (string, error) {
+	if len(program) != 32 {
+		return "", fmt.Errorf("address: witness v1 program length %d, want 32", len(program))
+	}
+	data := append([]byte{1}, toWords(program)...)
+	return bech32EncodeConst(hrp, data, bech32mConst)
 }

@@ -121,10 +121,11 @@ type Request struct {
 	WalletID    string    `json:"wallet_id"`
 	PublicKey   string    `json:"public_key"` // hex, SEC1 compressed
 	Addresses   Addresses `json:"addresses"`
-	Kind        string    `json:"kind"`              // "hash" or "eip191"
-	Hash        string    `json:"hash,omitempty"`    // hex, for kind hash
-	Message     string    `json:"message,omitempty"` // for kind eip191
-	Digest      string    `json:"digest"`            // hex
+	Kind        string    `json:"kind"`                  // "hash" or "eip191"
+	Hash        string    `json:"hash,omitempty"`        // hex, for kind hash
+	Message     string    `json:"message,omitempty"`     // for kind eip191
+	RawMessage  string    `json:"raw_message,omitempty"` // hex, for kind raw-message (Ed25519)
+	Digest      string    `json:"digest"`                // hex
 	ExternalID  string    `json:"external_id,omitempty"`
 	// RequesterKey is the verified request key's name; empty and Signed
 	// false for an unsigned request.

@@ -150,9 +150,12 @@ func (g *Guard) gateRequest(r *Request, kind string, e journal.Entry) *gate.Requ
 		PublicKey: hex.EncodeToString(r.PublicKey), Kind: kind, Digest: e.Digest, ExternalID: r.ExternalID,
 		RequesterKey: e.RequesterKey, Signed: e.RequestID != "",
 	}
-	if kind == reqsig.KindHash {
+	switch kind {
+	case reqsig.KindHash:
 		gr.Hash = hex.EncodeToString(r.Payload)
-	} else {
+	case reqsig.KindRaw:
+		gr.RawMessage = hex.EncodeToString(r.Payload)
+	default:
 		gr.Message = string(r.Payload)
 	}
 	gr.Addresses.Ethereum, _ = address.Ethereum(r.PublicKey)
@@ -170,6 +173,12 @@ func recompute(k walletv1.SignatureKind, payload []byte) (string, []byte, error)
 		return reqsig.KindHash, payload, nil
 	case walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE:
 		return reqsig.KindEIP191, address.EIP191Digest(payload), nil
+	case walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE:
+		// The message itself is signed (Ed25519): there is no digest.
+		if len(payload) == 0 {
+			return "", nil, errors.New("a raw message to sign must not be empty")
+		}
+		return reqsig.KindRaw, nil, nil
 	default:
 		return "", nil, fmt.Errorf("unknown signature kind %v", k)
 	}

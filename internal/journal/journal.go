@@ -153,12 +153,31 @@ func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
 	}
 }
 
+// On PostgreSQL, how long an append's transaction may sit idle (its node
+// stopped mid-append) before the server ends it, and how long an append
+// waits for another's lock.
+const (
+	appendIdleLimit = 5 * time.Second
+	appendLockWait  = 30 * time.Second
+)
+
 func (j *Journal) append(ctx context.Context, e Entry) (Entry, error) {
 	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if j.db.Dialect == db.Postgres {
 			// One appender at a time (several drivers may share the
 			// database): a mode that conflicts with itself but not with
 			// readers. SQLite's BEGIN IMMEDIATE already serialises writers.
+			// A node that stops mid-append (paused, its host frozen) must
+			// not hold the lock for the others: PostgreSQL ends a
+			// transaction left idle past appendIdleLimit, and a waiter
+			// gives up after appendLockWait (its decision then fails,
+			// closed, and is retried).
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, appendIdleLimit.Milliseconds())); err != nil {
+				return fmt.Errorf("bound the journal transaction: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, appendLockWait.Milliseconds())); err != nil {
+				return fmt.Errorf("bound the journal lock wait: %w", err)
+			}
 			if _, err := tx.ExecContext(ctx, `LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 				return fmt.Errorf("lock the journal: %w", err)
 			}

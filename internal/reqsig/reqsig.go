@@ -51,6 +51,11 @@ const (
 const (
 	KindHash   = "hash"
 	KindEIP191 = "eip191"
+	// KindRaw is message bytes signed as they are (Ed25519). Request
+	// signatures do not cover it yet: a signed request of this kind is
+	// refused as malformed, and where signed requests are required such
+	// signatures cannot be asked for.
+	KindRaw = "raw-message"
 )
 
 // Bounds of the decoder.

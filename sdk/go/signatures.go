@@ -13,7 +13,9 @@ import (
 )
 
 // CreateSignatureOptions describe a signature request: WalletID and exactly
-// one of Hash and Message.
+// one of Hash, Message and RawMessage. ECDSA wallets sign hashes and
+// messages, Schnorr (Taproot) wallets 32-byte hashes (sighashes), Ed25519
+// wallets message bytes only.
 type CreateSignatureOptions struct {
 	// WalletID is the ACTIVE wallet that signs.
 	WalletID string
@@ -23,6 +25,9 @@ type CreateSignatureOptions struct {
 	// does): the digest is keccak256("\x19Ethereum Signed Message:\n" +
 	// len(message) + message).
 	Message string
+	// RawMessage is message bytes signed as they are, by Ed25519 wallets
+	// (RFC 8032): Result.Ed25519 is then the 64-byte signature.
+	RawMessage []byte
 	// ExternalID is an idempotency key, as for wallets: the same request
 	// returns the same signature request.
 	ExternalID string
@@ -70,14 +75,25 @@ type ListSignaturesOptions struct {
 
 // CreateSignature asks a wallet for a signature and returns the request,
 // usually PENDING; WaitSignature waits for its result. It checks that
-// exactly one of Hash (32 bytes) and Message is set before any call, with
+// exactly one of Hash (32 bytes), Message and RawMessage is set before any call, with
 // connect.CodeInvalidArgument. A wallet that is not ACTIVE gives
 // connect.CodeFailedPrecondition. Needs the signatures:write scope.
 func (c *Client) CreateSignature(ctx context.Context, opts CreateSignatureOptions) (*walletv1.Signature, error) {
 	req := &walletv1.CreateSignatureRequest{WalletId: opts.WalletID, ExternalId: opts.ExternalID}
+	set := 0
+	for _, given := range []bool{opts.Hash != nil, opts.Message != "", opts.RawMessage != nil} {
+		if given {
+			set++
+		}
+	}
 	switch {
-	case opts.Hash != nil && opts.Message != "":
-		return nil, invalid("give a hash or a message to sign, not both")
+	case set > 1:
+		return nil, invalid("give one of a hash, a message or a raw message to sign, not several")
+	case opts.RawMessage != nil:
+		if len(opts.RawMessage) == 0 {
+			return nil, invalid("the raw message to sign is empty")
+		}
+		req.Payload = &walletv1.CreateSignatureRequest_RawMessage{RawMessage: opts.RawMessage}
 	case opts.Hash != nil:
 		if len(opts.Hash) != 32 {
 			return nil, invalid(fmt.Sprintf("a hash to sign must be 32 bytes, got %d", len(opts.Hash)))
@@ -86,7 +102,7 @@ func (c *Client) CreateSignature(ctx context.Context, opts CreateSignatureOption
 	case opts.Message != "":
 		req.Payload = &walletv1.CreateSignatureRequest_Message{Message: opts.Message}
 	default:
-		return nil, invalid("nothing to sign: give a 32-byte hash or a non-empty message")
+		return nil, invalid("nothing to sign: give a 32-byte hash, a non-empty message or raw message bytes")
 	}
 	if c.requestKey != nil {
 		if err := c.requestKey.Sign(req, opts.RequestID, time.Now()); err != nil {
@@ -149,6 +165,16 @@ func (c *Client) SignMessage(ctx context.Context, walletID, message string, opts
 		return nil, invalid("the message to sign is empty")
 	}
 	return c.signAndWait(ctx, CreateSignatureOptions{WalletID: walletID, Message: message, ExternalID: opts.ExternalID}, opts.Wait)
+}
+
+// SignRawMessage asks an Ed25519 wallet to sign message bytes as they are
+// (RFC 8032) and waits for the result: Result.Ed25519 is the 64-byte
+// signature, e.g. of a Solana transaction message.
+func (c *Client) SignRawMessage(ctx context.Context, walletID string, message []byte, opts SignOptions) (*walletv1.Signature, error) {
+	if len(message) == 0 {
+		return nil, invalid("the message to sign is empty")
+	}
+	return c.signAndWait(ctx, CreateSignatureOptions{WalletID: walletID, RawMessage: message, ExternalID: opts.ExternalID}, opts.Wait)
 }
 
 func (c *Client) signAndWait(ctx context.Context, req CreateSignatureOptions, wait SignatureWaitOptions) (*walletv1.Signature, error) {

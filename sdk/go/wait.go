@@ -125,7 +125,17 @@ func poll[T any](ctx context.Context, p pollConfig, get func(ctx context.Context
 				return got, nil
 			}
 		}
-		t := time.NewTimer(max(0, interval-held))
+		// After the first read the next one is held, so it follows at once;
+		// a held read that came back early (a server that does not hold
+		// calls) is followed by the rest of the poll interval.
+		pause := time.Duration(0)
+		switch {
+		case err != nil:
+			pause = interval
+		case hold > 0:
+			pause = max(0, interval-held)
+		}
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()

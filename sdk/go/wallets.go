@@ -24,6 +24,14 @@ type CreateWalletOptions struct {
 	// Backend is where the key lives; BACKEND_UNSPECIFIED (the zero value)
 	// means the server's default. ParseBackend reads "mpc" or "hsm".
 	Backend walletv1.Backend
+	// KeyScheme is the key's scheme; KEY_SCHEME_UNSPECIFIED (the zero
+	// value) means ECDSA on secp256k1, or for a child its parent's scheme.
+	// ParseKeyScheme reads "ecdsa", "schnorr" (Taproot) or "ed25519".
+	KeyScheme walletv1.KeyScheme
+	// ParentWalletID with DerivationPath (non-hardened, "m/0/1") makes a
+	// BIP-32 child of an active MPC secp256k1 wallet, ACTIVE at once.
+	ParentWalletID string
+	DerivationPath string
 }
 
 // WaitOptions tune WaitWallet and CreateWalletAndWait. The zero value is
@@ -47,6 +55,8 @@ type WaitOptions struct {
 type ListOptions struct {
 	// Status keeps only wallets in this status; unspecified means all.
 	Status walletv1.WalletStatus
+	// ParentWalletID keeps only the child wallets of this wallet.
+	ParentWalletID string
 	// PageSize is how many wallets each call fetches, 1 to 1000; 0 means the
 	// server's default (100).
 	PageSize int32
@@ -72,12 +82,34 @@ func ParseBackend(name string) (walletv1.Backend, error) {
 	return 0, fmt.Errorf("sigil: unknown backend %q: want mpc or hsm", name)
 }
 
+// ParseKeyScheme reads a key scheme name: "ecdsa" (secp256k1), "schnorr"
+// or "taproot" (BIP-340 on secp256k1), "ed25519" (any case, also the enum
+// names such as KEY_SCHEME_ED25519); "" gives KEY_SCHEME_UNSPECIFIED.
+func ParseKeyScheme(name string) (walletv1.KeyScheme, error) {
+	s := strings.ToUpper(strings.TrimSpace(name))
+	switch s {
+	case "":
+		return walletv1.KeyScheme_KEY_SCHEME_UNSPECIFIED, nil
+	case "ECDSA", "SECP256K1", "ECDSA_SECP256K1":
+		return walletv1.KeyScheme_KEY_SCHEME_ECDSA_SECP256K1, nil
+	case "SCHNORR", "TAPROOT", "BIP340", "SCHNORR_SECP256K1":
+		return walletv1.KeyScheme_KEY_SCHEME_SCHNORR_SECP256K1, nil
+	case "ED25519":
+		return walletv1.KeyScheme_KEY_SCHEME_ED25519, nil
+	}
+	if v, ok := walletv1.KeyScheme_value[s]; ok && v != 0 {
+		return walletv1.KeyScheme(v), nil
+	}
+	return 0, fmt.Errorf("sigil: unknown key scheme %q: want ecdsa, schnorr or ed25519", name)
+}
+
 // CreateWallet asks for a new wallet and returns it, in status CREATING
 // while its key is generated. WaitWallet waits until it is ACTIVE; or use
 // CreateWalletAndWait. Needs the wallets:write scope.
 func (c *Client) CreateWallet(ctx context.Context, opts CreateWalletOptions) (*walletv1.Wallet, error) {
 	res, err := c.service.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{
-		ExternalId: opts.ExternalID, Name: opts.Name, Backend: opts.Backend,
+		ExternalId: opts.ExternalID, Name: opts.Name, Backend: opts.Backend, KeyScheme: opts.KeyScheme,
+		ParentWalletId: opts.ParentWalletID, DerivationPath: opts.DerivationPath,
 	}))
 	if err != nil {
 		return nil, err
@@ -163,7 +195,7 @@ func (c *Client) getWallet(ctx context.Context, id string, hold time.Duration) (
 func (c *Client) Wallets(ctx context.Context, opts ListOptions) iter.Seq2[*walletv1.Wallet, error] {
 	return pages(ctx, opts.PageToken, func(ctx context.Context, token string) ([]*walletv1.Wallet, string, error) {
 		res, err := c.service.ListWallets(ctx, connect.NewRequest(&walletv1.ListWalletsRequest{
-			PageSize: opts.PageSize, PageToken: token, Status: opts.Status,
+			PageSize: opts.PageSize, PageToken: token, Status: opts.Status, ParentWalletId: opts.ParentWalletID,
 		}))
 		if err != nil {
 			return nil, "", err

@@ -25,6 +25,12 @@ func (s *WalletServer) WithRequestPolicy(p reqsig.Policy) *WalletServer {
 // signature.
 func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest, sg *store.Signature) error {
 	rs := m.GetRequestSignature()
+	if sg.Kind == store.KindRaw && (rs != nil || s.requests.Required()) {
+		// See reqsig.KindRaw: the canonical request has no form for raw
+		// message bytes yet, so such a request cannot be signed end to end.
+		return connect.NewError(connect.CodeUnimplemented, errors.New(
+			"request_signature: a request to sign raw message bytes (Ed25519) cannot be signed end to end yet, so it is refused where signed requests are required and must come without request_signature elsewhere"))
+	}
 	if rs == nil {
 		if s.requests.Required() {
 			return connect.NewError(connect.CodePermissionDenied, errors.New(

@@ -16,7 +16,6 @@ import (
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
-	"github.com/sigil-wallet/sigil/internal/address"
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/internal/reqsig"
 	"github.com/sigil-wallet/sigil/server/auth"
@@ -116,7 +115,21 @@ func (s *WalletServer) resolveBackend(b walletv1.Backend) (store.Backend, error)
 // CreateWallet records a wallet and its key generation work.
 func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[walletv1.CreateWalletRequest]) (*connect.Response[walletv1.CreateWalletResponse], error) {
 	m := req.Msg
+	if m.GetParentWalletId() != "" || m.GetDerivationPath() != "" {
+		pw, err := s.createChild(ctx, m)
+		if err != nil {
+			return nil, s.toConnect(ctx, err)
+		}
+		return connect.NewResponse(&walletv1.CreateWalletResponse{Wallet: pw}), nil
+	}
 	backend, err := s.resolveBackend(m.GetBackend())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	scheme, err := schemeFromProto(m.GetKeyScheme())
+	if err == nil {
+		err = checkScheme(scheme, backend)
+	}
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -131,7 +144,7 @@ func (s *WalletServer) CreateWallet(ctx context.Context, req *connect.Request[wa
 		ExternalID: m.GetExternalId(),
 		Name:       m.GetName(),
 		Backend:    backend,
-		KeyScheme:  store.KeySchemeSecp256k1,
+		KeyScheme:  scheme,
 		Status:     store.WalletCreating,
 	}
 	var work store.Work
@@ -203,8 +216,8 @@ func (s *WalletServer) GetWallet(ctx context.Context, req *connect.Request[walle
 // ListWallets returns one page of wallets.
 func (s *WalletServer) ListWallets(ctx context.Context, req *connect.Request[walletv1.ListWalletsRequest]) (*connect.Response[walletv1.ListWalletsResponse], error) {
 	m := req.Msg
-	filter := store.WalletFilter{Status: walletStatusFromProto(m.GetStatus())}
-	page, err := decodePage(m.GetPageToken(), m.GetPageSize(), "wallets", string(filter.Status))
+	filter := store.WalletFilter{Status: walletStatusFromProto(m.GetStatus()), ParentWalletID: m.GetParentWalletId()}
+	page, err := decodePage(m.GetPageToken(), m.GetPageSize(), "wallets", string(filter.Status)+"/"+filter.ParentWalletID)
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -224,7 +237,7 @@ func (s *WalletServer) ListWallets(ctx context.Context, req *connect.Request[wal
 		return nil, s.toConnect(ctx, err)
 	}
 	if len(rows) == page.Limit {
-		out.NextPageToken = encodePage(rows[len(rows)-1].Seq, "wallets", string(filter.Status))
+		out.NextPageToken = encodePage(rows[len(rows)-1].Seq, "wallets", string(filter.Status)+"/"+filter.ParentWalletID)
 	}
 	return connect.NewResponse(out), nil
 }
@@ -239,24 +252,18 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 		WalletID:   m.GetWalletId(),
 		Status:     store.SignaturePending,
 	}
-	switch p := m.GetPayload().(type) {
-	case *walletv1.CreateSignatureRequest_Hash:
-		sg.Kind, sg.Hash, sg.Digest = store.KindHash, p.Hash, p.Hash
-	case *walletv1.CreateSignatureRequest_Message:
-		sg.Kind, sg.Message, sg.Digest = store.KindEIP191, p.Message, address.EIP191Digest([]byte(p.Message))
-	default:
-		// The validation interceptor already requires one; this guards a
-		// handler called without it.
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("payload: exactly one of hash or message is required"))
-	}
-	sg.RequestHash = fingerprint("signature", sg.WalletID, string(sg.Kind), string(sg.Hash), sg.Message)
-	if err := s.checkRequestSignature(m, sg); err != nil {
-		return nil, err
-	}
-
 	w, err := s.store.GetWallet(ctx, sg.WalletID)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("wallet %s: %w", sg.WalletID, err))
+	}
+	// The payload must suit the wallet's scheme; the validation
+	// interceptor already requires exactly one.
+	if err := signaturePayload(w, m, sg); err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	sg.RequestHash = fingerprint("signature", sg.WalletID, string(sg.Kind), string(sg.Hash), sg.Message, string(sg.RawMessage))
+	if err := s.checkRequestSignature(m, sg); err != nil {
+		return nil, err
 	}
 	var work store.Work
 	switch w.Backend {

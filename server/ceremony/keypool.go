@@ -12,14 +12,15 @@ import (
 // takes a finished key instead of waiting for one.
 func (o *Orchestrator) fillKeyPool(ctx context.Context, open []*store.Ceremony) (bool, error) {
 	g := o.cfg.KeyPoolGroup
-	if o.cfg.KeyPool <= 0 || len(g.Signers) == 0 || len(open) > 0 {
+	target := int(o.keyPool.Load())
+	if target <= 0 || len(g.Signers) == 0 || len(open) > 0 {
 		return false, nil
 	}
 	if len(o.presence.Online(g.Signers)) < len(g.Signers) {
 		return false, nil
 	}
 	n, err := o.store.PooledKeys(ctx, g.Threshold, g.Signers)
-	if err != nil || n >= o.cfg.KeyPool {
+	if err != nil || n >= target {
 		return false, err
 	}
 	w := &store.Wallet{ID: ids.New(ids.Wallet), RequestHash: []byte{}, Backend: store.BackendMPC, KeyScheme: store.KeySchemeSecp256k1,

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,10 @@ type Config struct {
 	MaxConcurrent int
 	// SignTimeout bounds one signing attempt (default 60 s).
 	SignTimeout time.Duration
+	// PoolIdle is how long the signers must have had nothing to do before
+	// pools are filled (default 1 s): back-to-back requests never wait
+	// behind a presigning or a pooled key generation.
+	PoolIdle time.Duration
 	// QuorumWait is how long a signature waits for t signers to be online
 	// before it fails (default 10 s; covers signers reconnecting after a
 	// coordinator restart).
@@ -120,6 +125,9 @@ func (c *Config) setDefaults() {
 	if c.PresignPoolTotal == 0 {
 		c.PresignPoolTotal = DefaultPresignPoolTotal
 	}
+	if c.PoolIdle == 0 {
+		c.PoolIdle = time.Second
+	}
 	if c.PresignTimeout == 0 {
 		c.PresignTimeout = 2 * time.Minute
 	}
@@ -178,6 +186,15 @@ type Orchestrator struct {
 	wake    chan struct{}
 	now     func() time.Time
 
+	// keyPool and presignPool are the pool targets (Config.KeyPool and
+	// Config.PresignPool, changed by SetPoolSizes); busyAt is when a
+	// ceremony other than a presigning was last seen open.
+	keyPool, presignPool atomic.Int64
+	busyAt               atomic.Int64
+	// usePresigs is set once presignature pools were ever on: what they
+	// hold is used even after filling stops.
+	usePresigs atomic.Bool
+
 	// mu serialises decisions about one ceremony's outcome, so a report and
 	// a timeout never both finish it.
 	mu sync.Mutex
@@ -195,11 +212,25 @@ func New(s Store, cfg Config) *Orchestrator {
 		shared = &sharedPresence{local: st, replica: cfg.Replica, ttl: cfg.LeaseTTL, now: cfg.Now}
 		pr = shared
 	}
-	return &Orchestrator{
+	o := &Orchestrator{
 		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, shared: shared, hub: settle.New(),
 		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
 		queued: map[string]time.Time{},
 	}
+	o.SetPoolSizes(cfg.KeyPool, cfg.PresignPool)
+	return o
+}
+
+// SetPoolSizes changes, at run time, how many keys the key pool keeps and
+// how many presignatures each wallet keeps (0 stops filling that pool;
+// what is already in it is still used).
+func (o *Orchestrator) SetPoolSizes(keys, presignatures int) {
+	o.keyPool.Store(int64(max(0, keys)))
+	o.presignPool.Store(int64(max(0, presignatures)))
+	if presignatures > 0 {
+		o.usePresigs.Store(true)
+	}
+	o.NotifyWork()
 }
 
 // Online is how many signers have a ceremony stream open.
@@ -264,6 +295,9 @@ func (o *Orchestrator) step(ctx context.Context) error {
 		errs = append(errs, o.syncStreams(ctx, open))
 	}
 	// Idle signers make keys for the key pool first, then presignatures.
+	if !o.idle(open) {
+		return errors.Join(errs...)
+	}
 	started, err := o.fillKeyPool(ctx, open)
 	errs = append(errs, err)
 	if !started && err == nil {
@@ -453,6 +487,19 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 		o.NotifyWork()
 	}
 	return nil
+}
+
+// idle reports whether the signers have had nothing to do but presign
+// for Config.PoolIdle.
+func (o *Orchestrator) idle(open []*store.Ceremony) bool {
+	now := o.now()
+	for _, c := range open {
+		if c.Kind != store.CeremonyPresign {
+			o.busyAt.Store(now.UnixNano())
+			return false
+		}
+	}
+	return now.Sub(time.Unix(0, o.busyAt.Load())) >= o.cfg.PoolIdle
 }
 
 // settled tells waiting callers about the wallet or signature f changed.

@@ -86,14 +86,15 @@ func (ecdsaPresign) Failed(_ *store.Ceremony, reason string, _ bool) *store.Cere
 // when nothing else runs: presigning costs the signers seconds of CPU that
 // signatures and key generations must not wait behind.
 func (o *Orchestrator) fillPools(ctx context.Context, open []*store.Ceremony) error {
-	if o.cfg.PresignPool <= 0 || len(open) > 0 {
+	perWallet := int(o.presignPool.Load())
+	if perWallet <= 0 || len(open) > 0 {
 		return nil
 	}
 	total, err := o.store.PoolSize(ctx)
 	if err != nil || total >= o.cfg.PresignPoolTotal {
 		return err
 	}
-	targets, err := o.store.PresignTargets(ctx, o.cfg.PresignPool, 1)
+	targets, err := o.store.PresignTargets(ctx, perWallet, 1)
 	if err != nil || len(targets) == 0 {
 		return err
 	}
@@ -112,9 +113,9 @@ func (o *Orchestrator) fillPools(ctx context.Context, open []*store.Ceremony) er
 
 // takePresignature returns a function that takes, for signing ceremony c,
 // a presignature of its wallet whose quorum is among the given signers (nil
-// when pools are off).
+// when this coordinator keeps no presignature pools).
 func (o *Orchestrator) takePresignature(ctx context.Context, c *store.Ceremony) func(usable []string) *store.Presignature {
-	if o.cfg.PresignPool <= 0 {
+	if !o.usePresigs.Load() {
 		return nil
 	}
 	return func(usable []string) *store.Presignature {

@@ -3,6 +3,7 @@ package ceremony
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
@@ -12,8 +13,9 @@ import (
 // presignOnce lets the orchestrator start one presigning and completes it.
 func (f *fixture) presignOnce() *store.Ceremony {
 	f.t.Helper()
-	f.step() // idle: a presigning is recorded
-	f.step() // and started
+	f.clock.Advance(time.Minute) // the signers have been idle
+	f.step()                     // a presigning is recorded
+	f.step()                     // and started
 	all, err := f.store.OpenCeremonies(f.ctx)
 	if err != nil {
 		f.t.Fatal(err)
@@ -43,6 +45,7 @@ func TestPoolFilledWhenIdleAndUsedOnce(t *testing.T) {
 	if n, _ := f.store.PoolSize(f.ctx); n != 1 {
 		t.Fatalf("pool size = %d, want 1", n)
 	}
+	f.clock.Advance(time.Minute)
 	f.step() // the pool is full: nothing more starts
 	if open, _ := f.store.OpenCeremonies(f.ctx); len(open) != 0 {
 		t.Fatalf("presigning past the pool size: %v", open)
@@ -93,10 +96,10 @@ func TestExclusionDropsPresignatures(t *testing.T) {
 	sg := f.requestSignature()
 	// A full-protocol attempt (pools off for its start) blames one of the
 	// presignature's quorum.
-	f.o.cfg.PresignPool = 0
+	f.o.usePresigs.Store(false)
 	f.step()
 	c := f.open(sg.ID)
-	f.o.cfg.PresignPool = 1
+	f.o.usePresigs.Store(true)
 	blamed := pc.Parties[0]
 	if !slices.Contains(c.Parties, blamed) {
 		blamed = pc.Parties[1]
@@ -113,8 +116,53 @@ func TestPoolTotalBound(t *testing.T) {
 	f := newFixtureWith(t, Config{PresignPool: 5, PresignPoolTotal: 1}, group...)
 	f.activeWallet()
 	f.presignOnce()
+	f.clock.Advance(time.Minute)
 	f.step()
 	if open, _ := f.store.OpenCeremonies(f.ctx); len(open) != 0 {
 		t.Fatalf("presigning past the total bound: %v", open)
+	}
+}
+
+// TestPoolAcrossCoordinatorRestart: a signing interrupted by a coordinator
+// restart while it ran with a presignature is retried with the full
+// protocol; the presignature is never given out again, and the rest of the
+// pool is still used after the restart.
+func TestPoolAcrossCoordinatorRestart(t *testing.T) {
+	f := newFixtureWith(t, Config{PresignPool: 2}, group...)
+	f.activeWallet()
+	first := f.presignOnce()
+	second := f.presignOnce()
+	sg := f.requestSignature()
+	f.step()
+	c := f.open(sg.ID)
+	if c.PresignatureID == "" {
+		t.Fatal("the signing did not take a presignature")
+	}
+	// A new coordinator process over the same database takes the
+	// ceremony over once the old one's lease lapsed.
+	f.o = New(f.store, Config{PresignPool: 2, Now: f.clock.Now, Presence: f.presence})
+	f.clock.Advance(f.o.cfg.LeaseTTL + time.Second)
+	f.step()
+	retry := f.open(sg.ID)
+	if retry.ID == c.ID || retry.Attempt != 1 {
+		t.Fatalf("after the restart: %+v", retry)
+	}
+	f.step()
+	if retry = f.open(sg.ID); retry.State != store.CeremonyRunning || retry.PresignatureID != "" {
+		t.Fatalf("the retry runs with presignature %q, want the full protocol", retry.PresignatureID)
+	}
+	if err := f.o.complete(f.ctx, retry, retry.Parties[0], f.rs(sg.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	// The other presignature serves the next signature.
+	next := f.requestSignature()
+	f.step()
+	nc := f.open(next.ID)
+	want := first.ID
+	if c.PresignatureID == first.ID {
+		want = second.ID
+	}
+	if nc.PresignatureID != want {
+		t.Fatalf("next signature took %q, want the other presignature %s", nc.PresignatureID, want)
 	}
 }

@@ -93,6 +93,7 @@ func DefaultRegistry() *Registry {
 	r.Register(store.KeySchemeSecp256k1, store.CeremonyKeygen, ecdsaKeygen{})
 	r.Register(store.KeySchemeSecp256k1, store.CeremonySign, ecdsaSign{})
 	r.Register(store.KeySchemeSecp256k1, store.CeremonyPresign, ecdsaPresign{})
+	registerSchemes(r)
 	return r
 }
 

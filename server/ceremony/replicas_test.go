@@ -215,6 +215,10 @@ func TestWakeupsReachAnotherReplica(t *testing.T) {
 	settled := make(chan []string, 4)
 	a := New(s, Config{Replica: "a"})
 	b := New(s, Config{Replica: "b", Settled: func(ids ...string) { settled <- ids }})
+	select {
+	case <-b.wake: // New's own wake-up
+	default:
+	}
 	go b.listen(ctx)
 	<-b.wake // the listener is connected
 	relayed, release := b.hub.Subscribe("cer_1")

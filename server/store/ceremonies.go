@@ -71,6 +71,7 @@ type CeremonyFinish struct {
 type WalletOutcome struct {
 	Status    WalletStatus
 	PublicKey []byte
+	ChainCode []byte // BIP-32 chain code of the key, when it has one
 	Reason    string
 }
 
@@ -291,13 +292,13 @@ func (s *SQL) applyWalletOutcome(ctx context.Context, tx *sqlx.Tx, c *Ceremony, 
 	// A pooled key's generation leaves it pooled (or failed), never
 	// visible: see KeyPool.
 	case WalletActive:
-		if len(o.PublicKey) != 33 {
-			return fmt.Errorf("ceremony %s: public key is %d bytes, want 33", c.ID, len(o.PublicKey))
+		if want := PublicKeyLen(keyScheme(c.KeyScheme)); len(o.PublicKey) != want {
+			return fmt.Errorf("ceremony %s: public key is %d bytes, want %d", c.ID, len(o.PublicKey), want)
 		}
 		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
-			public_key = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
+			public_key = ?, chain_code = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),
 			string(WalletPooling), string(WalletPooled), string(WalletActive),
-			o.PublicKey, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
+			o.PublicKey, o.ChainCode, micros(now), c.WalletID, string(WalletCreating), string(WalletPooling))
 	case WalletFailed:
 		_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE wallets SET status = CASE WHEN status = ? THEN ? ELSE ? END,
 			failure_reason = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)`),

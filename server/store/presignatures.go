@@ -176,14 +176,16 @@ func (s *SQL) insertPresignature(ctx context.Context, tx *sqlx.Tx, p *Presignatu
 }
 
 // PresignTargets lists wallets whose pool is short. See Presignatures.
+// Only CMP (ECDSA) wallets have presignatures, and a child wallet signs
+// with its parent's shares along a path, so it has none of its own.
 func (s *SQL) PresignTargets(ctx context.Context, perWallet, limit int) ([]*Wallet, error) {
 	const ready = `(SELECT COUNT(*) FROM presignatures p WHERE p.wallet_id = w.id AND p.state = ?)`
 	var rows []walletRow
 	err := s.db.SelectContext(ctx, &rows, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets w
-		WHERE backend = ? AND status = ? AND `+ready+` < ?
+		WHERE backend = ? AND status = ? AND key_scheme = ? AND parent_wallet_id IS NULL AND `+ready+` < ?
 		  AND NOT EXISTS (SELECT 1 FROM ceremonies c WHERE c.wallet_id = w.id AND c.kind = ? AND c.state IN (?, ?))
 		ORDER BY `+ready+`, seq LIMIT ?`),
-		string(BackendMPC), string(WalletActive), PresignatureReady, perWallet,
+		string(BackendMPC), string(WalletActive), KeySchemeSecp256k1, PresignatureReady, perWallet,
 		string(CeremonyPresign), string(CeremonyWaiting), string(CeremonyRunning), PresignatureReady, limit)
 	if err != nil {
 		return nil, fmt.Errorf("select presign targets: %w", err)

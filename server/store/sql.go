@@ -81,6 +81,14 @@ func splitNames(s string) []string {
 // nullString stores "" as NULL, so UNIQUE external ids allow many empties.
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
+// nonNil stores an empty byte string rather than NULL in a NOT NULL column.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
 // ---- tokens ----
 
 type tokenRow struct {
@@ -124,7 +132,7 @@ func (s *SQL) TokenByHash(ctx context.Context, hash []byte) (*Token, error) {
 // ---- wallets ----
 
 const walletColumns = `seq, id, owner, external_id, request_hash, name, backend, key_scheme, status, failure_reason,
-	public_key, mpc_threshold, mpc_signers, created_at, updated_at`
+	public_key, mpc_threshold, mpc_signers, created_at, updated_at, chain_code, parent_wallet_id, derivation_path`
 
 type walletRow struct {
 	Seq           int64          `db:"seq"`
@@ -142,6 +150,9 @@ type walletRow struct {
 	Signers       string         `db:"mpc_signers"`
 	CreatedAt     int64          `db:"created_at"`
 	UpdatedAt     int64          `db:"updated_at"`
+	ChainCode     []byte         `db:"chain_code"`
+	Parent        sql.NullString `db:"parent_wallet_id"`
+	Path          string         `db:"derivation_path"`
 }
 
 func (r *walletRow) wallet() *Wallet {
@@ -150,6 +161,7 @@ func (r *walletRow) wallet() *Wallet {
 		Backend: Backend(r.Backend), KeyScheme: r.KeyScheme, Status: WalletStatus(r.Status),
 		FailureReason: r.FailureReason, PublicKey: r.PublicKey, Threshold: r.Threshold,
 		Signers: splitNames(r.Signers), CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
+		ChainCode: r.ChainCode, ParentWalletID: r.Parent.String, DerivationPath: r.Path,
 	}
 }
 
@@ -169,15 +181,23 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 				return err
 			}
 		}
+		if w.ParentWalletID != "" {
+			if err := s.checkParent(ctx, tx, w, work); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO wallets
 			(id, owner, external_id, request_hash, name, backend, key_scheme, status, failure_reason, public_key,
-			 mpc_threshold, mpc_signers, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			 mpc_threshold, mpc_signers, created_at, updated_at, chain_code, parent_wallet_id, derivation_path)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			w.ID, w.Owner, nullString(scopedExternalID(w.Owner, w.ExternalID)), w.RequestHash, w.Name, string(w.Backend), w.KeyScheme,
 			string(w.Status), w.FailureReason, w.PublicKey, w.Threshold, joinNames(w.Signers),
-			micros(now), micros(now))
+			micros(now), micros(now), w.ChainCode, nullString(w.ParentWalletID), w.DerivationPath)
 		if err != nil {
 			return fmt.Errorf("insert wallet: %w", err)
+		}
+		if w.ParentWalletID != "" {
+			return nil // a child wallet is active at once: there is no work
 		}
 		return s.insertWork(ctx, tx, work, now)
 	})
@@ -195,6 +215,26 @@ func (s *SQL) CreateWallet(ctx context.Context, w *Wallet, work Work) (*Wallet, 
 		return existing, false, nil
 	}
 	return w, true, nil
+}
+
+// checkParent checks a child wallet against its parent in the creating
+// transaction: the parent exists, is active, is no child itself, and the
+// child is active with no work of its own.
+func (s *SQL) checkParent(ctx context.Context, tx *sqlx.Tx, w *Wallet, work Work) error {
+	if work.Ceremony != nil || work.Job != nil || w.Status != WalletActive || w.DerivationPath == "" {
+		return errors.New("store: a child wallet is active at once, with a derivation path and no work")
+	}
+	parent, err := s.getWallet(ctx, tx, w.ParentWalletID)
+	if err != nil {
+		return fmt.Errorf("parent wallet %s: %w", w.ParentWalletID, err)
+	}
+	if parent.Status != WalletActive {
+		return fmt.Errorf("%w: parent wallet %s is %s", ErrWalletNotActive, parent.ID, parent.Status)
+	}
+	if parent.ParentWalletID != "" {
+		return fmt.Errorf("%w: wallet %s is itself a child wallet", ErrStateConflict, parent.ID)
+	}
+	return nil
 }
 
 func (s *SQL) walletByExternalID(ctx context.Context, q sqlx.QueryerContext, owner, externalID string) (*Wallet, error) {
@@ -235,6 +275,10 @@ func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Walle
 		query += ` AND status = ?`
 		args = append(args, string(f.Status))
 	}
+	if f.ParentWalletID != "" {
+		query += ` AND parent_wallet_id = ?`
+		args = append(args, f.ParentWalletID)
+	}
 	query += ` ORDER BY seq LIMIT ?`
 	args = append(args, p.Limit)
 	var rows []walletRow
@@ -251,7 +295,7 @@ func (s *SQL) ListWallets(ctx context.Context, f WalletFilter, p Page) ([]*Walle
 // ---- signatures ----
 
 const signatureColumns = `seq, id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status,
-	failure_reason, sig_r, sig_s, recovery_id, created_at, updated_at, request_id, requester_key, signed_request`
+	failure_reason, sig_r, sig_s, recovery_id, created_at, updated_at, request_id, requester_key, signed_request, raw_message, key_scheme`
 
 type signatureRow struct {
 	Seq           int64          `db:"seq"`
@@ -274,6 +318,8 @@ type signatureRow struct {
 	RequestID     string         `db:"request_id"`
 	RequesterKey  string         `db:"requester_key"`
 	SignedRequest []byte         `db:"signed_request"`
+	RawMessage    []byte         `db:"raw_message"`
+	KeyScheme     string         `db:"key_scheme"`
 }
 
 func (r *signatureRow) signature() *Signature {
@@ -283,6 +329,7 @@ func (r *signatureRow) signature() *Signature {
 		Status: SignatureStatus(r.Status), FailureReason: r.FailureReason, R: r.R, S: r.S,
 		RecoveryID: r.RecoveryID, CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 		RequestID: r.RequestID, RequesterKey: r.RequesterKey, SignedRequest: r.SignedRequest,
+		RawMessage: r.RawMessage, KeyScheme: r.KeyScheme,
 	}
 }
 
@@ -309,12 +356,14 @@ func (s *SQL) CreateSignature(ctx context.Context, sg *Signature, work Work) (*S
 		if w.Status != WalletActive {
 			return fmt.Errorf("%w: wallet %s is %s", ErrWalletNotActive, w.ID, w.Status)
 		}
+		sg.KeyScheme = keyScheme(w.KeyScheme)
 		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO signatures
 			(id, owner, external_id, request_hash, wallet_id, kind, hash, message, digest, status, created_at, updated_at,
-			request_id, requester_key, signed_request)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			request_id, requester_key, signed_request, raw_message, key_scheme)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			sg.ID, sg.Owner, nullString(scopedExternalID(sg.Owner, sg.ExternalID)), sg.RequestHash, sg.WalletID, string(sg.Kind), sg.Hash, sg.Message,
-			sg.Digest, string(sg.Status), micros(now), micros(now), sg.RequestID, sg.RequesterKey, sg.SignedRequest)
+			nonNil(sg.Digest), string(sg.Status), micros(now), micros(now), sg.RequestID, sg.RequesterKey, sg.SignedRequest,
+			sg.RawMessage, keyScheme(w.KeyScheme))
 		if err != nil {
 			return fmt.Errorf("insert signature: %w", err)
 		}

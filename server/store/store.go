@@ -46,8 +46,26 @@ const (
 	BackendHSM Backend = "hsm"
 )
 
-// KeySchemeSecp256k1 is the only key scheme so far: ECDSA over secp256k1.
-const KeySchemeSecp256k1 = "ecdsa-secp256k1"
+// Key schemes, as stored and as signers name them.
+const (
+	// KeySchemeSecp256k1 is ECDSA over secp256k1 (CMP).
+	KeySchemeSecp256k1 = "ecdsa-secp256k1"
+	// KeySchemeSchnorr is BIP-340 Schnorr over secp256k1 for Taproot (FROST).
+	KeySchemeSchnorr = "schnorr-secp256k1"
+	// KeySchemeEd25519 is Ed25519 (FROST-Ed25519).
+	KeySchemeEd25519 = "ed25519"
+)
+
+// PublicKeyLen is the length of a wallet's public key in a scheme: SEC1
+// compressed for ECDSA, x-only for Schnorr, RFC 8032 for Ed25519.
+func PublicKeyLen(scheme string) int {
+	switch scheme {
+	case KeySchemeSchnorr, KeySchemeEd25519:
+		return 32
+	default:
+		return 33
+	}
+}
 
 // WalletStatus is where a wallet is in its life.
 type WalletStatus string
@@ -74,11 +92,17 @@ type Wallet struct {
 	KeyScheme     string
 	Status        WalletStatus
 	FailureReason string
-	PublicKey     []byte // 33-byte compressed, set when active
+	PublicKey     []byte // set when active; see PublicKeyLen
 	Threshold     int    // MPC: t
 	Signers       []string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// BIP-32: the chain code of the key (secp256k1 schemes, MPC), and for a
+	// child wallet its parent and path (the child's own chain code is not
+	// kept: children have no children).
+	ChainCode      []byte
+	ParentWalletID string
+	DerivationPath string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // SignatureKind is what was given to sign.
@@ -88,6 +112,8 @@ type SignatureKind string
 const (
 	KindHash   SignatureKind = "hash"
 	KindEIP191 SignatureKind = "eip191"
+	// KindRaw is message bytes signed as they are (Ed25519).
+	KindRaw SignatureKind = "raw"
 )
 
 // SignatureStatus is where a signature request is in its life.
@@ -113,10 +139,12 @@ type Signature struct {
 	Kind          SignatureKind
 	Hash          []byte
 	Message       string
-	Digest        []byte
+	RawMessage    []byte // KindRaw
+	KeyScheme     string // the signing wallet's scheme: how R and S encode the result
+	Digest        []byte // empty for KindRaw
 	Status        SignatureStatus
 	FailureReason string
-	R, S          []byte // 32 bytes each once signed, S low
+	R, S          []byte // 32 bytes each once signed: ECDSA r and s (S low), or the two halves of a 64-byte Schnorr or Ed25519 signature
 	RecoveryID    int
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
@@ -241,7 +269,8 @@ type Page struct {
 
 // WalletFilter narrows ListWallets.
 type WalletFilter struct {
-	Status WalletStatus // empty: all
+	Status         WalletStatus // empty: all
+	ParentWalletID string       // empty: all
 }
 
 // SignatureFilter narrows ListSignatures.

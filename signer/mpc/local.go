@@ -72,3 +72,29 @@ func runLocal[T any](ctx context.Context, ids []party.ID, run func(context.Conte
 	}
 	return out, nil
 }
+
+// LocalPresign runs a CMP presigning by signers, all in this process, and
+// returns each signer's part.
+func LocalPresign(ctx context.Context, cfgs map[party.ID]*cmp.Config, signers []party.ID) (map[party.ID]*ecdsa.PreSignature, error) {
+	var runner Runner
+	return runLocal(ctx, signers, func(ctx context.Context, sid []byte, id party.ID, tr Transport) (*ecdsa.PreSignature, error) {
+		return runner.Presign(ctx, sid, cfgs[id], signers, tr)
+	})
+}
+
+// LocalPresignOnline signs digest in one round with the parts of one
+// presignature, all in this process. Each part must never be used again.
+func LocalPresignOnline(ctx context.Context, cfgs map[party.ID]*cmp.Config, pres map[party.ID]*ecdsa.PreSignature, digest []byte) (*ecdsa.Signature, error) {
+	var runner Runner
+	signers := make([]party.ID, 0, len(pres))
+	for id := range pres {
+		signers = append(signers, id)
+	}
+	sigs, err := runLocal(ctx, signers, func(ctx context.Context, sid []byte, id party.ID, tr Transport) (*ecdsa.Signature, error) {
+		return runner.PresignOnline(ctx, sid, cfgs[id], pres[id], digest, tr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs[signers[0]], nil
+}

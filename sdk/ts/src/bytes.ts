@@ -40,6 +40,11 @@ export function hashBytes(hash: Uint8Array | string): Uint8Array {
   return b;
 }
 
+/** Message bytes to sign as they are: bytes, or hex (`0x` optional). */
+export function messageBytes(message: Uint8Array | string): Uint8Array {
+  return typeof message === "string" ? fromHex(message) : message;
+}
+
 /**
  * Returns the 65-byte Ethereum signature (r || s || v, v = 27 + recovery id)
  * of a SIGNED request as `0x` hex, as returned by `personal_sign` and accepted

@@ -12,7 +12,7 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { RequestSignatureSchema } from "./gen/sigil/wallet/v1/wallet_pb.js";
-import { hashBytes } from "./bytes.js";
+import { hashBytes, messageBytes } from "./bytes.js";
 import { eip191Digest, type RequestKey } from "./requestkey.js";
 import { SignatureFailedError, WalletFailedError } from "./errors.js";
 import { pager, type PageIterable } from "./paging.js";
@@ -75,8 +75,17 @@ export interface CreateWalletOptions extends CallOptions {
   name?: string;
   /** Where the key lives: `"mpc"`, `"hsm"` or a {@link Backend}; default: the server's default. */
   backend?: BackendName;
-  /** The key scheme; default (and only one today): ECDSA over secp256k1. */
+  /**
+   * The key scheme: `KeyScheme.ECDSA_SECP256K1` (the default; Ethereum and
+   * SegWit addresses), `KeyScheme.SCHNORR_SECP256K1` (BIP-340, a Taproot
+   * `bc1p` address) or `KeyScheme.ED25519` (a Solana address); for a child
+   * wallet, its parent's.
+   */
   keyScheme?: KeyScheme;
+  /** With `derivationPath`, makes a BIP-32 child of this ACTIVE MPC secp256k1 wallet, ACTIVE at once. */
+  parentWalletId?: string;
+  /** The child's non-hardened BIP-32 path below `parentWalletId`, e.g. `"m/0/1"`. */
+  derivationPath?: string;
   /**
    * Idempotency key (up to 128 of `A-Za-z0-9._:-`): repeating the same request
    * returns the same wallet; the same key with a different request fails with
@@ -93,7 +102,10 @@ export interface SignOptions extends WaitForSignatureOptions {
   headers?: HeadersInit;
 }
 
-/** What {@link SigilClient.createSignature} takes: the wallet and exactly one of `hash` and `message`. */
+/**
+ * What {@link SigilClient.createSignature} takes: the wallet and exactly one
+ * of `hash` (ECDSA, Schnorr), `message` (ECDSA) and `rawMessage` (Ed25519).
+ */
 export interface CreateSignatureOptions extends CallOptions {
   /** The ACTIVE wallet that signs. */
   walletId: string;
@@ -101,6 +113,8 @@ export interface CreateSignatureOptions extends CallOptions {
   hash?: Uint8Array | string;
   /** A message signed as an EIP-191 personal message (what `personal_sign` does). */
   message?: string;
+  /** Message bytes (or hex) signed as they are, by Ed25519 wallets: `result.ed25519` is the RFC 8032 signature. */
+  rawMessage?: Uint8Array | string;
   /** Idempotency key: the same request returns the same signature request. */
   externalId?: string;
   /** The signed request's id, with a client `requestKey`; default a fresh random one. */
@@ -111,6 +125,8 @@ export interface CreateSignatureOptions extends CallOptions {
 export interface ListWalletsOptions extends CallOptions {
   /** Only wallets in this status; default all. */
   status?: WalletStatus;
+  /** Only the child wallets of this wallet; default all wallets. */
+  parentWalletId?: string;
   /** Wallets fetched per page, 1 to 1000; default the server's (100). */
   pageSize?: number;
   /** Start from this page token (a `nextPageToken` seen before) instead of the beginning. */
@@ -229,6 +245,13 @@ export interface SigilClient {
    */
   signMessage(walletId: string, message: string, options?: SignOptions): Promise<Signature>;
 
+  /**
+   * Asks an ACTIVE Ed25519 wallet to sign message bytes (or hex) as they are
+   * and waits for the result: `result.ed25519` is the 64-byte RFC 8032
+   * signature, e.g. of a Solana transaction message.
+   */
+  signRawMessage(walletId: string, message: Uint8Array | string, options?: SignOptions): Promise<Signature>;
+
   /** Returns one signature request; `Code.NotFound` if there is none. Needs `wallets:read`. */
   getSignature(signatureId: string, options?: CallOptions): Promise<Signature>;
 
@@ -315,6 +338,8 @@ class Sigil implements SigilClient {
         backend: backendValue(o.backend),
         keyScheme: o.keyScheme ?? KeyScheme.UNSPECIFIED,
         externalId: o.externalId ?? "",
+        parentWalletId: o.parentWalletId ?? "",
+        derivationPath: o.derivationPath ?? "",
       },
       callOptions(o),
     );
@@ -356,7 +381,12 @@ class Sigil implements SigilClient {
   listWallets(o: ListWalletsOptions = {}): PageIterable<Wallet> {
     return pager(async (pageToken) => {
       const res = await this.service.listWallets(
-        { pageSize: o.pageSize ?? 0, pageToken, status: o.status ?? WalletStatus.UNSPECIFIED },
+        {
+          pageSize: o.pageSize ?? 0,
+          pageToken,
+          status: o.status ?? WalletStatus.UNSPECIFIED,
+          parentWalletId: o.parentWalletId ?? "",
+        },
         callOptions(o),
       );
       return { items: res.wallets, nextPageToken: res.nextPageToken };
@@ -367,9 +397,17 @@ class Sigil implements SigilClient {
     if (typeof o !== "object" || o === null) {
       throw new ConnectError("sigil: createSignature needs { walletId, hash | message }", Code.InvalidArgument);
     }
-    let payload: { case: "hash"; value: Uint8Array } | { case: "message"; value: string };
-    if (o.hash !== undefined && o.message !== undefined) {
-      throw new ConnectError("sigil: give either a hash or a message to sign, not both", Code.InvalidArgument);
+    let payload:
+      | { case: "hash"; value: Uint8Array }
+      | { case: "message"; value: string }
+      | { case: "rawMessage"; value: Uint8Array };
+    const given = [o.hash, o.message, o.rawMessage].filter((v) => v !== undefined).length;
+    if (given > 1) {
+      throw new ConnectError("sigil: give one of a hash, a message or a raw message to sign, not several", Code.InvalidArgument);
+    } else if (o.rawMessage !== undefined) {
+      const raw = messageBytes(o.rawMessage);
+      if (raw.length === 0) throw new ConnectError("sigil: the raw message to sign is empty", Code.InvalidArgument);
+      payload = { case: "rawMessage", value: raw };
     } else if (o.hash !== undefined) {
       payload = { case: "hash", value: hashBytes(o.hash) };
     } else if (typeof o.message === "string" && o.message !== "") {
@@ -418,6 +456,10 @@ class Sigil implements SigilClient {
       throw new ConnectError("sigil: the message to sign must be a non-empty string", Code.InvalidArgument);
     }
     return this.signAndWait({ ...o, walletId, message }, o);
+  }
+
+  async signRawMessage(walletId: string, message: Uint8Array | string, o: SignOptions = {}): Promise<Signature> {
+    return this.signAndWait({ ...o, walletId, rawMessage: message }, o);
   }
 
   private async signAndWait(req: CreateSignatureOptions, o: WaitForSignatureOptions): Promise<Signature> {

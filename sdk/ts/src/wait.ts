@@ -91,12 +91,14 @@ export async function poll<T>(
       throw new ConnectError(`sigil: gave up after ${formatMs(total)}: ${what()}`, Code.DeadlineExceeded);
     }
     let held = 0;
+    let heldAsked = 0;
     try {
       const timeoutMs = Math.max(1, Math.min(left, DEFAULT_TIMEOUT_MS));
       // The first read answers at once, so the caller learns where things
       // stand; the next ones are held until the outcome.
       const holdMs = last === undefined ? 0 : Math.max(0, Math.floor(Math.min(HOLD_WAIT_MS, left - 100, (timeoutMs * 3) / 4)));
       const call: WaitCall = { timeoutMs, holdMs };
+      heldAsked = holdMs;
       if (o.signal) call.signal = o.signal;
       const callStart = Date.now();
       last = await get(call);
@@ -114,7 +116,11 @@ export async function poll<T>(
     }
     progress?.(last, Date.now() - started);
     if (done(last)) return last;
-    await sleep(Math.min(Math.max(0, interval - held), Math.max(0, deadline - Date.now())), o.signal, what);
+    // After the first read the next one is held, so it follows at once; a
+    // held read that came back early (a server that does not hold calls) is
+    // followed by the rest of the poll interval.
+    const pause = heldAsked > 0 ? Math.max(0, interval - held) : 0;
+    await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), o.signal, what);
     interval = Math.min(maxInterval, interval * 1.5);
   }
 }

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	}
 	tests = append(tests, jobTests...)
 	tests = append(tests, backupTests...)
+	tests = append(tests, schemeTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))

@@ -255,6 +255,12 @@ type Ceremony struct {
 	// Signing with a presignature: the id of the presigning ceremony that
 	// made it (each party uses its own part, once). Empty: the full protocol.
 	PresignatureId string `protobuf:"bytes,17,opt,name=presignature_id,json=presignatureId,proto3" json:"presignature_id,omitempty"`
+	// For a signature by a BIP-32 child wallet, the parent wallet whose
+	// shares sign, and the non-hardened path ("m/0/1") each signer derives its
+	// share along; public_key is then the child's key. Empty otherwise.
+	ShareWalletId string `protobuf:"bytes,18,opt,name=share_wallet_id,json=shareWalletId,proto3" json:"share_wallet_id,omitempty"`
+	// See share_wallet_id.
+	DerivationPath string `protobuf:"bytes,19,opt,name=derivation_path,json=derivationPath,proto3" json:"derivation_path,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -404,6 +410,20 @@ func (x *Ceremony) GetKeyScheme() string {
 func (x *Ceremony) GetPresignatureId() string {
 	if x != nil {
 		return x.PresignatureId
+	}
+	return ""
+}
+
+func (x *Ceremony) GetShareWalletId() string {
+	if x != nil {
+		return x.ShareWalletId
+	}
+	return ""
+}
+
+func (x *Ceremony) GetDerivationPath() string {
+	if x != nil {
+		return x.DerivationPath
 	}
 	return ""
 }
@@ -756,8 +776,12 @@ func (x *GetCeremonyResponse) GetCeremony() *Ceremony {
 // KeygenOutput is a signer's result of a key generation.
 type KeygenOutput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group's public key, SEC1 compressed (33 bytes).
-	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The group's public key: SEC1 compressed (33 bytes) for ECDSA, x-only
+	// (32 bytes) for Schnorr, RFC 8032 (32 bytes) for Ed25519.
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The BIP-32 chain code the signers agreed on in the key generation
+	// (secp256k1 schemes; 32 bytes), from which child wallets derive.
+	ChainCode     []byte `protobuf:"bytes,2,opt,name=chain_code,json=chainCode,proto3" json:"chain_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,10 +823,18 @@ func (x *KeygenOutput) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *KeygenOutput) GetChainCode() []byte {
+	if x != nil {
+		return x.ChainCode
+	}
+	return nil
+}
+
 // SignOutput is a signer's result of a signing ceremony.
 type SignOutput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signature r || s, 64 bytes.
+	// The 64-byte signature: r || s for ECDSA, the BIP-340 signature for
+	// Schnorr, R || S for Ed25519.
 	Signature     []byte `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1289,7 +1321,7 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	" sigil/ceremony/v1/ceremony.proto\x12\x11sigil.ceremony.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csigil/wallet/v1/wallet.proto\"N\n" +
 	"\x10PeerAnnouncement\x12\x16\n" +
 	"\x06signer\x18\x01 \x01(\tR\x06signer\x12\"\n" +
-	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\x9a\x05\n" +
+	"\fannouncement\x18\x02 \x01(\fR\fannouncement\"\xeb\x05\n" +
 	"\bCeremony\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.sigil.ceremony.v1.CeremonyKindR\x04kind\x12\x1b\n" +
@@ -1311,7 +1343,9 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"externalId\x12\x1d\n" +
 	"\n" +
 	"key_scheme\x18\x10 \x01(\tR\tkeyScheme\x12'\n" +
-	"\x0fpresignature_id\x18\x11 \x01(\tR\x0epresignatureId\"I\n" +
+	"\x0fpresignature_id\x18\x11 \x01(\tR\x0epresignatureId\x12&\n" +
+	"\x0fshare_wallet_id\x18\x12 \x01(\tR\rshareWalletId\x12'\n" +
+	"\x0fderivation_path\x18\x13 \x01(\tR\x0ederivationPath\"I\n" +
 	"\x16WatchCeremoniesRequest\x12/\n" +
 	"\fannouncement\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x01R\fannouncement\"\xd5\x01\n" +
 	"\x17WatchCeremoniesResponse\x129\n" +
@@ -1329,10 +1363,12 @@ const file_sigil_ceremony_v1_ceremony_proto_rawDesc = "" +
 	"\vceremony_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^cer_[0-9a-z]{26}$R\n" +
 	"ceremonyId\"N\n" +
 	"\x13GetCeremonyResponse\x127\n" +
-	"\bceremony\x18\x01 \x01(\v2\x1b.sigil.ceremony.v1.CeremonyR\bceremony\"6\n" +
-	"\fKeygenOutput\x12&\n" +
+	"\bceremony\x18\x01 \x01(\v2\x1b.sigil.ceremony.v1.CeremonyR\bceremony\"`\n" +
+	"\fKeygenOutput\x12(\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fB\a\xbaH\x04z\x02h!R\tpublicKey\"3\n" +
+	"public_key\x18\x01 \x01(\fB\t\xbaH\x06z\x04\x10 \x18!R\tpublicKey\x12&\n" +
+	"\n" +
+	"chain_code\x18\x02 \x01(\fB\a\xbaH\x04z\x02\x18 R\tchainCode\"3\n" +
 	"\n" +
 	"SignOutput\x12%\n" +
 	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"&\n" +

@@ -74,6 +74,9 @@ const (
 	ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED ErrorReason = 15
 	// An unexpected server error; the server log has the details.
 	ErrorReason_ERROR_REASON_INTERNAL ErrorReason = 16
+	// The key scheme asked for is one the backend (or its module) cannot
+	// hold or sign with.
+	ErrorReason_ERROR_REASON_SCHEME_UNSUPPORTED ErrorReason = 17
 )
 
 // Enum value maps for ErrorReason.
@@ -96,6 +99,7 @@ var (
 		14: "ERROR_REASON_CANCELED",
 		15: "ERROR_REASON_DEADLINE_EXCEEDED",
 		16: "ERROR_REASON_INTERNAL",
+		17: "ERROR_REASON_SCHEME_UNSUPPORTED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -115,6 +119,7 @@ var (
 		"ERROR_REASON_CANCELED":             14,
 		"ERROR_REASON_DEADLINE_EXCEEDED":    15,
 		"ERROR_REASON_INTERNAL":             16,
+		"ERROR_REASON_SCHEME_UNSUPPORTED":   17,
 	}
 )
 
@@ -197,7 +202,7 @@ const file_sigil_wallet_v1_errors_proto_rawDesc = "" +
 	"\n" +
 	"\x1csigil/wallet/v1/errors.proto\x12\x0fsigil.wallet.v1\"C\n" +
 	"\vErrorDetail\x124\n" +
-	"\x06reason\x18\x01 \x01(\x0e2\x1c.sigil.wallet.v1.ErrorReasonR\x06reason*\xbe\x04\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1c.sigil.wallet.v1.ErrorReasonR\x06reason*\xe3\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -216,7 +221,8 @@ const file_sigil_wallet_v1_errors_proto_rawDesc = "" +
 	"\x18ERROR_REASON_UNAVAILABLE\x10\r\x12\x19\n" +
 	"\x15ERROR_REASON_CANCELED\x10\x0e\x12\"\n" +
 	"\x1eERROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x19\n" +
-	"\x15ERROR_REASON_INTERNAL\x10\x10B?Z=github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1;walletv1b\x06proto3"
+	"\x15ERROR_REASON_INTERNAL\x10\x10\x12#\n" +
+	"\x1fERROR_REASON_SCHEME_UNSUPPORTED\x10\x11B?Z=github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1;walletv1b\x06proto3"
 
 var (
 	file_sigil_wallet_v1_errors_proto_rawDescOnce sync.Once

@@ -90,6 +90,14 @@ const (
 	KeyScheme_KEY_SCHEME_UNSPECIFIED KeyScheme = 0
 	// ECDSA over secp256k1, as used by Bitcoin and Ethereum.
 	KeyScheme_KEY_SCHEME_ECDSA_SECP256K1 KeyScheme = 1
+	// BIP-340 Schnorr over secp256k1, as used by Bitcoin Taproot. The public
+	// key is the 32-byte x-only internal key; signatures are made by the
+	// Taproot output key (the internal key tweaked per BIP-341 with no script
+	// tree), so they are valid key-path spends of the wallet's P2TR address.
+	KeyScheme_KEY_SCHEME_SCHNORR_SECP256K1 KeyScheme = 2
+	// Ed25519 (RFC 8032), as used by Solana, Cosmos validators, Aptos and
+	// Sui. It signs messages, not hashes: sign with raw_message.
+	KeyScheme_KEY_SCHEME_ED25519 KeyScheme = 3
 )
 
 // Enum value maps for KeyScheme.
@@ -97,10 +105,14 @@ var (
 	KeyScheme_name = map[int32]string{
 		0: "KEY_SCHEME_UNSPECIFIED",
 		1: "KEY_SCHEME_ECDSA_SECP256K1",
+		2: "KEY_SCHEME_SCHNORR_SECP256K1",
+		3: "KEY_SCHEME_ED25519",
 	}
 	KeyScheme_value = map[string]int32{
-		"KEY_SCHEME_UNSPECIFIED":     0,
-		"KEY_SCHEME_ECDSA_SECP256K1": 1,
+		"KEY_SCHEME_UNSPECIFIED":       0,
+		"KEY_SCHEME_ECDSA_SECP256K1":   1,
+		"KEY_SCHEME_SCHNORR_SECP256K1": 2,
+		"KEY_SCHEME_ED25519":           3,
 	}
 )
 
@@ -258,6 +270,9 @@ const (
 	// keccak256("\x19Ethereum Signed Message:\n" + len(message) + message),
 	// as signed by eth_sign / personal_sign.
 	SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE SignatureKind = 2
+	// Message bytes signed as they are by a scheme that signs messages
+	// (Ed25519, RFC 8032 PureEdDSA).
+	SignatureKind_SIGNATURE_KIND_RAW_MESSAGE SignatureKind = 3
 )
 
 // Enum value maps for SignatureKind.
@@ -266,11 +281,13 @@ var (
 		0: "SIGNATURE_KIND_UNSPECIFIED",
 		1: "SIGNATURE_KIND_HASH",
 		2: "SIGNATURE_KIND_EIP191_MESSAGE",
+		3: "SIGNATURE_KIND_RAW_MESSAGE",
 	}
 	SignatureKind_value = map[string]int32{
 		"SIGNATURE_KIND_UNSPECIFIED":    0,
 		"SIGNATURE_KIND_HASH":           1,
 		"SIGNATURE_KIND_EIP191_MESSAGE": 2,
+		"SIGNATURE_KIND_RAW_MESSAGE":    3,
 	}
 )
 
@@ -434,7 +451,9 @@ type Wallet struct {
 	Status WalletStatus `protobuf:"varint,6,opt,name=status,proto3,enum=sigil.wallet.v1.WalletStatus" json:"status,omitempty"`
 	// Why the wallet FAILED; empty otherwise.
 	FailureReason string `protobuf:"bytes,7,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
-	// The public key, SEC1 compressed (33 bytes); empty until ACTIVE.
+	// The public key; empty until ACTIVE. ECDSA: SEC1 compressed (33 bytes).
+	// Schnorr: the x-only Taproot internal key (32 bytes). Ed25519: the
+	// RFC 8032 public key (32 bytes).
 	PublicKey []byte `protobuf:"bytes,8,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Addresses derived from the public key; unset until ACTIVE.
 	Addresses *Addresses `protobuf:"bytes,9,opt,name=addresses,proto3" json:"addresses,omitempty"`
@@ -448,9 +467,14 @@ type Wallet struct {
 	// recovery target (see the README's recovery runbook); unset when no
 	// holder of the key has reported a backup (backups not configured, an HSM
 	// wallet, or a wallet not ACTIVE yet).
-	Backup        *Backup `protobuf:"bytes,13,opt,name=backup,proto3" json:"backup,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Backup *Backup `protobuf:"bytes,13,opt,name=backup,proto3" json:"backup,omitempty"`
+	// For a BIP-32 child wallet, the wallet it derives from; empty otherwise.
+	ParentWalletId string `protobuf:"bytes,15,opt,name=parent_wallet_id,json=parentWalletId,proto3" json:"parent_wallet_id,omitempty"`
+	// For a BIP-32 child wallet, its non-hardened path from the parent's key,
+	// e.g. "m/0/1"; empty otherwise.
+	DerivationPath string `protobuf:"bytes,16,opt,name=derivation_path,json=derivationPath,proto3" json:"derivation_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Wallet) Reset() {
@@ -572,6 +596,20 @@ func (x *Wallet) GetBackup() *Backup {
 		return x.Backup
 	}
 	return nil
+}
+
+func (x *Wallet) GetParentWalletId() string {
+	if x != nil {
+		return x.ParentWalletId
+	}
+	return ""
+}
+
+func (x *Wallet) GetDerivationPath() string {
+	if x != nil {
+		return x.DerivationPath
+	}
+	return ""
 }
 
 // Backup is the backup state of a wallet, summed over its shares.
@@ -728,7 +766,14 @@ type Addresses struct {
 	// Ethereum address with the EIP-55 mixed-case checksum, `0x`-prefixed.
 	Ethereum string `protobuf:"bytes,1,opt,name=ethereum,proto3" json:"ethereum,omitempty"`
 	// Bitcoin mainnet native SegWit (P2WPKH, bech32) address, `bc1q...`.
+	// ECDSA wallets only.
 	BitcoinP2Wpkh string `protobuf:"bytes,2,opt,name=bitcoin_p2wpkh,json=bitcoinP2wpkh,proto3" json:"bitcoin_p2wpkh,omitempty"`
+	// Bitcoin mainnet Taproot (P2TR, bech32m) address, `bc1p...`, of the
+	// output key: the internal key tweaked per BIP-341 with no script tree.
+	// Schnorr wallets only.
+	BitcoinP2Tr string `protobuf:"bytes,3,opt,name=bitcoin_p2tr,json=bitcoinP2tr,proto3" json:"bitcoin_p2tr,omitempty"`
+	// Solana address: the base58 public key. Ed25519 wallets only.
+	Solana        string `protobuf:"bytes,4,opt,name=solana,proto3" json:"solana,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -773,6 +818,20 @@ func (x *Addresses) GetEthereum() string {
 func (x *Addresses) GetBitcoinP2Wpkh() string {
 	if x != nil {
 		return x.BitcoinP2Wpkh
+	}
+	return ""
+}
+
+func (x *Addresses) GetBitcoinP2Tr() string {
+	if x != nil {
+		return x.BitcoinP2Tr
+	}
+	return ""
+}
+
+func (x *Addresses) GetSolana() string {
+	if x != nil {
+		return x.Solana
 	}
 	return ""
 }
@@ -842,10 +901,18 @@ type CreateWalletRequest struct {
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Where the key should live; unspecified means the server's default.
 	Backend Backend `protobuf:"varint,3,opt,name=backend,proto3,enum=sigil.wallet.v1.Backend" json:"backend,omitempty"`
-	// The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1.
-	KeyScheme     KeyScheme `protobuf:"varint,4,opt,name=key_scheme,json=keyScheme,proto3,enum=sigil.wallet.v1.KeyScheme" json:"key_scheme,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1, or for a
+	// child wallet the parent's scheme.
+	KeyScheme KeyScheme `protobuf:"varint,4,opt,name=key_scheme,json=keyScheme,proto3,enum=sigil.wallet.v1.KeyScheme" json:"key_scheme,omitempty"`
+	// Makes a BIP-32 child wallet of this (ACTIVE, secp256k1) wallet at once,
+	// with no key generation: the parent's signers sign for it, deriving
+	// from their shares of the parent's key. Requires derivation_path.
+	ParentWalletId string `protobuf:"bytes,5,opt,name=parent_wallet_id,json=parentWalletId,proto3" json:"parent_wallet_id,omitempty"`
+	// With parent_wallet_id, the non-hardened BIP-32 path from the parent's
+	// key, "m/" followed by 1 to 16 indexes below 2^31 ("m/0/1").
+	DerivationPath string `protobuf:"bytes,6,opt,name=derivation_path,json=derivationPath,proto3" json:"derivation_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateWalletRequest) Reset() {
@@ -904,6 +971,20 @@ func (x *CreateWalletRequest) GetKeyScheme() KeyScheme {
 		return x.KeyScheme
 	}
 	return KeyScheme_KEY_SCHEME_UNSPECIFIED
+}
+
+func (x *CreateWalletRequest) GetParentWalletId() string {
+	if x != nil {
+		return x.ParentWalletId
+	}
+	return ""
+}
+
+func (x *CreateWalletRequest) GetDerivationPath() string {
+	if x != nil {
+		return x.DerivationPath
+	}
+	return ""
 }
 
 // CreateWalletResponse carries the wallet, in status CREATING when new.
@@ -1064,9 +1145,11 @@ type ListWalletsRequest struct {
 	// The next_page_token of the previous page; empty for the first page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only wallets in this status; unspecified means all.
-	Status        WalletStatus `protobuf:"varint,3,opt,name=status,proto3,enum=sigil.wallet.v1.WalletStatus" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Status WalletStatus `protobuf:"varint,3,opt,name=status,proto3,enum=sigil.wallet.v1.WalletStatus" json:"status,omitempty"`
+	// Only the child wallets of this wallet; empty means all wallets.
+	ParentWalletId string `protobuf:"bytes,4,opt,name=parent_wallet_id,json=parentWalletId,proto3" json:"parent_wallet_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListWalletsRequest) Reset() {
@@ -1118,6 +1201,13 @@ func (x *ListWalletsRequest) GetStatus() WalletStatus {
 		return x.Status
 	}
 	return WalletStatus_WALLET_STATUS_UNSPECIFIED
+}
+
+func (x *ListWalletsRequest) GetParentWalletId() string {
+	if x != nil {
+		return x.ParentWalletId
+	}
+	return ""
 }
 
 // ListWalletsResponse is one page of wallets.
@@ -1190,7 +1280,8 @@ type Signature struct {
 	Hash []byte `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
 	// For SIGNATURE_KIND_EIP191_MESSAGE, the message given.
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	// The 32-byte digest the key signs (the hash itself, or the EIP-191 digest).
+	// The 32-byte digest the key signs (the hash itself, or the EIP-191
+	// digest); empty for SIGNATURE_KIND_RAW_MESSAGE.
 	Digest []byte `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`
 	// Where the request is in its life.
 	Status SignatureStatus `protobuf:"varint,8,opt,name=status,proto3,enum=sigil.wallet.v1.SignatureStatus" json:"status,omitempty"`
@@ -1208,7 +1299,9 @@ type Signature struct {
 	// The request key that signed the request: its name in the coordinator's
 	// --trusted-request-keys, else its fingerprint; empty for an unsigned
 	// request.
-	RequesterKey  string `protobuf:"bytes,14,opt,name=requester_key,json=requesterKey,proto3" json:"requester_key,omitempty"`
+	RequesterKey string `protobuf:"bytes,14,opt,name=requester_key,json=requesterKey,proto3" json:"requester_key,omitempty"`
+	// For SIGNATURE_KIND_RAW_MESSAGE, the message given.
+	RawMessage    []byte `protobuf:"bytes,15,opt,name=raw_message,json=rawMessage,proto3" json:"raw_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1341,6 +1434,13 @@ func (x *Signature) GetRequesterKey() string {
 	return ""
 }
 
+func (x *Signature) GetRawMessage() []byte {
+	if x != nil {
+		return x.RawMessage
+	}
+	return nil
+}
+
 // RequestSignature is an application's signature of a CreateSignature
 // request with its request key, verified by the coordinator and again by
 // every signer and HSM driver against the keys they trust. What is signed
@@ -1431,8 +1531,10 @@ func (x *RequestSignature) GetSignature() []byte {
 	return nil
 }
 
-// SignatureResult is an ECDSA secp256k1 signature in the encodings callers
-// need. S is always in the lower half of the curve order (BIP-62, EIP-2).
+// SignatureResult is a signature in the encodings callers need. ECDSA
+// wallets fill r, s, recovery_id, der and ethereum (S always in the lower
+// half of the curve order, BIP-62, EIP-2); Schnorr wallets fill schnorr;
+// Ed25519 wallets fill ed25519.
 type SignatureResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// R, 32 bytes big-endian.
@@ -1445,7 +1547,12 @@ type SignatureResult struct {
 	Der []byte `protobuf:"bytes,4,opt,name=der,proto3" json:"der,omitempty"`
 	// The 65-byte Ethereum form r || s || v with v = 27 + recovery_id, as
 	// returned by personal_sign and accepted by ecrecover.
-	Ethereum      []byte `protobuf:"bytes,5,opt,name=ethereum,proto3" json:"ethereum,omitempty"`
+	Ethereum []byte `protobuf:"bytes,5,opt,name=ethereum,proto3" json:"ethereum,omitempty"`
+	// The 64-byte BIP-340 signature, by the wallet's Taproot output key: the
+	// witness of a key-path spend with SIGHASH_DEFAULT.
+	Schnorr []byte `protobuf:"bytes,6,opt,name=schnorr,proto3" json:"schnorr,omitempty"`
+	// The 64-byte RFC 8032 Ed25519 signature R || S of raw_message.
+	Ed25519       []byte `protobuf:"bytes,7,opt,name=ed25519,proto3" json:"ed25519,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1515,6 +1622,20 @@ func (x *SignatureResult) GetEthereum() []byte {
 	return nil
 }
 
+func (x *SignatureResult) GetSchnorr() []byte {
+	if x != nil {
+		return x.Schnorr
+	}
+	return nil
+}
+
+func (x *SignatureResult) GetEd25519() []byte {
+	if x != nil {
+		return x.Ed25519
+	}
+	return nil
+}
+
 // CreateSignatureRequest asks a wallet to sign a hash or a message.
 type CreateSignatureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1529,6 +1650,7 @@ type CreateSignatureRequest struct {
 	//
 	//	*CreateSignatureRequest_Hash
 	//	*CreateSignatureRequest_Message
+	//	*CreateSignatureRequest_RawMessage
 	Payload isCreateSignatureRequest_Payload `protobuf_oneof:"payload"`
 	// The application's signature of this request with its request key.
 	// Optional unless the coordinator or the signers require signed requests.
@@ -1606,6 +1728,15 @@ func (x *CreateSignatureRequest) GetMessage() string {
 	return ""
 }
 
+func (x *CreateSignatureRequest) GetRawMessage() []byte {
+	if x != nil {
+		if x, ok := x.Payload.(*CreateSignatureRequest_RawMessage); ok {
+			return x.RawMessage
+		}
+	}
+	return nil
+}
+
 func (x *CreateSignatureRequest) GetRequestSignature() *RequestSignature {
 	if x != nil {
 		return x.RequestSignature
@@ -1628,9 +1759,17 @@ type CreateSignatureRequest_Message struct {
 	Message string `protobuf:"bytes,4,opt,name=message,proto3,oneof"`
 }
 
+type CreateSignatureRequest_RawMessage struct {
+	// Message bytes (1 to 65536) signed as they are: the payload for
+	// Ed25519 wallets, and only for them.
+	RawMessage []byte `protobuf:"bytes,6,opt,name=raw_message,json=rawMessage,proto3,oneof"`
+}
+
 func (*CreateSignatureRequest_Hash) isCreateSignatureRequest_Payload() {}
 
 func (*CreateSignatureRequest_Message) isCreateSignatureRequest_Payload() {}
+
+func (*CreateSignatureRequest_RawMessage) isCreateSignatureRequest_Payload() {}
 
 // CreateSignatureResponse carries the new (or, for a repeated external_id,
 // existing) signature request.
@@ -1906,7 +2045,7 @@ var File_sigil_wallet_v1_wallet_proto protoreflect.FileDescriptor
 
 const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\n" +
-	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x04\n" +
+	"\x1csigil/wallet/v1/wallet.proto\x12\x0fsigil.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x05\n" +
 	"\x06Wallet\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1926,7 +2065,9 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12/\n" +
-	"\x06backup\x18\r \x01(\v2\x17.sigil.wallet.v1.BackupR\x06backup\"\x8a\x01\n" +
+	"\x06backup\x18\r \x01(\v2\x17.sigil.wallet.v1.BackupR\x06backup\x12(\n" +
+	"\x10parent_wallet_id\x18\x0f \x01(\tR\x0eparentWalletId\x12'\n" +
+	"\x0fderivation_path\x18\x10 \x01(\tR\x0ederivationPath\"\x8a\x01\n" +
 	"\x06Backup\x122\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1c.sigil.wallet.v1.BackupStateR\x05state\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x124\n" +
@@ -1937,13 +2078,15 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
 	"\blocation\x18\x04 \x01(\tR\blocation\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"N\n" +
+	"updateTime\"\x89\x01\n" +
 	"\tAddresses\x12\x1a\n" +
 	"\bethereum\x18\x01 \x01(\tR\bethereum\x12%\n" +
-	"\x0ebitcoin_p2wpkh\x18\x02 \x01(\tR\rbitcoinP2wpkh\"B\n" +
+	"\x0ebitcoin_p2wpkh\x18\x02 \x01(\tR\rbitcoinP2wpkh\x12!\n" +
+	"\fbitcoin_p2tr\x18\x03 \x01(\tR\vbitcoinP2tr\x12\x16\n" +
+	"\x06solana\x18\x04 \x01(\tR\x06solana\"B\n" +
 	"\bMpcGroup\x12\x1c\n" +
 	"\tthreshold\x18\x01 \x01(\rR\tthreshold\x12\x18\n" +
-	"\asigners\x18\x02 \x03(\tR\asigners\"\xc6\x02\n" +
+	"\asigners\x18\x02 \x03(\tR\asigners\"\xc1\x03\n" +
 	"\x13CreateWalletRequest\x12=\n" +
 	"\vexternal_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x012\x12^[A-Za-z0-9._:-]*$R\n" +
 	"externalId\x12m\n" +
@@ -1951,23 +2094,26 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x03\x18\xc8\x01R\x04name\x12<\n" +
 	"\abackend\x18\x03 \x01(\x0e2\x18.sigil.wallet.v1.BackendB\b\xbaH\x05\x82\x01\x02\x10\x01R\abackend\x12C\n" +
 	"\n" +
-	"key_scheme\x18\x04 \x01(\x0e2\x1a.sigil.wallet.v1.KeySchemeB\b\xbaH\x05\x82\x01\x02\x10\x01R\tkeyScheme\"G\n" +
+	"key_scheme\x18\x04 \x01(\x0e2\x1a.sigil.wallet.v1.KeySchemeB\b\xbaH\x05\x82\x01\x02\x10\x01R\tkeyScheme\x12F\n" +
+	"\x10parent_wallet_id\x18\x05 \x01(\tB\x1c\xbaH\x19r\x172\x15^(wal_[0-9a-z]{26})?$R\x0eparentWalletId\x121\n" +
+	"\x0fderivation_path\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x0ederivationPath\"G\n" +
 	"\x14CreateWalletResponse\x12/\n" +
 	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"z\n" +
 	"\x10GetWalletRequest\x12)\n" +
 	"\x02id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\x02id\x12;\n" +
 	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b<2\x00R\x04wait\"D\n" +
 	"\x11GetWalletResponse\x12/\n" +
-	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"\xa7\x01\n" +
+	"\x06wallet\x18\x01 \x01(\v2\x17.sigil.wallet.v1.WalletR\x06wallet\"\xef\x01\n" +
 	"\x12ListWalletsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12?\n" +
-	"\x06status\x18\x03 \x01(\x0e2\x1d.sigil.wallet.v1.WalletStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\"p\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1d.sigil.wallet.v1.WalletStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12F\n" +
+	"\x10parent_wallet_id\x18\x04 \x01(\tB\x1c\xbaH\x19r\x172\x15^(wal_[0-9a-z]{26})?$R\x0eparentWalletId\"p\n" +
 	"\x13ListWalletsResponse\x121\n" +
 	"\awallets\x18\x01 \x03(\v2\x17.sigil.wallet.v1.WalletR\awallets\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x04\n" +
 	"\tSignature\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vexternal_id\x18\x02 \x01(\tR\n" +
@@ -1987,7 +2133,9 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"updateTime\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\r \x01(\tR\trequestId\x12#\n" +
-	"\rrequester_key\x18\x0e \x01(\tR\frequesterKey\"\xb7\x02\n" +
+	"\rrequester_key\x18\x0e \x01(\tR\frequesterKey\x12\x1f\n" +
+	"\vraw_message\x18\x0f \x01(\fR\n" +
+	"rawMessage\"\xb7\x02\n" +
 	"\x10RequestSignature\x12=\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x012\x12^[A-Za-z0-9._:-]+$R\trequestId\x12C\n" +
@@ -1997,21 +2145,25 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\talgorithm\x12(\n" +
 	"\n" +
 	"public_key\x18\x04 \x01(\fB\t\xbaH\x06z\x04\x10 \x18AR\tpublicKey\x12%\n" +
-	"\tsignature\x18\x05 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"|\n" +
+	"\tsignature\x18\x05 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"\xb0\x01\n" +
 	"\x0fSignatureResult\x12\f\n" +
 	"\x01r\x18\x01 \x01(\fR\x01r\x12\f\n" +
 	"\x01s\x18\x02 \x01(\fR\x01s\x12\x1f\n" +
 	"\vrecovery_id\x18\x03 \x01(\rR\n" +
 	"recoveryId\x12\x10\n" +
 	"\x03der\x18\x04 \x01(\fR\x03der\x12\x1a\n" +
-	"\bethereum\x18\x05 \x01(\fR\bethereum\"\x8a\x03\n" +
+	"\bethereum\x18\x05 \x01(\fR\bethereum\x12\x18\n" +
+	"\aschnorr\x18\x06 \x01(\fR\aschnorr\x12\x18\n" +
+	"\aed25519\x18\a \x01(\fR\aed25519\"\xba\x03\n" +
 	"\x16CreateSignatureRequest\x126\n" +
 	"\twallet_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^wal_[0-9a-z]{26}$R\bwalletId\x12=\n" +
 	"\vexternal_id\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x012\x12^[A-Za-z0-9._:-]*$R\n" +
 	"externalId\x12\x1d\n" +
 	"\x04hash\x18\x03 \x01(\fB\a\xbaH\x04z\x02h H\x00R\x04hash\x12x\n" +
 	"\amessage\x18\x04 \x01(\tB\\\xbaHY\xba\x01N\n" +
-	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x06 \x01(\x80\x80\x04H\x00R\amessage\x12N\n" +
+	"\rstring.no_nul\x12#must not contain NUL bytes (U+0000)\x1a\x18!this.contains('\\u0000')r\x06 \x01(\x80\x80\x04H\x00R\amessage\x12.\n" +
+	"\vraw_message\x18\x06 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80\x04H\x00R\n" +
+	"rawMessage\x12N\n" +
 	"\x11request_signature\x18\x05 \x01(\v2!.sigil.wallet.v1.RequestSignatureR\x10requestSignatureB\x10\n" +
 	"\apayload\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x17CreateSignatureResponse\x128\n" +
@@ -2035,10 +2187,12 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\aBackend\x12\x17\n" +
 	"\x13BACKEND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vBACKEND_MPC\x10\x01\x12\x0f\n" +
-	"\vBACKEND_HSM\x10\x02*G\n" +
+	"\vBACKEND_HSM\x10\x02*\x81\x01\n" +
 	"\tKeyScheme\x12\x1a\n" +
 	"\x16KEY_SCHEME_UNSPECIFIED\x10\x00\x12\x1e\n" +
-	"\x1aKEY_SCHEME_ECDSA_SECP256K1\x10\x01*}\n" +
+	"\x1aKEY_SCHEME_ECDSA_SECP256K1\x10\x01\x12 \n" +
+	"\x1cKEY_SCHEME_SCHNORR_SECP256K1\x10\x02\x12\x16\n" +
+	"\x12KEY_SCHEME_ED25519\x10\x03*}\n" +
 	"\fWalletStatus\x12\x1d\n" +
 	"\x19WALLET_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WALLET_STATUS_CREATING\x10\x01\x12\x18\n" +
@@ -2048,11 +2202,12 @@ const file_sigil_wallet_v1_wallet_proto_rawDesc = "" +
 	"\x18BACKUP_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BACKUP_STATE_PENDING\x10\x01\x12\x19\n" +
 	"\x15BACKUP_STATE_COMPLETE\x10\x02\x12\x18\n" +
-	"\x14BACKUP_STATE_FAILING\x10\x03*k\n" +
+	"\x14BACKUP_STATE_FAILING\x10\x03*\x8b\x01\n" +
 	"\rSignatureKind\x12\x1e\n" +
 	"\x1aSIGNATURE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SIGNATURE_KIND_HASH\x10\x01\x12!\n" +
-	"\x1dSIGNATURE_KIND_EIP191_MESSAGE\x10\x02*\xaa\x01\n" +
+	"\x1dSIGNATURE_KIND_EIP191_MESSAGE\x10\x02\x12\x1e\n" +
+	"\x1aSIGNATURE_KIND_RAW_MESSAGE\x10\x03*\xaa\x01\n" +
 	"\x0fSignatureStatus\x12 \n" +
 	"\x1cSIGNATURE_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SIGNATURE_STATUS_PENDING\x10\x01\x12\x1b\n" +
@@ -2175,6 +2330,7 @@ func file_sigil_wallet_v1_wallet_proto_init() {
 	file_sigil_wallet_v1_wallet_proto_msgTypes[14].OneofWrappers = []any{
 		(*CreateSignatureRequest_Hash)(nil),
 		(*CreateSignatureRequest_Message)(nil),
+		(*CreateSignatureRequest_RawMessage)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

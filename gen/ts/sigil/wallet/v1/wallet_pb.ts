@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sigil/wallet/v1/wallet.proto.
  */
 export const file_sigil_wallet_v1_wallet: GenFile = /*@__PURE__*/
-  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEi1QMKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgZiYWNrdXAYDSABKAsyFy5zaWdpbC53YWxsZXQudjEuQmFja3VwInMKBkJhY2t1cBIrCgVzdGF0ZRgBIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZRIOCgZyZWFzb24YAiABKAkSLAoGc2hhcmVzGAMgAygLMhwuc2lnaWwud2FsbGV0LnYxLlNoYXJlQmFja3VwIp0BCgtTaGFyZUJhY2t1cBIOCgZzaWduZXIYASABKAkSKwoFc3RhdGUYAiABKA4yHC5zaWdpbC53YWxsZXQudjEuQmFja3VwU3RhdGUSDgoGcmVhc29uGAMgASgJEhAKCGxvY2F0aW9uGAQgASgJEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1CglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkiLgoITXBjR3JvdXASEQoJdGhyZXNob2xkGAEgASgNEg8KB3NpZ25lcnMYAiADKAkioAIKE0NyZWF0ZVdhbGxldFJlcXVlc3QSMQoLZXh0ZXJuYWxfaWQYASABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSZwoEbmFtZRgCIAEoCUJZukhWugFOCg1zdHJpbmcubm9fbnVsEiNtdXN0IG5vdCBjb250YWluIE5VTCBieXRlcyAoVSswMDAwKRoYIXRoaXMuY29udGFpbnMoJ1x1MDAwMCcpcgMYyAESMwoHYmFja2VuZBgDIAEoDjIYLnNpZ2lsLndhbGxldC52MS5CYWNrZW5kQgi6SAWCAQIQARI4CgprZXlfc2NoZW1lGAQgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZUIIukgFggECEAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCJwChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kEjUKBHdhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCDwyACI8ChFHZXRXYWxsZXRSZXNwb25zZRInCgZ3YWxsZXQYASABKAsyFy5zaWdpbC53YWxsZXQudjEuV2FsbGV0IooBChJMaXN0V2FsbGV0c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIACEjcKBnN0YXR1cxgDIAEoDjIdLnNpZ2lsLndhbGxldC52MS5XYWxsZXRTdGF0dXNCCLpIBYIBAhABIlgKE0xpc3RXYWxsZXRzUmVzcG9uc2USKAoHd2FsbGV0cxgBIAMoCzIXLnNpZ2lsLndhbGxldC52MS5XYWxsZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqUDCglTaWduYXR1cmUSCgoCaWQYASABKAkSEwoLZXh0ZXJuYWxfaWQYAiABKAkSEQoJd2FsbGV0X2lkGAMgASgJEiwKBGtpbmQYBCABKA4yHi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlS2luZBIMCgRoYXNoGAUgASgMEg8KB21lc3NhZ2UYBiABKAkSDgoGZGlnZXN0GAcgASgMEjAKBnN0YXR1cxgIIAEoDjIgLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVTdGF0dXMSFgoOZmFpbHVyZV9yZWFzb24YCSABKAkSMAoGcmVzdWx0GAogASgLMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVJlc3VsdBIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYDSABKAkSFQoNcmVxdWVzdGVyX2tleRgOIAEoCSL/AQoQUmVxdWVzdFNpZ25hdHVyZRIyCgpyZXF1ZXN0X2lkGAEgASgJQh66SBtyGRABGIABMhJeW0EtWmEtejAtOS5fOi1dKyQSNwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESQwoJYWxnb3JpdGhtGAMgASgOMiQuc2lnaWwud2FsbGV0LnYxLlJlcXVlc3RLZXlBbGdvcml0aG1CCrpIB4IBBBABIAASHQoKcHVibGljX2tleRgEIAEoDEIJukgGegQQIBhBEhoKCXNpZ25hdHVyZRgFIAEoDEIHukgEegJoQCJbCg9TaWduYXR1cmVSZXN1bHQSCQoBchgBIAEoDBIJCgFzGAIgASgMEhMKC3JlY292ZXJ5X2lkGAMgASgNEgsKA2RlchgEIAEoDBIQCghldGhlcmV1bRgFIAEoDCLTAgoWQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBIsCgl3YWxsZXRfaWQYASABKAlCGbpIFnIUMhJed2FsX1swLTlhLXpdezI2fSQSMQoLZXh0ZXJuYWxfaWQYAiABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSFwoEaGFzaBgDIAEoDEIHukgEegJoIEgAEm8KB21lc3NhZ2UYBCABKAlCXLpIWboBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIGIAEogIAESAASPAoRcmVxdWVzdF9zaWduYXR1cmUYBSABKAsyIS5zaWdpbC53YWxsZXQudjEuUmVxdWVzdFNpZ25hdHVyZUIQCgdwYXlsb2FkEgW6SAIIASJIChdDcmVhdGVTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlInMKE0dldFNpZ25hdHVyZVJlcXVlc3QSJQoCaWQYASABKAlCGbpIFnIUMhJec2lnX1swLTlhLXpdezI2fSQSNQoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIMukgJqgEGIgIIPDIAIkUKFEdldFNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUihQEKFUxpc3RTaWduYXR1cmVzUmVxdWVzdBIvCgl3YWxsZXRfaWQYASABKAlCHLpIGXIXMhVeKHdhbF9bMC05YS16XXsyNn0pPyQSHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIACImEKFkxpc3RTaWduYXR1cmVzUmVzcG9uc2USLgoKc2lnbmF0dXJlcxgBIAMoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKkQKB0JhY2tlbmQSFwoTQkFDS0VORF9VTlNQRUNJRklFRBAAEg8KC0JBQ0tFTkRfTVBDEAESDwoLQkFDS0VORF9IU00QAipHCglLZXlTY2hlbWUSGgoWS0VZX1NDSEVNRV9VTlNQRUNJRklFRBAAEh4KGktFWV9TQ0hFTUVfRUNEU0FfU0VDUDI1NksxEAEqfQoMV2FsbGV0U3RhdHVzEh0KGVdBTExFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZXQUxMRVRfU1RBVFVTX0NSRUFUSU5HEAESGAoUV0FMTEVUX1NUQVRVU19BQ1RJVkUQAhIYChRXQUxMRVRfU1RBVFVTX0ZBSUxFRBADKnoKC0JhY2t1cFN0YXRlEhwKGEJBQ0tVUF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJBQ0tVUF9TVEFURV9QRU5ESU5HEAESGQoVQkFDS1VQX1NUQVRFX0NPTVBMRVRFEAISGAoUQkFDS1VQX1NUQVRFX0ZBSUxJTkcQAyprCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAIqqgEKD1NpZ25hdHVyZVN0YXR1cxIgChxTSUdOQVRVUkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0lHTkFUVVJFX1NUQVRVU19QRU5ESU5HEAESGwoXU0lHTkFUVVJFX1NUQVRVU19TSUdORUQQAhIdChlTSUdOQVRVUkVfU1RBVFVTX1JFSkVDVEVEEAMSGwoXU0lHTkFUVVJFX1NUQVRVU19GQUlMRUQQBCqMAQoTUmVxdWVzdEtleUFsZ29yaXRobRIlCiFSRVFVRVNUX0tFWV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABIhCh1SRVFVRVNUX0tFWV9BTEdPUklUSE1fRUQyNTUxORABEisKJ1JFUVVFU1RfS0VZX0FMR09SSVRITV9FQ0RTQV9QMjU2X1NIQTI1NhACMtQECg1XYWxsZXRTZXJ2aWNlElsKDENyZWF0ZVdhbGxldBIkLnNpZ2lsLndhbGxldC52MS5DcmVhdGVXYWxsZXRSZXF1ZXN0GiUuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVdhbGxldFJlc3BvbnNlElcKCUdldFdhbGxldBIhLnNpZ2lsLndhbGxldC52MS5HZXRXYWxsZXRSZXF1ZXN0GiIuc2lnaWwud2FsbGV0LnYxLkdldFdhbGxldFJlc3BvbnNlIgOQAgESXQoLTGlzdFdhbGxldHMSIy5zaWdpbC53YWxsZXQudjEuTGlzdFdhbGxldHNSZXF1ZXN0GiQuc2lnaWwud2FsbGV0LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UiA5ACARJkCg9DcmVhdGVTaWduYXR1cmUSJy5zaWdpbC53YWxsZXQudjEuQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBooLnNpZ2lsLndhbGxldC52MS5DcmVhdGVTaWduYXR1cmVSZXNwb25zZRJgCgxHZXRTaWduYXR1cmUSJC5zaWdpbC53YWxsZXQudjEuR2V0U2lnbmF0dXJlUmVxdWVzdBolLnNpZ2lsLndhbGxldC52MS5HZXRTaWduYXR1cmVSZXNwb25zZSIDkAIBEmYKDkxpc3RTaWduYXR1cmVzEiYuc2lnaWwud2FsbGV0LnYxLkxpc3RTaWduYXR1cmVzUmVxdWVzdBonLnNpZ2lsLndhbGxldC52MS5MaXN0U2lnbmF0dXJlc1Jlc3BvbnNlIgOQAgFCP1o9Z2l0aHViLmNvbS9zaWdpbC13YWxsZXQvc2lnaWwvZ2VuL2dvL3NpZ2lsL3dhbGxldC92MTt3YWxsZXR2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxzaWdpbC93YWxsZXQvdjEvd2FsbGV0LnByb3RvEg9zaWdpbC53YWxsZXQudjEiiAQKBldhbGxldBIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEikKB2JhY2tlbmQYBCABKA4yGC5zaWdpbC53YWxsZXQudjEuQmFja2VuZBIuCgprZXlfc2NoZW1lGAUgASgOMhouc2lnaWwud2FsbGV0LnYxLktleVNjaGVtZRItCgZzdGF0dXMYBiABKA4yHS5zaWdpbC53YWxsZXQudjEuV2FsbGV0U3RhdHVzEhYKDmZhaWx1cmVfcmVhc29uGAcgASgJEhIKCnB1YmxpY19rZXkYCCABKAwSLQoJYWRkcmVzc2VzGAkgASgLMhouc2lnaWwud2FsbGV0LnYxLkFkZHJlc3NlcxIsCgltcGNfZ3JvdXAYCiABKAsyGS5zaWdpbC53YWxsZXQudjEuTXBjR3JvdXASLwoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgZiYWNrdXAYDSABKAsyFy5zaWdpbC53YWxsZXQudjEuQmFja3VwEhgKEHBhcmVudF93YWxsZXRfaWQYDyABKAkSFwoPZGVyaXZhdGlvbl9wYXRoGBAgASgJInMKBkJhY2t1cBIrCgVzdGF0ZRgBIAEoDjIcLnNpZ2lsLndhbGxldC52MS5CYWNrdXBTdGF0ZRIOCgZyZWFzb24YAiABKAkSLAoGc2hhcmVzGAMgAygLMhwuc2lnaWwud2FsbGV0LnYxLlNoYXJlQmFja3VwIp0BCgtTaGFyZUJhY2t1cBIOCgZzaWduZXIYASABKAkSKwoFc3RhdGUYAiABKA4yHC5zaWdpbC53YWxsZXQudjEuQmFja3VwU3RhdGUSDgoGcmVhc29uGAMgASgJEhAKCGxvY2F0aW9uGAQgASgJEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJbCglBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkSFAoMYml0Y29pbl9wMnRyGAMgASgJEg4KBnNvbGFuYRgEIAEoCSIuCghNcGNHcm91cBIRCgl0aHJlc2hvbGQYASABKA0SDwoHc2lnbmVycxgCIAMoCSL7AgoTQ3JlYXRlV2FsbGV0UmVxdWVzdBIxCgtleHRlcm5hbF9pZBgBIAEoCUIcukgZchcYgAEyEl5bQS1aYS16MC05Ll86LV0qJBJnCgRuYW1lGAIgASgJQlm6SFa6AU4KDXN0cmluZy5ub19udWwSI211c3Qgbm90IGNvbnRhaW4gTlVMIGJ5dGVzIChVKzAwMDApGhghdGhpcy5jb250YWlucygnXHUwMDAwJylyAxjIARIzCgdiYWNrZW5kGAMgASgOMhguc2lnaWwud2FsbGV0LnYxLkJhY2tlbmRCCLpIBYIBAhABEjgKCmtleV9zY2hlbWUYBCABKA4yGi5zaWdpbC53YWxsZXQudjEuS2V5U2NoZW1lQgi6SAWCAQIQARI2ChBwYXJlbnRfd2FsbGV0X2lkGAUgASgJQhy6SBlyFzIVXih3YWxfWzAtOWEtel17MjZ9KT8kEiEKD2Rlcml2YXRpb25fcGF0aBgGIAEoCUIIukgFcgMYyAEiPwoUQ3JlYXRlV2FsbGV0UmVzcG9uc2USJwoGd2FsbGV0GAEgASgLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldCJwChBHZXRXYWxsZXRSZXF1ZXN0EiUKAmlkGAEgASgJQhm6SBZyFDISXndhbF9bMC05YS16XXsyNn0kEjUKBHdhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCDwyACI8ChFHZXRXYWxsZXRSZXNwb25zZRInCgZ3YWxsZXQYASABKAsyFy5zaWdpbC53YWxsZXQudjEuV2FsbGV0IsIBChJMaXN0V2FsbGV0c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIACEjcKBnN0YXR1cxgDIAEoDjIdLnNpZ2lsLndhbGxldC52MS5XYWxsZXRTdGF0dXNCCLpIBYIBAhABEjYKEHBhcmVudF93YWxsZXRfaWQYBCABKAlCHLpIGXIXMhVeKHdhbF9bMC05YS16XXsyNn0pPyQiWAoTTGlzdFdhbGxldHNSZXNwb25zZRIoCgd3YWxsZXRzGAEgAygLMhcuc2lnaWwud2FsbGV0LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiugMKCVNpZ25hdHVyZRIKCgJpZBgBIAEoCRITCgtleHRlcm5hbF9pZBgCIAEoCRIRCgl3YWxsZXRfaWQYAyABKAkSLAoEa2luZBgEIAEoDjIeLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmVLaW5kEgwKBGhhc2gYBSABKAwSDwoHbWVzc2FnZRgGIAEoCRIOCgZkaWdlc3QYByABKAwSMAoGc3RhdHVzGAggASgOMiAuc2lnaWwud2FsbGV0LnYxLlNpZ25hdHVyZVN0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgJIAEoCRIwCgZyZXN1bHQYCiABKAsyIC5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlUmVzdWx0Ei8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgNIAEoCRIVCg1yZXF1ZXN0ZXJfa2V5GA4gASgJEhMKC3Jhd19tZXNzYWdlGA8gASgMIv8BChBSZXF1ZXN0U2lnbmF0dXJlEjIKCnJlcXVlc3RfaWQYASABKAlCHrpIG3IZEAEYgAEyEl5bQS1aYS16MC05Ll86LV0rJBI3CgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARJDCglhbGdvcml0aG0YAyABKA4yJC5zaWdpbC53YWxsZXQudjEuUmVxdWVzdEtleUFsZ29yaXRobUIKukgHggEEEAEgABIdCgpwdWJsaWNfa2V5GAQgASgMQgm6SAZ6BBAgGEESGgoJc2lnbmF0dXJlGAUgASgMQge6SAR6AmhAIn0KD1NpZ25hdHVyZVJlc3VsdBIJCgFyGAEgASgMEgkKAXMYAiABKAwSEwoLcmVjb3ZlcnlfaWQYAyABKA0SCwoDZGVyGAQgASgMEhAKCGV0aGVyZXVtGAUgASgMEg8KB3NjaG5vcnIYBiABKAwSDwoHZWQyNTUxORgHIAEoDCL3AgoWQ3JlYXRlU2lnbmF0dXJlUmVxdWVzdBIsCgl3YWxsZXRfaWQYASABKAlCGbpIFnIUMhJed2FsX1swLTlhLXpdezI2fSQSMQoLZXh0ZXJuYWxfaWQYAiABKAlCHLpIGXIXGIABMhJeW0EtWmEtejAtOS5fOi1dKiQSFwoEaGFzaBgDIAEoDEIHukgEegJoIEgAEm8KB21lc3NhZ2UYBCABKAlCXLpIWboBTgoNc3RyaW5nLm5vX251bBIjbXVzdCBub3QgY29udGFpbiBOVUwgYnl0ZXMgKFUrMDAwMCkaGCF0aGlzLmNvbnRhaW5zKCdcdTAwMDAnKXIGIAEogIAESAASIgoLcmF3X21lc3NhZ2UYBiABKAxCC7pICHoGEAEYgIAESAASPAoRcmVxdWVzdF9zaWduYXR1cmUYBSABKAsyIS5zaWdpbC53YWxsZXQudjEuUmVxdWVzdFNpZ25hdHVyZUIQCgdwYXlsb2FkEgW6SAIIASJIChdDcmVhdGVTaWduYXR1cmVSZXNwb25zZRItCglzaWduYXR1cmUYASABKAsyGi5zaWdpbC53YWxsZXQudjEuU2lnbmF0dXJlInMKE0dldFNpZ25hdHVyZVJlcXVlc3QSJQoCaWQYASABKAlCGbpIFnIUMhJec2lnX1swLTlhLXpdezI2fSQSNQoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIMukgJqgEGIgIIPDIAIkUKFEdldFNpZ25hdHVyZVJlc3BvbnNlEi0KCXNpZ25hdHVyZRgBIAEoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUihQEKFUxpc3RTaWduYXR1cmVzUmVxdWVzdBIvCgl3YWxsZXRfaWQYASABKAlCHLpIGXIXMhVeKHdhbF9bMC05YS16XXsyNn0pPyQSHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIACImEKFkxpc3RTaWduYXR1cmVzUmVzcG9uc2USLgoKc2lnbmF0dXJlcxgBIAMoCzIaLnNpZ2lsLndhbGxldC52MS5TaWduYXR1cmUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKkQKB0JhY2tlbmQSFwoTQkFDS0VORF9VTlNQRUNJRklFRBAAEg8KC0JBQ0tFTkRfTVBDEAESDwoLQkFDS0VORF9IU00QAiqBAQoJS2V5U2NoZW1lEhoKFktFWV9TQ0hFTUVfVU5TUEVDSUZJRUQQABIeChpLRVlfU0NIRU1FX0VDRFNBX1NFQ1AyNTZLMRABEiAKHEtFWV9TQ0hFTUVfU0NITk9SUl9TRUNQMjU2SzEQAhIWChJLRVlfU0NIRU1FX0VEMjU1MTkQAyp9CgxXYWxsZXRTdGF0dXMSHQoZV0FMTEVUX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFldBTExFVF9TVEFUVVNfQ1JFQVRJTkcQARIYChRXQUxMRVRfU1RBVFVTX0FDVElWRRACEhgKFFdBTExFVF9TVEFUVVNfRkFJTEVEEAMqegoLQmFja3VwU3RhdGUSHAoYQkFDS1VQX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQkFDS1VQX1NUQVRFX1BFTkRJTkcQARIZChVCQUNLVVBfU1RBVEVfQ09NUExFVEUQAhIYChRCQUNLVVBfU1RBVEVfRkFJTElORxADKosBCg1TaWduYXR1cmVLaW5kEh4KGlNJR05BVFVSRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTU0lHTkFUVVJFX0tJTkRfSEFTSBABEiEKHVNJR05BVFVSRV9LSU5EX0VJUDE5MV9NRVNTQUdFEAISHgoaU0lHTkFUVVJFX0tJTkRfUkFXX01FU1NBR0UQAyqqAQoPU2lnbmF0dXJlU3RhdHVzEiAKHFNJR05BVFVSRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhTSUdOQVRVUkVfU1RBVFVTX1BFTkRJTkcQARIbChdTSUdOQVRVUkVfU1RBVFVTX1NJR05FRBACEh0KGVNJR05BVFVSRV9TVEFUVVNfUkVKRUNURUQQAxIbChdTSUdOQVRVUkVfU1RBVFVTX0ZBSUxFRBAEKowBChNSZXF1ZXN0S2V5QWxnb3JpdGhtEiUKIVJFUVVFU1RfS0VZX0FMR09SSVRITV9VTlNQRUNJRklFRBAAEiEKHVJFUVVFU1RfS0VZX0FMR09SSVRITV9FRDI1NTE5EAESKwonUkVRVUVTVF9LRVlfQUxHT1JJVEhNX0VDRFNBX1AyNTZfU0hBMjU2EAIy1AQKDVdhbGxldFNlcnZpY2USWwoMQ3JlYXRlV2FsbGV0EiQuc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVdhbGxldFJlcXVlc3QaJS5zaWdpbC53YWxsZXQudjEuQ3JlYXRlV2FsbGV0UmVzcG9uc2USVwoJR2V0V2FsbGV0EiEuc2lnaWwud2FsbGV0LnYxLkdldFdhbGxldFJlcXVlc3QaIi5zaWdpbC53YWxsZXQudjEuR2V0V2FsbGV0UmVzcG9uc2UiA5ACARJdCgtMaXN0V2FsbGV0cxIjLnNpZ2lsLndhbGxldC52MS5MaXN0V2FsbGV0c1JlcXVlc3QaJC5zaWdpbC53YWxsZXQudjEuTGlzdFdhbGxldHNSZXNwb25zZSIDkAIBEmQKD0NyZWF0ZVNpZ25hdHVyZRInLnNpZ2lsLndhbGxldC52MS5DcmVhdGVTaWduYXR1cmVSZXF1ZXN0Giguc2lnaWwud2FsbGV0LnYxLkNyZWF0ZVNpZ25hdHVyZVJlc3BvbnNlEmAKDEdldFNpZ25hdHVyZRIkLnNpZ2lsLndhbGxldC52MS5HZXRTaWduYXR1cmVSZXF1ZXN0GiUuc2lnaWwud2FsbGV0LnYxLkdldFNpZ25hdHVyZVJlc3BvbnNlIgOQAgESZgoOTGlzdFNpZ25hdHVyZXMSJi5zaWdpbC53YWxsZXQudjEuTGlzdFNpZ25hdHVyZXNSZXF1ZXN0Gicuc2lnaWwud2FsbGV0LnYxLkxpc3RTaWduYXR1cmVzUmVzcG9uc2UiA5ACAUI/Wj1naXRodWIuY29tL3NpZ2lsLXdhbGxldC9zaWdpbC9nZW4vZ28vc2lnaWwvd2FsbGV0L3YxO3dhbGxldHYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Wallet is one key and what is derived from it.
@@ -74,7 +74,9 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
   failureReason: string;
 
   /**
-   * The public key, SEC1 compressed (33 bytes); empty until ACTIVE.
+   * The public key; empty until ACTIVE. ECDSA: SEC1 compressed (33 bytes).
+   * Schnorr: the x-only Taproot internal key (32 bytes). Ed25519: the
+   * RFC 8032 public key (32 bytes).
    *
    * @generated from field: bytes public_key = 8;
    */
@@ -117,6 +119,21 @@ export type Wallet = Message<"sigil.wallet.v1.Wallet"> & {
    * @generated from field: sigil.wallet.v1.Backup backup = 13;
    */
   backup?: Backup | undefined;
+
+  /**
+   * For a BIP-32 child wallet, the wallet it derives from; empty otherwise.
+   *
+   * @generated from field: string parent_wallet_id = 15;
+   */
+  parentWalletId: string;
+
+  /**
+   * For a BIP-32 child wallet, its non-hardened path from the parent's key,
+   * e.g. "m/0/1"; empty otherwise.
+   *
+   * @generated from field: string derivation_path = 16;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -227,10 +244,27 @@ export type Addresses = Message<"sigil.wallet.v1.Addresses"> & {
 
   /**
    * Bitcoin mainnet native SegWit (P2WPKH, bech32) address, `bc1q...`.
+   * ECDSA wallets only.
    *
    * @generated from field: string bitcoin_p2wpkh = 2;
    */
   bitcoinP2wpkh: string;
+
+  /**
+   * Bitcoin mainnet Taproot (P2TR, bech32m) address, `bc1p...`, of the
+   * output key: the internal key tweaked per BIP-341 with no script tree.
+   * Schnorr wallets only.
+   *
+   * @generated from field: string bitcoin_p2tr = 3;
+   */
+  bitcoinP2tr: string;
+
+  /**
+   * Solana address: the base58 public key. Ed25519 wallets only.
+   *
+   * @generated from field: string solana = 4;
+   */
+  solana: string;
 };
 
 /**
@@ -297,11 +331,29 @@ export type CreateWalletRequest = Message<"sigil.wallet.v1.CreateWalletRequest">
   backend: Backend;
 
   /**
-   * The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1.
+   * The key scheme; unspecified means KEY_SCHEME_ECDSA_SECP256K1, or for a
+   * child wallet the parent's scheme.
    *
    * @generated from field: sigil.wallet.v1.KeyScheme key_scheme = 4;
    */
   keyScheme: KeyScheme;
+
+  /**
+   * Makes a BIP-32 child wallet of this (ACTIVE, secp256k1) wallet at once,
+   * with no key generation: the parent's signers sign for it, deriving
+   * from their shares of the parent's key. Requires derivation_path.
+   *
+   * @generated from field: string parent_wallet_id = 5;
+   */
+  parentWalletId: string;
+
+  /**
+   * With parent_wallet_id, the non-hardened BIP-32 path from the parent's
+   * key, "m/" followed by 1 to 16 indexes below 2^31 ("m/0/1").
+   *
+   * @generated from field: string derivation_path = 6;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -410,6 +462,13 @@ export type ListWalletsRequest = Message<"sigil.wallet.v1.ListWalletsRequest"> &
    * @generated from field: sigil.wallet.v1.WalletStatus status = 3;
    */
   status: WalletStatus;
+
+  /**
+   * Only the child wallets of this wallet; empty means all wallets.
+   *
+   * @generated from field: string parent_wallet_id = 4;
+   */
+  parentWalletId: string;
 };
 
 /**
@@ -496,7 +555,8 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
   message: string;
 
   /**
-   * The 32-byte digest the key signs (the hash itself, or the EIP-191 digest).
+   * The 32-byte digest the key signs (the hash itself, or the EIP-191
+   * digest); empty for SIGNATURE_KIND_RAW_MESSAGE.
    *
    * @generated from field: bytes digest = 7;
    */
@@ -553,6 +613,13 @@ export type Signature = Message<"sigil.wallet.v1.Signature"> & {
    * @generated from field: string requester_key = 14;
    */
   requesterKey: string;
+
+  /**
+   * For SIGNATURE_KIND_RAW_MESSAGE, the message given.
+   *
+   * @generated from field: bytes raw_message = 15;
+   */
+  rawMessage: Uint8Array;
 };
 
 /**
@@ -620,8 +687,10 @@ export const RequestSignatureSchema: GenMessage<RequestSignature> = /*@__PURE__*
   messageDesc(file_sigil_wallet_v1_wallet, 12);
 
 /**
- * SignatureResult is an ECDSA secp256k1 signature in the encodings callers
- * need. S is always in the lower half of the curve order (BIP-62, EIP-2).
+ * SignatureResult is a signature in the encodings callers need. ECDSA
+ * wallets fill r, s, recovery_id, der and ethereum (S always in the lower
+ * half of the curve order, BIP-62, EIP-2); Schnorr wallets fill schnorr;
+ * Ed25519 wallets fill ed25519.
  *
  * @generated from message sigil.wallet.v1.SignatureResult
  */
@@ -661,6 +730,21 @@ export type SignatureResult = Message<"sigil.wallet.v1.SignatureResult"> & {
    * @generated from field: bytes ethereum = 5;
    */
   ethereum: Uint8Array;
+
+  /**
+   * The 64-byte BIP-340 signature, by the wallet's Taproot output key: the
+   * witness of a key-path spend with SIGHASH_DEFAULT.
+   *
+   * @generated from field: bytes schnorr = 6;
+   */
+  schnorr: Uint8Array;
+
+  /**
+   * The 64-byte RFC 8032 Ed25519 signature R || S of raw_message.
+   *
+   * @generated from field: bytes ed25519 = 7;
+   */
+  ed25519: Uint8Array;
 };
 
 /**
@@ -713,6 +797,15 @@ export type CreateSignatureRequest = Message<"sigil.wallet.v1.CreateSignatureReq
      */
     value: string;
     case: "message";
+  } | {
+    /**
+     * Message bytes (1 to 65536) signed as they are: the payload for
+     * Ed25519 wallets, and only for them.
+     *
+     * @generated from field: bytes raw_message = 6;
+     */
+    value: Uint8Array;
+    case: "rawMessage";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -923,6 +1016,24 @@ export enum KeyScheme {
    * @generated from enum value: KEY_SCHEME_ECDSA_SECP256K1 = 1;
    */
   ECDSA_SECP256K1 = 1,
+
+  /**
+   * BIP-340 Schnorr over secp256k1, as used by Bitcoin Taproot. The public
+   * key is the 32-byte x-only internal key; signatures are made by the
+   * Taproot output key (the internal key tweaked per BIP-341 with no script
+   * tree), so they are valid key-path spends of the wallet's P2TR address.
+   *
+   * @generated from enum value: KEY_SCHEME_SCHNORR_SECP256K1 = 2;
+   */
+  SCHNORR_SECP256K1 = 2,
+
+  /**
+   * Ed25519 (RFC 8032), as used by Solana, Cosmos validators, Aptos and
+   * Sui. It signs messages, not hashes: sign with raw_message.
+   *
+   * @generated from enum value: KEY_SCHEME_ED25519 = 3;
+   */
+  ED25519 = 3,
 }
 
 /**
@@ -1042,6 +1153,14 @@ export enum SignatureKind {
    * @generated from enum value: SIGNATURE_KIND_EIP191_MESSAGE = 2;
    */
   EIP191_MESSAGE = 2,
+
+  /**
+   * Message bytes signed as they are by a scheme that signs messages
+   * (Ed25519, RFC 8032 PureEdDSA).
+   *
+   * @generated from enum value: SIGNATURE_KIND_RAW_MESSAGE = 3;
+   */
+  RAW_MESSAGE = 3,
 }
 
 /**
