@@ -98,6 +98,27 @@ func TestGetWaitsForTheOutcome(t *testing.T) {
 			if s.elapsed > 4*time.Second {
 				t.Fatalf("held GetSignature answered after %v: not woken by the outcome", s.elapsed)
 			}
+
+			// A driver's refusal (policy, gate) wakes the waiters too.
+			rres, err := c.CreateSignature(ctx, connect.NewRequest(&walletv1.CreateSignatureRequest{WalletId: id,
+				Payload: &walletv1.CreateSignatureRequest_Message{Message: "refused " + p.name}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rid := rres.Msg.GetSignature().GetId()
+			go func() {
+				start := time.Now()
+				res, err := c.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: rid, Wait: durationpb.New(50 * time.Second)}))
+				gotSig <- waitResult[*walletv1.Signature]{msg: res.Msg.GetSignature(), err: err, elapsed: time.Since(start)}
+			}()
+			job = claimJob(t, driver)
+			if _, err := driver.FailJob(ctx, connect.NewRequest(&driverv1.FailJobRequest{JobId: job.GetId(), LeaseId: job.GetLeaseId(),
+				Error: "the validation gate refused", Rejected: true})); err != nil {
+				t.Fatal(err)
+			}
+			if s := <-gotSig; s.err != nil || s.msg.GetStatus() != walletv1.SignatureStatus_SIGNATURE_STATUS_REJECTED || s.elapsed > 4*time.Second {
+				t.Fatalf("held GetSignature of a refused request = %v, %v after %v; want REJECTED at once", s.msg.GetStatus(), s.err, s.elapsed)
+			}
 		})
 	}
 }

@@ -14,12 +14,21 @@ import (
 // queueBackup queues the backup of new key material at this signer (called
 // by onKeyActive: a key generation now, a key refresh too). It only writes a row, so it never holds up signing; a row lost to
 // a crash right here is made again by reconcileBackups at the next start.
-func (s *Signer) queueBackup(ctx context.Context, walletID, keyID string) {
+//
+// Backups and `sigil recover` hold CMP (ECDSA) shares only: a share of
+// another scheme is not queued, so it never sits in a failing state, and
+// the signer says so once per activation and start.
+func (s *Signer) queueBackup(ctx context.Context, sh *share) {
 	if s.backups == nil {
 		return
 	}
-	if err := s.backups.Enqueue(ctx, walletID, keyID); err != nil {
-		s.logger.ErrorContext(ctx, "queue share backup", "wallet", walletID, "error", err)
+	if sh.Scheme != schemeSecp256k1 {
+		s.logger.WarnContext(ctx, "share not backed up: backups cover ECDSA (CMP) shares only; keep this signer's database and KEK backed up",
+			"wallet", sh.WalletID, "scheme", sh.Scheme)
+		return
+	}
+	if err := s.backups.Enqueue(ctx, sh.WalletID, sh.KeygenCeremonyID); err != nil {
+		s.logger.ErrorContext(ctx, "queue share backup", "wallet", sh.WalletID, "error", err)
 	}
 }
 
@@ -46,7 +55,7 @@ func (s *Signer) runBackups(ctx context.Context) {
 		s.logger.ErrorContext(ctx, "list active shares for backup", "error", err)
 	}
 	for _, sh := range active {
-		s.queueBackup(ctx, sh.WalletID, sh.KeygenCeremonyID)
+		s.queueBackup(ctx, sh)
 	}
 	s.backups.Run(ctx)
 }

@@ -9,5 +9,5 @@ import (
 // one place new key material is announced, so its backup is queued here.
 func (s *Signer) onKeyActive(ctx context.Context, sh *share) {
 	s.logger.InfoContext(ctx, "share active", "wallet", sh.WalletID, "key_epoch", sh.KeyEpoch)
-	s.queueBackup(ctx, sh.WalletID, sh.KeygenCeremonyID)
+	s.queueBackup(ctx, sh)
 }

@@ -12,6 +12,7 @@ import (
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
 	"github.com/sigil-wallet/sigil/internal/bip32"
+	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 )
 
@@ -95,13 +96,25 @@ func (s *Signer) repeatKeygen(ctx context.Context, c *ceremonyv1.Ceremony) (*sha
 
 // signPath is the BIP-32 path of a child wallet's signature, nil for a
 // wallet's own key; and the wallet whose share signs.
+//
+// The child's wallet id is derived from its parent and path (ids.Child),
+// and the guard has checked the request against that wallet id: so the
+// parent and path the coordinator names must be the ones the id stands for,
+// or a request for one wallet would be signed with another's key.
 func signPath(c *ceremonyv1.Ceremony) (shareWallet string, path []uint32, err error) {
 	if c.GetShareWalletId() == "" {
+		if c.GetDerivationPath() != "" {
+			return "", nil, fmt.Errorf("%w: a derivation path without a parent wallet", errRejected)
+		}
 		return c.GetWalletId(), nil, nil
 	}
 	path, err = bip32.ParsePath(c.GetDerivationPath())
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", errRejected, err)
+	}
+	if want := ids.Child(c.GetShareWalletId(), c.GetDerivationPath()); c.GetWalletId() != want {
+		return "", nil, fmt.Errorf("%w: wallet %s is not the child of %s at %s (that is %s)",
+			errRejected, c.GetWalletId(), c.GetShareWalletId(), c.GetDerivationPath(), want)
 	}
 	return c.GetShareWalletId(), path, nil
 }

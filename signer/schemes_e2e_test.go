@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +23,11 @@ import (
 	"github.com/taurusgroup/multi-party-sig/pkg/party"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/internal/cluster"
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server/store"
 	"github.com/sigil-wallet/sigil/signer"
+	"github.com/sigil-wallet/sigil/signer/backup"
 	"github.com/sigil-wallet/sigil/signer/mpc"
 	"github.com/sigil-wallet/sigil/signer/mpc/mpctest"
 )
@@ -156,6 +160,16 @@ func (tc *testCluster) createChild(t *testing.T, parent *walletv1.Wallet, path s
 		child.GetDerivationPath() != path || child.GetKeyScheme() != parent.GetKeyScheme() {
 		t.Fatalf("child = %v", child)
 	}
+	// The child's id stands for its parent and path (the signers check it),
+	// so a second child at the same path is refused.
+	if want := ids.Child(parent.GetId(), path); child.GetId() != want {
+		t.Fatalf("child id %s, want %s", child.GetId(), want)
+	}
+	_, err = tc.client.CreateWallet(context.Background(), connect.NewRequest(&walletv1.CreateWalletRequest{
+		Name: "again", ParentWalletId: parent.GetId(), DerivationPath: path}))
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || !strings.Contains(err.Error(), child.GetId()) {
+		t.Fatalf("a second child at %s: %v, want AlreadyExists naming %s", path, err, child.GetId())
+	}
 	list, err := tc.client.ListWallets(context.Background(), connect.NewRequest(&walletv1.ListWalletsRequest{ParentWalletId: parent.GetId()}))
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +212,11 @@ func TestEd25519E2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs FROST-Ed25519 ceremonies through a cluster; skipped with -short")
 	}
-	tc := startCluster(t, 3, 2, false)
+	// Backups are on: they cover ECDSA shares only, so this wallet's shares
+	// are left out (not stuck failing).
+	recipients, _ := recoveryKeys(t, false)
+	backups := filepath.Join(t.TempDir(), "backups")
+	tc := startClusterOpts(t, cluster.Options{Signers: 3, Threshold: 2, Backup: backup.Config{RecipientsFile: recipients, Dir: backups}})
 	w := tc.createWallet(t, &walletv1.CreateWalletRequest{Name: "solana", KeyScheme: walletv1.KeyScheme_KEY_SCHEME_ED25519})
 	pub := w.GetPublicKey()
 	if w.GetKeyScheme() != walletv1.KeyScheme_KEY_SCHEME_ED25519 || len(pub) != 32 || w.GetAddresses().GetSolana() != base58.Encode(pub) {
@@ -225,7 +243,14 @@ func TestEd25519E2E(t *testing.T) {
 			t.Fatalf("%s to an Ed25519 wallet: %v", field, err)
 		}
 	}
-	_, err := tc.client.CreateWallet(context.Background(), connect.NewRequest(&walletv1.CreateWalletRequest{ParentWalletId: w.GetId(), DerivationPath: "m/0"}))
+	got, err := tc.client.GetWallet(context.Background(), connect.NewRequest(&walletv1.GetWalletRequest{Id: w.GetId()}))
+	if err != nil || got.Msg.GetWallet().GetBackup() != nil {
+		t.Fatalf("backup of an Ed25519 wallet = %v, %v; want none reported", got.Msg.GetWallet().GetBackup(), err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(backups, w.GetId())); len(entries) != 0 {
+		t.Fatalf("Ed25519 shares in the backups: %v", entries)
+	}
+	_, err = tc.client.CreateWallet(context.Background(), connect.NewRequest(&walletv1.CreateWalletRequest{ParentWalletId: w.GetId(), DerivationPath: "m/0"}))
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "parent_wallet_id") {
 		t.Fatalf("child of an Ed25519 wallet: %v", err)
 	}

@@ -6,6 +6,7 @@ package ids
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"strings"
 )
@@ -27,6 +28,16 @@ func New(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return prefix + "_" + strings.ToLower(enc.EncodeToString(b[:]))
+}
+
+// Child returns the wallet id of the BIP-32 child of parentID at path (a
+// path in the one form bip32.ParsePath accepts, "m/0/1"). It is derived,
+// not random, so that a signer can check that the wallet a request names is
+// the child at the parent and path the coordinator asks it to sign with: a
+// coordinator cannot have a request for one child signed by another's key.
+func Child(parentID, path string) string {
+	h := sha256.Sum256([]byte("sigil/child-wallet/v1\x00" + parentID + "\x00" + path))
+	return Wallet + "_" + strings.ToLower(enc.EncodeToString(h[:16]))
 }
 
 // Valid reports whether s looks like an id New(prefix) made.

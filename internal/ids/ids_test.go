@@ -30,3 +30,18 @@ func TestValidRejects(t *testing.T) {
 		}
 	}
 }
+
+// A child wallet's id is a function of its parent and path, and looks like
+// any other wallet id.
+func TestChild(t *testing.T) {
+	parent, other := ids.New(ids.Wallet), ids.New(ids.Wallet)
+	a := ids.Child(parent, "m/0/1")
+	if !ids.Valid(ids.Wallet, a) || a != ids.Child(parent, "m/0/1") {
+		t.Fatalf("Child = %q: not a stable wallet id", a)
+	}
+	for _, b := range []string{ids.Child(parent, "m/0/2"), ids.Child(parent, "m/0"), ids.Child(other, "m/0/1")} {
+		if b == a {
+			t.Fatalf("two children share the id %s", a)
+		}
+	}
+}

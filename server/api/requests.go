@@ -19,6 +19,17 @@ func (s *WalletServer) WithRequestPolicy(p reqsig.Policy) *WalletServer {
 	return s
 }
 
+// requireSigned refuses an unsigned request where signed requests are
+// required. CreateSignature asks it first, before it looks the wallet up,
+// so an unsigned caller learns nothing of which wallets exist.
+func (s *WalletServer) requireSigned(m *walletv1.CreateSignatureRequest) error {
+	if m.GetRequestSignature() == nil && s.requests.Required() {
+		return connect.NewError(connect.CodePermissionDenied, errors.New(
+			"request_signature: this server requires signed requests: sign CreateSignature with a request key (Go SDK WithRequestKey, TypeScript SDK requestKey, `sigil sign --request-key`)"))
+	}
+	return nil
+}
+
 // checkRequestSignature verifies a CreateSignature's request signature, if
 // any, and records it on sg. This is the early check: a request the
 // signers would refuse fails here with a clear error instead of a REJECTED
@@ -32,11 +43,7 @@ func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest,
 			"request_signature: a request to sign raw message bytes (Ed25519) cannot be signed end to end yet, so it is refused where signed requests are required and must come without request_signature elsewhere"))
 	}
 	if rs == nil {
-		if s.requests.Required() {
-			return connect.NewError(connect.CodePermissionDenied, errors.New(
-				"request_signature: this server requires signed requests: sign CreateSignature with a request key (Go SDK WithRequestKey, TypeScript SDK requestKey, `sigil sign --request-key`)"))
-		}
-		return nil
+		return s.requireSigned(m)
 	}
 	r := &reqsig.Request{
 		PublicKey: rs.GetPublicKey(), RequestID: rs.GetRequestId(), Created: time.UnixMilli(rs.GetCreateTime().AsTime().UnixMilli()),

@@ -10,6 +10,7 @@ import (
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/internal/address"
 	"github.com/sigil-wallet/sigil/internal/bip32"
+	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/ecsig"
 	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server/store"
@@ -109,12 +110,17 @@ func (s *WalletServer) createChild(ctx context.Context, m *walletv1.CreateWallet
 		return nil, err
 	}
 	w := &store.Wallet{
-		ID: ids.New(ids.Wallet), Owner: owner(ctx), ExternalID: m.GetExternalId(), Name: m.GetName(), Backend: parent.Backend,
+		ID: ids.Child(parent.ID, m.GetDerivationPath()), Owner: owner(ctx), ExternalID: m.GetExternalId(), Name: m.GetName(), Backend: parent.Backend,
 		KeyScheme: parent.KeyScheme, Status: store.WalletActive, PublicKey: pub, Threshold: parent.Threshold,
 		Signers: parent.Signers, ParentWalletID: parent.ID, DerivationPath: m.GetDerivationPath(),
 	}
 	w.RequestHash = fingerprint("wallet", string(w.Backend), w.KeyScheme, w.Name, w.ParentWalletID, w.DerivationPath)
 	got, created, err := s.store.CreateWallet(ctx, w, store.Work{})
+	if db.IsUniqueViolation(err) {
+		// The child's id is its parent and path: there is one per path.
+		return nil, wire.Errorf(connect.CodeAlreadyExists, walletv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_CONFLICT,
+			"derivation_path: wallet %s already has a child at %s: %s", parent.ID, m.GetDerivationPath(), w.ID)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -252,6 +252,9 @@ func (s *WalletServer) CreateSignature(ctx context.Context, req *connect.Request
 		WalletID:   m.GetWalletId(),
 		Status:     store.SignaturePending,
 	}
+	if err := s.requireSigned(m); err != nil {
+		return nil, err
+	}
 	w, err := s.store.GetWallet(ctx, sg.WalletID)
 	if err != nil {
 		return nil, s.toConnect(ctx, fmt.Errorf("wallet %s: %w", sg.WalletID, err))

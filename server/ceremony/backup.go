@@ -22,7 +22,7 @@ func (s *ceremonyService) ReportBackup(ctx context.Context, req *connect.Request
 		return nil, err
 	}
 	m := req.Msg
-	w, err := o.store.GetWallet(ctx, m.GetWalletId())
+	w, err := o.store.BackupWallet(ctx, m.GetWalletId())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("wallet %s not found", m.GetWalletId()))

@@ -247,9 +247,15 @@ func (q *Queue) settle(ctx context.Context, jobID, leaseID string, apply func() 
 // Reject records that the driver refused to sign: the signature request
 // becomes REJECTED with reason and the job is not retried.
 func (q *Queue) Reject(ctx context.Context, jobID, leaseID, reason string) (store.JobState, error) {
-	return q.store.FailJob(ctx, store.JobFailure{
-		JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Rejected: true, Retry: q.retry,
+	var state store.JobState
+	err := q.settle(ctx, jobID, leaseID, func() error {
+		var err error
+		state, err = q.store.FailJob(ctx, store.JobFailure{
+			JobID: jobID, LeaseID: leaseID, Now: q.now(), Reason: reason, Rejected: true, Retry: q.retry,
+		})
+		return err
 	})
+	return state, err
 }
 
 // Counts returns the queue depth.

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,6 +36,10 @@ type Backups interface {
 	// PutBackupReport records r, replacing the signer's previous report for
 	// the wallet. The wallet must exist (ErrNotFound).
 	PutBackupReport(ctx context.Context, r *BackupReport) error
+	// BackupWallet returns the wallet a backup report is about, whatever
+	// its status: a pooled key's shares are backed up before the key is
+	// assigned to a wallet the API shows. ErrNotFound when there is none.
+	BackupWallet(ctx context.Context, id string) (*Wallet, error)
 	// BackupReports returns the reports of the given wallets, keyed by
 	// wallet id, each wallet's sorted by signer.
 	BackupReports(ctx context.Context, walletIDs []string) (map[string][]*BackupReport, error)
@@ -50,7 +56,7 @@ type backupRow struct {
 
 // PutBackupReport implements Backups.
 func (s *SQL) PutBackupReport(ctx context.Context, r *BackupReport) error {
-	if _, err := s.GetWallet(ctx, r.WalletID); err != nil {
+	if _, err := s.BackupWallet(ctx, r.WalletID); err != nil {
 		return err
 	}
 	at := r.UpdatedAt
@@ -66,6 +72,19 @@ func (s *SQL) PutBackupReport(ctx context.Context, r *BackupReport) error {
 		return fmt.Errorf("store backup report: %w", err)
 	}
 	return nil
+}
+
+// BackupWallet implements Backups.
+func (s *SQL) BackupWallet(ctx context.Context, id string) (*Wallet, error) {
+	var r walletRow
+	err := s.db.GetContext(ctx, &r, s.db.Rebind(`SELECT `+walletColumns+` FROM wallets WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: wallet %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("select wallet: %w", err)
+	}
+	return r.wallet(), nil
 }
 
 // BackupReports implements Backups.

@@ -15,6 +15,7 @@ var backupTests = []struct {
 }{
 	{"BackupReportsReplaceAndList", testBackupReports},
 	{"BackupReportNeedsWallet", testBackupReportNeedsWallet},
+	{"BackupReportOfAPooledKey", testBackupReportOfAPooledKey},
 }
 
 func testBackupReports(t *testing.T, s store.Store) {
@@ -57,5 +58,27 @@ func testBackupReportNeedsWallet(t *testing.T, s store.Store) {
 	err := s.PutBackupReport(context.Background(), &store.BackupReport{WalletID: "wal_00000000000000000000000000", Signer: "signer-1", State: store.BackupPending})
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("report for an unknown wallet: %v", err)
+	}
+}
+
+// A pooled key's shares are backed up before the key is assigned: the
+// reports are taken while the wallet is hidden, and the wallet that gets
+// the key shows them.
+func testBackupReportOfAPooledKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	id := addPooledKey(t, s, []string{"signer-1", "signer-2", "signer-3"})
+	if w, err := s.BackupWallet(ctx, id); err != nil || w.ID != id {
+		t.Fatalf("BackupWallet of a pooled key = %v, %v", w, err)
+	}
+	if err := s.PutBackupReport(ctx, &store.BackupReport{WalletID: id, Signer: "signer-1", State: store.BackupComplete, Location: "dir/x"}); err != nil {
+		t.Fatalf("a report on a pooled key: %v", err)
+	}
+	w, _, err := s.AssignPooledWallet(ctx, poolRequest("assigned", ""))
+	if err != nil || w.ID != id {
+		t.Fatalf("AssignPooledWallet = %v, %v; want the pooled key %s", w, err, id)
+	}
+	got, err := s.BackupReports(ctx, []string{id})
+	if err != nil || len(got[id]) != 1 || got[id][0].State != store.BackupComplete {
+		t.Fatalf("reports of the assigned wallet = %v, %v", got[id], err)
 	}
 }
