@@ -55,8 +55,9 @@ type Config struct {
 	DefaultBackend string
 	// MaxRequestBytes bounds an API request body (default 1 MiB).
 	MaxRequestBytes int
-	// KeygenTimeout bounds an MPC key generation, waiting for signers
-	// included (default 5 min).
+	// KeygenTimeout bounds an MPC key generation once started, and
+	// separately its wait for every signer to be online (default 5 min);
+	// time queued behind other ceremonies counts for neither.
 	KeygenTimeout time.Duration
 	// SignTimeout bounds one attempt of an MPC signature (default 60 s).
 	SignTimeout time.Duration
@@ -94,6 +95,13 @@ type Config struct {
 	// --mpc-signers), unassigned, so CreateWallet makes an MPC wallet
 	// active at once (0: none).
 	KeyPool int
+	// ReplicaName names this replica in ceremony leases and logs; a
+	// random suffix is added per process, so a restarted replica is a new
+	// lease owner (default: host name and pid).
+	ReplicaName string
+	// MaxConcurrentCeremonies bounds the MPC ceremonies one signer runs at
+	// once (default DefaultMaxConcurrentCeremonies); the others queue.
+	MaxConcurrentCeremonies int
 	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration
 	// TrustedRequestKeysFile lists the request keys the coordinator
@@ -128,6 +136,10 @@ const (
 	nodeMaxRequestBytes = 64 << 20
 )
 
+// DefaultMaxConcurrentCeremonies is the ceremonies one MPC signer runs at
+// once: one per CPU of this machine, at least 2.
+var DefaultMaxConcurrentCeremonies = ceremony.DefaultMaxConcurrent
+
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
 	if c.APIAddr == "" {
@@ -150,6 +162,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.PresignPoolTotal == 0 {
 		c.PresignPoolTotal = DefaultPresignPoolTotal
+	}
+	if c.MaxConcurrentCeremonies == 0 {
+		c.MaxConcurrentCeremonies = DefaultMaxConcurrentCeremonies
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
@@ -196,6 +211,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		errs = append(errs, errors.New("--database-url: only postgres:// URLs are supported; leave it empty for SQLite in --data-dir"))
+	}
+	if c.MaxConcurrentCeremonies < 0 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-ceremonies %d: want 1 or more", c.MaxConcurrentCeremonies))
 	}
 	if c.KeyPool < 0 {
 		errs = append(errs, fmt.Errorf("--key-pool %d: want 0 or more", c.KeyPool))

@@ -153,6 +153,8 @@ func (s *Server) buildOrchestrator() error {
 		KeygenTimeout: s.cfg.KeygenTimeout,
 		SignTimeout:   s.cfg.SignTimeout,
 		QuorumWait:    s.cfg.QuorumWait,
+		MaxConcurrent: s.cfg.MaxConcurrentCeremonies,
+		Replica:       ceremony.ReplicaID(s.cfg.ReplicaName),
 		SignerRoots:   roots,
 		Disabled:      len(s.cfg.MPCSigners) == 0,
 		Settled:       s.settled.Notify,

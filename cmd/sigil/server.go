@@ -28,13 +28,15 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, cors, mpcSigners, attestK
 	fs.BoolVar(&cfg.HSM, "hsm", false, "serve HSM drivers: wallets with backend hsm are queued for \"sigil hsm-driver\"")
 	fs.StringVar(&cfg.DefaultBackend, "default-backend", "", "backend for requests that name none: mpc or hsm (default: mpc if --mpc-signers, else hsm if --hsm)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest API request body accepted; larger requests are refused with RESOURCE_EXHAUSTED before being read")
-	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take, waiting for signers included, before the wallet fails")
+	fs.DurationVar(&cfg.KeygenTimeout, "keygen-timeout", 5*time.Minute, "how long an MPC key generation may take once started, and separately how long it waits for every signer to be online, before the wallet fails (time queued behind other ceremonies counts for neither)")
 	fs.DurationVar(&cfg.SignTimeout, "sign-timeout", 60*time.Second, "how long one MPC signing attempt may take before it is retried with another quorum")
 	fs.DurationVar(&cfg.HSMLease, "hsm-lease", 30*time.Second, "how long an HSM driver holds a job without renewing; a dead driver's jobs return to the queue after it")
 	fs.IntVar(&cfg.HSMMaxAttempts, "hsm-max-attempts", 5, "attempts of a failing HSM job before its wallet or signature fails")
 	fs.DurationVar(&cfg.HSMMaxLease, "hsm-max-lease", jobs.DefaultMaxLease, "longest an HSM driver may hold one job, renewals included; then its lease lapses and the job returns to the queue")
 	fs.Var(attestKeys, "hsm-attestation-key", "PEM file of an HSM attestation public key to pin (\"sigil hsm attestation-key\"; repeat, or several keys in one file); required with --hsm: HSM key generations not attested by a pinned key are refused")
 	fs.BoolVar(&cfg.HSMAllowUnattested, "hsm-allow-unattested-keys", false, "DEVELOPMENT ONLY: accept HSM keys without an attestation (a stolen driver certificate can then plant wallet keys)")
+	fs.StringVar(&cfg.ReplicaName, "replica-name", "",
+		"names this replica among those sharing the database, in ceremony leases and logs; a random suffix is added per process (default: host name and pid)")
 	cfg.MPCWalletRate = api.DefaultMPCWalletRate
 	fs.Var(&cfg.MPCWalletRate, "mpc-wallet-rate", "MPC wallets (key generations) one API token may ask for: N/duration, in bursts of up to N (e.g. 4/1m, 100/1h), or off; more are refused with RESOURCE_EXHAUSTED saying when to retry. Each replica counts on its own")
 	fs.DurationVar(&cfg.QuorumWait, "quorum-wait", 10*time.Second, "how long a signature waits for t MPC signers to be online before it fails")
@@ -82,4 +84,7 @@ func presignFlags(fs *flag.FlagSet, cfg *server.Config) {
 		"CMP presignatures kept ready per MPC wallet, made when the signers are idle, so a signature needs one round instead of the whole protocol; 0 turns pools off")
 	fs.IntVar(&cfg.PresignPoolTotal, "presign-pool-total", server.DefaultPresignPoolTotal,
 		"most presignatures kept across all MPC wallets (wallets with the fewest are filled first)")
+	fs.IntVar(&cfg.MaxConcurrentCeremonies, "max-concurrent-ceremonies", server.DefaultMaxConcurrentCeremonies,
+		"most MPC ceremonies one signer runs at once, across all replicas; the others queue, signatures ahead of key generations, "+
+			"and time queued does not count against --keygen-timeout or --sign-timeout; the default is one per CPU of this machine, at least 2")
 }

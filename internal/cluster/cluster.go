@@ -67,6 +67,10 @@ type Cluster struct {
 	// stopDriver cancels the driver's context; Close waits for it on
 	// serveWG.
 	stopDriver context.CancelFunc
+	// replicas are extra coordinators (StartReplica); routes send signers
+	// to one of them (RouteSigner).
+	replicas []*Replica
+	routes   map[string]string
 }
 
 type running struct {
@@ -199,8 +203,12 @@ func (c *Cluster) StartSigner(name string) error {
 		k.Destroy()
 	}
 	paths := c.PKI.Nodes[name]
+	url := "https://" + c.Server.Addr("node")
+	if u, ok := c.routes[name]; ok {
+		url = u
+	}
 	s, err := signer.New(c.ctx, signer.Config{
-		CoordinatorURL: "https://" + c.Server.Addr("node"),
+		CoordinatorURL: url,
 		CertFile:       paths.CertPath, KeyFile: paths.KeyPath, CAFile: c.PKI.CAPath,
 		KEKFile: kekPath, SQLitePath: filepath.Join(dir, "shares.db"),
 		ServerName: "localhost", Policy: c.opts.Policy,
@@ -259,6 +267,7 @@ func (c *Cluster) Close() error {
 	for _, name := range c.Names {
 		c.StopSigner(name)
 	}
+	c.stopReplicas()
 	err := c.stopServer()
 	c.cancel()
 	return err

@@ -27,13 +27,13 @@ func (ecdsaKeygen) Kind() ceremonyv1.CeremonyKind {
 func (ecdsaKeygen) Retries() bool { return false }
 
 // Plan waits for every signer of the group, up to the key generation
-// timeout counted from the request.
+// timeout counted from the request (or from leaving the queue); once
+// started, the key generation has the timeout again to finish.
 func (ecdsaKeygen) Plan(env PlanEnv, c *store.Ceremony) Plan {
-	deadline := c.CreatedAt.Add(env.Config.KeygenTimeout)
 	if len(env.Online) == len(c.GroupSigners) {
-		return Plan{Parties: c.GroupSigners, Deadline: deadline}
+		return Plan{Parties: c.GroupSigners, Deadline: env.Now.Add(env.Config.KeygenTimeout)}
 	}
-	if env.Now.After(deadline) {
+	if env.Now.After(env.Since.Add(env.Config.KeygenTimeout)) {
 		missing := without(c.GroupSigners, env.Online)
 		return Plan{Fail: fmt.Sprintf("key generation needs all %d signers, but %s did not join within %s",
 			len(c.GroupSigners), strings.Join(missing, ", "), env.Config.KeygenTimeout)}
@@ -112,7 +112,7 @@ func (ecdsaSign) Plan(env PlanEnv, c *store.Ceremony) Plan {
 		// tries another quorum even when nobody could be blamed.
 		return Plan{Parties: rotate(candidates, c.Attempt)[:c.Threshold], Deadline: env.Now.Add(env.Config.SignTimeout)}
 	}
-	if env.Now.Sub(c.CreatedAt) > env.Config.QuorumWait {
+	if env.Now.Sub(env.Since) > env.Config.QuorumWait {
 		reason := fmt.Sprintf("cannot sign: %d of the wallet's %d signers are online (%s) and %d are needed",
 			len(env.Online), len(c.GroupSigners), listOrNone(env.Online), c.Threshold)
 		if len(c.Excluded) > 0 {

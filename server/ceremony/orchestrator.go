@@ -32,6 +32,8 @@ type Store interface {
 	store.KeyPool
 	store.Relay
 	store.Backups
+	store.Leases
+	store.Wakeups
 	CreateWallet(ctx context.Context, w *store.Wallet, work store.Work) (*store.Wallet, bool, error)
 	GetWallet(ctx context.Context, id string) (*store.Wallet, error)
 	GetSignature(ctx context.Context, id string) (*store.Signature, error)
@@ -39,9 +41,13 @@ type Store interface {
 
 // Config tunes the orchestrator. Zero values take the defaults.
 type Config struct {
-	// KeygenTimeout bounds a key generation from its request, waiting for
-	// every signer of the group included (default 5 min).
+	// KeygenTimeout bounds a key generation once started, and separately
+	// the wait for every signer of the group to be online (default 5 min).
+	// Time queued behind other ceremonies counts against neither.
 	KeygenTimeout time.Duration
+	// MaxConcurrent bounds the ceremonies one signer runs at once
+	// (default DefaultMaxConcurrent); the others wait in a queue.
+	MaxConcurrent int
 	// SignTimeout bounds one signing attempt (default 60 s).
 	SignTimeout time.Duration
 	// PoolIdle is how long the signers must have had nothing to do before
@@ -70,6 +76,13 @@ type Config struct {
 	KeyPoolGroup Group
 	// PresignTimeout bounds one presigning (default 2 min).
 	PresignTimeout time.Duration
+	// Replica names this coordinator process among the replicas sharing
+	// the database: the owner of its ceremony leases (default: host, pid
+	// and a random suffix).
+	Replica string
+	// LeaseTTL is how long a ceremony lease and a signer heartbeat row
+	// last unrenewed (default DefaultLeaseTTL); see replicas.go.
+	LeaseTTL time.Duration
 	// Heartbeat is the interval of stream heartbeats (default 15 s).
 	Heartbeat time.Duration
 	// SignerRoots verifies signer announcements (the node CA).
@@ -118,6 +131,15 @@ func (c *Config) setDefaults() {
 	if c.PresignTimeout == 0 {
 		c.PresignTimeout = 2 * time.Minute
 	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if c.Replica == "" {
+		c.Replica = ReplicaID("")
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -150,6 +172,13 @@ type Orchestrator struct {
 	// what decisions consult (streams unless a test injects another).
 	streams  *streams
 	presence Presence
+	// shared is presence across replicas (nil when a test injects one).
+	shared    *sharedPresence
+	lastRenew time.Time
+	// queued notes when each waiting ceremony was last held back by busy
+	// signers (see schedule.go).
+	qmu    sync.Mutex
+	queued map[string]time.Time
 	// hub wakes the relay's Receive streams of a ceremony when a message
 	// for it arrives or it ends.
 	hub     *settle.Hub
@@ -175,13 +204,18 @@ type Orchestrator struct {
 func New(s Store, cfg Config) *Orchestrator {
 	cfg.setDefaults()
 	st := newStreams()
-	var pr Presence = st
+	var pr Presence
+	var shared *sharedPresence
 	if cfg.Presence != nil {
 		pr = cfg.Presence
+	} else {
+		shared = &sharedPresence{local: st, replica: cfg.Replica, ttl: cfg.LeaseTTL, now: cfg.Now}
+		pr = shared
 	}
 	o := &Orchestrator{
-		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, hub: settle.New(),
+		store: s, cfg: cfg, logger: cfg.Logger, streams: st, presence: pr, shared: shared, hub: settle.New(),
 		metrics: newMetrics(cfg.Registerer), wake: make(chan struct{}, 1), now: cfg.Now,
+		queued: map[string]time.Time{},
 	}
 	o.SetPoolSizes(cfg.KeyPool, cfg.PresignPool)
 	return o
@@ -211,16 +245,18 @@ func (o *Orchestrator) NotifyWork() {
 }
 
 // Run drives ceremonies until ctx ends. Ceremonies left running by a
-// previous coordinator process are ended first: their signers lost the
-// protocol state with the old connections.
+// replica that stopped (this process's predecessor included) are taken
+// over once their lease expires; those of live replicas are left alone (see
+// replicas.go). At the end Run lets this replica's leases lapse.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	if o.cfg.Disabled {
 		<-ctx.Done()
 		return nil
 	}
-	if err := o.recover(ctx); err != nil {
-		return err
-	}
+	o.logger.InfoContext(ctx, "MPC orchestrator running", "replica", o.cfg.Replica, "lease_ttl", o.cfg.LeaseTTL,
+		"max_concurrent_ceremonies", o.cfg.MaxConcurrent)
+	defer o.release()
+	go o.listen(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -236,39 +272,27 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 }
 
-func (o *Orchestrator) recover(ctx context.Context) error {
-	open, err := o.store.OpenCeremonies(ctx)
-	if err != nil {
-		return err
-	}
-	for _, c := range open {
-		if c.State != store.CeremonyRunning {
-			continue
-		}
-		reason := "the coordinator restarted while it ran"
-		o.logger.WarnContext(ctx, "ending ceremony interrupted by a restart", "ceremony", c.ID, "kind", c.Kind)
-		if err := o.failAttempt(ctx, c, reason, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // step looks at every open ceremony once.
 func (o *Orchestrator) step(ctx context.Context) error {
+	maintErr := o.maintain(ctx)
 	open, err := o.store.OpenCeremonies(ctx)
 	if err != nil {
-		return err
+		return errors.Join(maintErr, err)
 	}
 	o.metrics.online.Set(float64(o.streams.count()))
-	var errs []error
+	errs := []error{maintErr}
 	for _, c := range open {
-		switch c.State {
-		case store.CeremonyWaiting:
-			errs = append(errs, o.tryStart(ctx, c))
-		case store.CeremonyRunning:
+		switch {
+		case c.State != store.CeremonyRunning || o.runningElsewhere(c):
+		case c.Lease.Expired(o.now()):
+			errs = append(errs, o.takeOver(ctx, c))
+		default:
 			errs = append(errs, o.checkRunning(ctx, c))
 		}
+	}
+	errs = append(errs, o.startWaiting(ctx, open)...)
+	if o.shared != nil {
+		errs = append(errs, o.syncStreams(ctx, open))
 	}
 	// Idle signers make keys for the key pool first, then presignatures.
 	if !o.idle(open) {
@@ -282,19 +306,30 @@ func (o *Orchestrator) step(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony) error {
+// tryStart plans a waiting ceremony with the online signers that have room
+// for it (see schedule.go). One that cannot start only because signers are
+// busy is queued: it neither starts nor fails, and holds its signers
+// against the ceremonies behind it.
+func (o *Orchestrator) tryStart(ctx context.Context, c *store.Ceremony, sched *schedule) error {
 	p, err := o.cfg.Protocols.Lookup(c)
 	if err != nil {
 		return err
 	}
-	plan := p.Plan(PlanEnv{Now: o.now(), Online: o.presence.Online(c.GroupSigners), Config: &o.cfg,
+	now := o.now()
+	online := o.presence.Online(c.GroupSigners)
+	free := sched.free(online)
+	plan := p.Plan(PlanEnv{Now: now, Since: o.queuedSince(c), Online: free, Config: &o.cfg,
 		Presignature: o.takePresignature(ctx, c)}, c)
 	switch {
-	case plan.Fail != "":
-		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
 	case len(plan.Parties) > 0:
 		c.PresignatureID = plan.Presignature
+		sched.started(plan.Parties)
 		return o.start(ctx, c, plan.Parties, plan.Deadline)
+	case len(free) < len(online):
+		o.markQueued(c, now)
+		sched.hold(online)
+	case plan.Fail != "":
+		return o.finish(ctx, c, p.Failed(c, plan.Fail, false))
 	}
 	return nil
 }
@@ -352,19 +387,22 @@ func (o *Orchestrator) start(ctx context.Context, c *store.Ceremony, parties []s
 	if !ok {
 		return nil // a party left since we looked; try again next step
 	}
-	if err := o.store.StartCeremony(ctx, c.ID, parties, deadline); err != nil {
-		if errors.Is(err, store.ErrStateConflict) {
-			return nil
+	now := o.now()
+	lease, err := o.store.StartLeased(ctx, c.ID, parties, deadline, o.cfg.Replica, now.Add(o.cfg.LeaseTTL), o.cfg.MaxConcurrent)
+	if err != nil {
+		if errors.Is(err, store.ErrStateConflict) || errors.Is(err, store.ErrSignerBusy) {
+			return nil // another replica started it, or took the signers first: next step
 		}
 		return err
 	}
-	c.State, c.Parties, c.Deadline = store.CeremonyRunning, parties, deadline
+	c.State, c.Parties, c.Deadline, c.Lease = store.CeremonyRunning, parties, deadline, lease
 	msg, err := o.toProto(ctx, c, peers)
 	if err != nil {
 		o.logger.ErrorContext(ctx, "prepare ceremony", "ceremony", c.ID, "error", err)
 		return o.failAttemptLocked(ctx, c, "internal error preparing the ceremony", nil)
 	}
 	o.metrics.started.WithLabelValues(string(c.Kind)).Inc()
+	o.wakeOthers(ctx, wakeCeremony, c.ID)
 	o.logger.InfoContext(ctx, "ceremony started", "ceremony", c.ID, "kind", c.Kind, "wallet", c.WalletID,
 		"signature", c.SignatureID, "parties", parties, "attempt", c.Attempt)
 	o.presence.Send(parties, event(msg))
@@ -421,6 +459,10 @@ func (o *Orchestrator) finish(ctx context.Context, c *store.Ceremony, f *store.C
 // finishLocked ends c; o.mu must be held.
 func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) error {
 	f.CeremonyID = c.ID
+	if c.State == store.CeremonyRunning {
+		lease := c.Lease
+		f.Lease = &lease // fenced: see replicas.go
+	}
 	if err := o.store.FinishCeremony(ctx, f); err != nil {
 		if errors.Is(err, store.ErrStateConflict) {
 			return nil // someone else ended it first
@@ -439,7 +481,8 @@ func (o *Orchestrator) finishLocked(ctx context.Context, c *store.Ceremony, f *s
 		"wallet", c.WalletID, "signature", c.SignatureID)
 	o.presence.Send(c.Parties, ended(c.ID, f.State))
 	o.hub.Notify(c.ID)
-	o.settled(c, f)
+	o.wakeOthers(ctx, wakeCeremony, c.ID)
+	o.settled(ctx, c, f)
 	if f.Retry != nil {
 		o.NotifyWork()
 	}
@@ -460,10 +503,7 @@ func (o *Orchestrator) idle(open []*store.Ceremony) bool {
 }
 
 // settled tells waiting callers about the wallet or signature f changed.
-func (o *Orchestrator) settled(c *store.Ceremony, f *store.CeremonyFinish) {
-	if o.cfg.Settled == nil {
-		return
-	}
+func (o *Orchestrator) settled(ctx context.Context, c *store.Ceremony, f *store.CeremonyFinish) {
 	var ids []string
 	if f.Wallet != nil {
 		ids = append(ids, c.WalletID)
@@ -471,9 +511,10 @@ func (o *Orchestrator) settled(c *store.Ceremony, f *store.CeremonyFinish) {
 	if f.Signature != nil {
 		ids = append(ids, c.SignatureID)
 	}
-	if len(ids) > 0 {
+	if len(ids) > 0 && o.cfg.Settled != nil {
 		o.cfg.Settled(ids...)
 	}
+	o.wakeOthers(ctx, wakeSettled, ids...) // callers waiting on other replicas
 }
 
 func reporters(rs []*store.CeremonyReport) []string {

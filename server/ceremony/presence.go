@@ -42,6 +42,9 @@ type signerConn struct {
 	id           uint64
 	since        time.Time
 	closed       chan struct{} // closed when a newer stream replaces this one
+	// sent are the running ceremonies this stream was handed (and not
+	// told the end of yet); guarded by streams.mu.
+	sent map[string]bool
 }
 
 func newStreams() *streams {
@@ -60,6 +63,7 @@ func (p *streams) join(name string, announcement []byte, now time.Time) *signerC
 	c := &signerConn{
 		name: name, announcement: announcement, id: p.seq, since: now,
 		events: make(chan *ceremonyv1.WatchCeremoniesResponse, 256), closed: make(chan struct{}),
+		sent: map[string]bool{},
 	}
 	p.signers[name] = c
 	delete(p.gone, name)
@@ -125,12 +129,67 @@ func (p *streams) Send(names []string, ev *ceremonyv1.WatchCeremoniesResponse) {
 	defer p.mu.Unlock()
 	for _, n := range names {
 		if c, ok := p.signers[n]; ok {
-			select {
-			case c.events <- ev:
-			default:
-			}
+			p.sendLocked(c, ev)
 		}
 	}
+}
+
+// sendLocked queues ev on c and notes which ceremonies c was handed.
+func (p *streams) sendLocked(c *signerConn, ev *ceremonyv1.WatchCeremoniesResponse) {
+	select {
+	case c.events <- ev:
+	default:
+		return
+	}
+	if cer := ev.GetCeremony(); cer != nil {
+		c.sent[cer.GetId()] = true
+	}
+	if e := ev.GetEnded(); e != nil {
+		delete(c.sent, e.GetCeremonyId())
+	}
+}
+
+// sendTo queues ev on c if c is still registered.
+func (p *streams) sendTo(c *signerConn, ev *ceremonyv1.WatchCeremoniesResponse) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.signers[c.name]; ok && cur.id == c.id {
+		p.sendLocked(c, ev)
+	}
+}
+
+// markSent notes that c was handed ceremony id directly.
+func (p *streams) markSent(c *signerConn, id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.sent[id] = true
+}
+
+func (p *streams) wasSent(c *signerConn, id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c.sent[id]
+}
+
+func (p *streams) sentIDs(c *signerConn) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(c.sent))
+	for id := range c.sent {
+		out = append(out, id)
+	}
+	return out
+}
+
+// all returns the open streams.
+func (p *streams) all() []*signerConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*signerConn, 0, len(p.signers))
+	for _, c := range p.signers {
+		out = append(out, c)
+	}
+	return out
 }
 
 // count returns how many signers are online.

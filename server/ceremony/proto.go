@@ -22,6 +22,12 @@ type metrics struct {
 	bytes      prometheus.Counter
 	// quotaRefusals counts relay sends refused for passing RelayQuota.
 	quotaRefusals prometheus.Counter
+	// takeovers counts ceremonies taken over from a replica whose lease
+	// expired.
+	takeovers prometheus.Counter
+	// queued is how many waiting ceremonies this replica holds back for
+	// busy signers.
+	queued prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,8 +44,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_bytes_total", Help: "Bytes of sealed messages accepted by the relay."}),
 		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_relay_quota_refusals_total",
 			Help: "Relay sends refused because the sender passed its per-ceremony quota of messages or bytes."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigil_ceremony_takeovers_total",
+			Help: "Running ceremonies taken over from a coordinator replica whose lease expired."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_ceremonies_queued",
+			Help: "Waiting MPC ceremonies queued because their signers run --max-concurrent-ceremonies already."}),
 	}
-	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.presigUsed, m.online, m.relayed, m.bytes, m.quotaRefusals)
+	reg.MustRegister(m.started, m.ended, m.duration, m.retries, m.presigUsed, m.online, m.relayed, m.bytes, m.quotaRefusals, m.takeovers, m.queued)
 	return m
 }
 

@@ -42,8 +42,12 @@ type Protocol interface {
 // PlanEnv is what a Protocol plans from.
 type PlanEnv struct {
 	Now time.Time
-	// Online are the ceremony's group signers with a stream open, in group
-	// order.
+	// Since is when the ceremony last left the scheduler's queue (its
+	// request time if never queued): waits for signers count from it, so
+	// time queued behind other ceremonies is not held against it.
+	Since time.Time
+	// Online are the ceremony's group signers with a stream open and room
+	// for one more ceremony, in group order.
 	Online []string
 	Config *Config
 	// Presignature, when not nil, takes a presignature of the ceremony's

@@ -63,6 +63,7 @@ func (r *relay) Send(ctx context.Context, req *connect.Request[deliveryv1.SendRe
 	o.metrics.relayed.Add(float64(len(msgs)))
 	o.metrics.bytes.Add(float64(size))
 	o.hub.Notify(c.ID)
+	o.wakeOthers(ctx, wakeRelay, c.ID)
 	return connect.NewResponse(&deliveryv1.SendResponse{}), nil
 }
 

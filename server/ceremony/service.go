@@ -71,13 +71,15 @@ func (s *ceremonyService) WatchCeremonies(ctx context.Context, req *connect.Requ
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("announcement is for %q but the certificate is %q", peer.Name, who.Name))
 	}
 	conn := o.streams.join(who.Name, req.Msg.GetAnnouncement(), o.now())
+	o.signerJoined(ctx, conn)
+	defer o.signerLeft(conn)
 	defer o.streams.leave(conn, o.now())
 	o.logger.InfoContext(ctx, "signer online", "signer", who.Name)
 	defer o.logger.InfoContext(ctx, "signer offline", "signer", who.Name)
 
 	// Ceremonies this signer is running are sent again: it may have
 	// reconnected mid-ceremony.
-	if err := o.resend(ctx, stream, who.Name); err != nil {
+	if err := o.resend(ctx, stream, conn); err != nil {
 		return err
 	}
 	o.NotifyWork()
@@ -102,7 +104,8 @@ func (s *ceremonyService) WatchCeremonies(ctx context.Context, req *connect.Requ
 	}
 }
 
-func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[ceremonyv1.WatchCeremoniesResponse], name string) error {
+func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[ceremonyv1.WatchCeremoniesResponse], conn *signerConn) error {
+	name := conn.name
 	open, err := o.store.OpenCeremonies(ctx)
 	if err != nil {
 		return err
@@ -122,6 +125,7 @@ func (o *Orchestrator) resend(ctx context.Context, stream *connect.ServerStream[
 		if err := stream.Send(event(msg)); err != nil {
 			return err
 		}
+		o.streams.markSent(conn, c.ID)
 	}
 	return nil
 }

@@ -56,6 +56,10 @@ type CeremonyFinish struct {
 	// Presignature, when set, joins its wallet's pool (a presigning
 	// ceremony's success).
 	Presignature *Presignature
+	// Lease, when set, fences the change: it applies only while the
+	// ceremony's lease epoch is still Lease.Epoch (ErrLeaseLost otherwise),
+	// so a replica that lost its lease cannot end the ceremony.
+	Lease *Lease
 	// Retry, when set, is a new waiting ceremony of the same kind for the
 	// same wallet and signature (id, attempt and exclusions given; the rest
 	// copied from the ceremony that ends).
@@ -81,7 +85,7 @@ type SignatureOutcome struct {
 }
 
 const ceremonyColumns = `seq, id, kind, key_scheme, wallet_id, signature_id, state, threshold, group_signers, parties, excluded,
-	attempt, deadline, failure_reason, presignature_id, created_at, updated_at`
+	attempt, deadline, failure_reason, presignature_id, lease_owner, lease_epoch, lease_until, created_at, updated_at`
 
 type ceremonyRow struct {
 	Seq            int64          `db:"seq"`
@@ -99,6 +103,9 @@ type ceremonyRow struct {
 	Deadline       int64          `db:"deadline"`
 	FailureReason  string         `db:"failure_reason"`
 	PresignatureID string         `db:"presignature_id"`
+	LeaseOwner     string         `db:"lease_owner"`
+	LeaseEpoch     int64          `db:"lease_epoch"`
+	LeaseUntil     int64          `db:"lease_until"`
 	CreatedAt      int64          `db:"created_at"`
 	UpdatedAt      int64          `db:"updated_at"`
 }
@@ -109,6 +116,7 @@ func (r *ceremonyRow) ceremony() *Ceremony {
 		State: CeremonyState(r.State), Threshold: r.Threshold, GroupSigners: splitNames(r.GroupSigners),
 		Parties: splitNames(r.Parties), Excluded: splitNames(r.Excluded), Attempt: r.Attempt,
 		Deadline: fromMicros(r.Deadline), FailureReason: r.FailureReason, PresignatureID: r.PresignatureID,
+		Lease:     Lease{Owner: r.LeaseOwner, Epoch: r.LeaseEpoch, Until: fromMicros(r.LeaseUntil)},
 		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 	}
 }
@@ -230,13 +238,22 @@ func (s *SQL) FinishCeremony(ctx context.Context, f *CeremonyFinish) error {
 		if err != nil {
 			return err
 		}
+		if f.Lease != nil && c.Lease.Epoch != f.Lease.Epoch {
+			return fmt.Errorf("%w: ceremony %s is at lease epoch %d (%s), not %d", ErrLeaseLost, c.ID, c.Lease.Epoch, c.Lease.Owner, f.Lease.Epoch)
+		}
+		epoch := c.Lease.Epoch
+		if f.Lease != nil {
+			epoch = f.Lease.Epoch
+		}
+		// The epoch in the WHERE clause fences a takeover that commits
+		// between the read above and this write.
 		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE ceremonies SET state = ?, failure_reason = ?, updated_at = ?
-			WHERE id = ? AND state IN (?, ?)`),
-			string(f.State), f.Reason, micros(now), c.ID, string(CeremonyWaiting), string(CeremonyRunning))
+			WHERE id = ? AND state IN (?, ?) AND lease_epoch = ?`),
+			string(f.State), f.Reason, micros(now), c.ID, string(CeremonyWaiting), string(CeremonyRunning), epoch)
 		if err != nil {
 			return fmt.Errorf("finish ceremony %s: %w", c.ID, err)
 		}
-		if err := expectOne(res, fmt.Errorf("%w: ceremony %s already ended", ErrStateConflict, c.ID)); err != nil {
+		if err := expectOne(res, fmt.Errorf("%w: ceremony %s already ended or changed hands", ErrStateConflict, c.ID)); err != nil {
 			return err
 		}
 		// The relay keeps messages only while their ceremony runs.

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -25,6 +26,12 @@ var (
 	// ErrNotLeaseHolder: a job's lease is held by another driver than the
 	// caller.
 	ErrNotLeaseHolder = errors.New("lease held by another driver")
+	// ErrLeaseLost: a ceremony's lease moved to another replica (or a
+	// newer epoch) since the caller took it. It wraps ErrStateConflict.
+	ErrLeaseLost = fmt.Errorf("%w: ceremony lease lost", ErrStateConflict)
+	// ErrSignerBusy: a signer runs as many ceremonies as it may
+	// (StartLeased's bound).
+	ErrSignerBusy = errors.New("signer runs its most ceremonies already")
 	// ErrQuotaExceeded: a signer sent more to the relay than its ceremony
 	// needs (see QuotaError).
 	ErrQuotaExceeded = errors.New("relay quota exceeded")
@@ -201,8 +208,11 @@ type Ceremony struct {
 	Attempt        int
 	Deadline       time.Time // zero until started
 	FailureReason  string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// Lease is the replica that drives the ceremony while it runs (see
+	// Leases); zero while it waits.
+	Lease     Lease
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // JobKind is what an HSM job asks of a driver.
@@ -318,4 +328,6 @@ type Store interface {
 	KeyPool
 	Relay
 	Backups
+	Leases
+	Wakeups
 }
