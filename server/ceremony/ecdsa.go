@@ -126,6 +126,26 @@ func (ecdsaSign) Plan(env PlanEnv, c *store.Ceremony) Plan {
 // Describe gives signers what they need to check a signature request on
 // their own: the digest, what it was made from, and the wallet's key.
 func (ecdsaSign) Describe(ctx context.Context, s Store, c *store.Ceremony, out *ceremonyv1.Ceremony) error {
+	return describeSignature(ctx, s, c, out, func(sg *store.Signature, w *store.Wallet) error {
+		switch sg.Kind {
+		case store.KindHash:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
+		case store.KindEIP191:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
+		default:
+			return fmt.Errorf("signature %s: kind %q is not signed by key scheme %q", sg.ID, sg.Kind, w.KeyScheme)
+		}
+		return nil
+	})
+}
+
+// describeSignature fills what every signing ceremony gives its signers,
+// whatever the scheme: the wallet's key (and, for a child wallet, the
+// parent and path its signers derive along), the digest, and the
+// application's signed request and external id, which the signers check
+// on their own; payload sets the kind and payload the scheme signs.
+func describeSignature(ctx context.Context, s Store, c *store.Ceremony, out *ceremonyv1.Ceremony,
+	payload func(sg *store.Signature, w *store.Wallet) error) error {
 	sg, err := s.GetSignature(ctx, c.SignatureID)
 	if err != nil {
 		return err
@@ -135,14 +155,9 @@ func (ecdsaSign) Describe(ctx context.Context, s Store, c *store.Ceremony, out *
 		return err
 	}
 	out.Digest, out.PublicKey = sg.Digest, w.PublicKey
+	out.ShareWalletId, out.DerivationPath = w.ParentWalletID, w.DerivationPath
 	out.SignedRequest, out.ExternalId = sg.SignedRequest, sg.ExternalID
-	switch sg.Kind {
-	case store.KindHash:
-		out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
-	case store.KindEIP191:
-		out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE, []byte(sg.Message)
-	}
-	return nil
+	return payload(sg, w)
 }
 
 func (ecdsaSign) Output(req *ceremonyv1.CompleteCeremonyRequest) ([]byte, error) {

@@ -20,13 +20,13 @@ import (
 )
 
 // registerSchemes adds the protocols of every key scheme beyond CMP
-// ECDSA, and wraps ECDSA's so its keys carry their BIP-32 chain code and
-// its child wallets sign with derived shares. Key generation plans, waits
+// ECDSA, and wraps ECDSA's key generation so its keys carry their BIP-32
+// chain code (every signing protocol tells signers a child wallet's parent
+// and path: see describeSignature). Key generation plans, waits
 // and fails alike for every scheme; what differs is the key checked, and
 // for signing what signers are told and how the result verifies.
 func registerSchemes(r *Registry) {
 	r.Register(store.KeySchemeSecp256k1, store.CeremonyKeygen, chainKeygen{scheme: store.KeySchemeSecp256k1, valid: validPublicKey})
-	r.Register(store.KeySchemeSecp256k1, store.CeremonySign, childSign{ecdsaSign{}})
 	r.Register(store.KeySchemeSchnorr, store.CeremonyKeygen, chainKeygen{scheme: store.KeySchemeSchnorr, valid: validXOnly})
 	r.Register(store.KeySchemeSchnorr, store.CeremonySign, schemeSign{verify: verifyBIP340})
 	r.Register(store.KeySchemeEd25519, store.CeremonyKeygen, chainKeygen{scheme: store.KeySchemeEd25519, valid: validEd25519})
@@ -109,26 +109,6 @@ func validEd25519(pub []byte) bool {
 	return err == nil
 }
 
-// childSign is ECDSA signing that tells signers, for a child wallet, which
-// parent's share to derive and along which path.
-type childSign struct{ ecdsaSign }
-
-func (p childSign) Describe(ctx context.Context, s Store, c *store.Ceremony, out *ceremonyv1.Ceremony) error {
-	if err := p.ecdsaSign.Describe(ctx, s, c, out); err != nil {
-		return err
-	}
-	return describeChild(ctx, s, c, out)
-}
-
-func describeChild(ctx context.Context, s Store, c *store.Ceremony, out *ceremonyv1.Ceremony) error {
-	w, err := s.GetWallet(ctx, c.WalletID)
-	if err != nil {
-		return err
-	}
-	out.ShareWalletId, out.DerivationPath = w.ParentWalletID, w.DerivationPath
-	return nil
-}
-
 // schemeSign is signing by a quorum for a scheme with 64-byte signatures
 // that are not ECDSA: same plan and retries, its own payload and check.
 type schemeSign struct {
@@ -140,26 +120,17 @@ type schemeSign struct {
 // Describe gives signers the digest (Schnorr) or the message (Ed25519),
 // the wallet's key, and a child wallet's parent and path.
 func (p schemeSign) Describe(ctx context.Context, s Store, c *store.Ceremony, out *ceremonyv1.Ceremony) error {
-	sg, err := s.GetSignature(ctx, c.SignatureID)
-	if err != nil {
-		return err
-	}
-	w, err := s.GetWallet(ctx, c.WalletID)
-	if err != nil {
-		return err
-	}
-	out.Digest, out.PublicKey = sg.Digest, w.PublicKey
-	out.ShareWalletId, out.DerivationPath = w.ParentWalletID, w.DerivationPath
-	out.SignedRequest, out.ExternalId = sg.SignedRequest, sg.ExternalID
-	switch sg.Kind {
-	case store.KindHash:
-		out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
-	case store.KindRaw:
-		out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE, sg.RawMessage
-	default:
-		return fmt.Errorf("signature %s: kind %q is not signed by key scheme %q", sg.ID, sg.Kind, w.KeyScheme)
-	}
-	return nil
+	return describeSignature(ctx, s, c, out, func(sg *store.Signature, w *store.Wallet) error {
+		switch sg.Kind {
+		case store.KindHash:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_HASH, sg.Hash
+		case store.KindRaw:
+			out.SignatureKind, out.Payload = walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE, sg.RawMessage
+		default:
+			return fmt.Errorf("signature %s: kind %q is not signed by key scheme %q", sg.ID, sg.Kind, w.KeyScheme)
+		}
+		return nil
+	})
 }
 
 // Decide marks the signature signed with the first result if it verifies;
