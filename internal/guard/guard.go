@@ -92,7 +92,7 @@ var ErrGateFailed = errors.New("validation gate unavailable")
 func (g *Guard) Authorize(ctx context.Context, r *Request) error {
 	e := journal.Entry{Node: g.cfg.Node, WorkID: r.WorkID, SignatureID: r.SignatureID, WalletID: r.WalletID, Digest: hex.EncodeToString(r.Digest)}
 	kind, digest, err := recompute(r.Kind, r.Payload)
-	if err != nil || !bytes.Equal(digest, r.Digest) {
+	if err != nil || (kind != reqsig.KindRaw && !bytes.Equal(digest, r.Digest)) {
 		if err == nil {
 			err = errors.New("the digest does not match the payload")
 		}
@@ -174,11 +174,12 @@ func recompute(k walletv1.SignatureKind, payload []byte) (string, []byte, error)
 	case walletv1.SignatureKind_SIGNATURE_KIND_EIP191_MESSAGE:
 		return reqsig.KindEIP191, address.EIP191Digest(payload), nil
 	case walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE:
-		// The message itself is signed (Ed25519): there is no digest.
+		// The message itself is signed (Ed25519): the signers get no digest,
+		// and the signed request binds the message's SHA-256.
 		if len(payload) == 0 {
 			return "", nil, errors.New("a raw message to sign must not be empty")
 		}
-		return reqsig.KindRaw, nil, nil
+		return reqsig.KindRaw, reqsig.RawDigest(payload), nil
 	default:
 		return "", nil, fmt.Errorf("unknown signature kind %v", k)
 	}

@@ -75,3 +75,33 @@ func TestAuthorize(t *testing.T) {
 		}
 	})
 }
+
+// A raw message (Ed25519) is signed as it is: the signed request binds the
+// message's SHA-256, which the node computes itself from the payload, so a
+// request for one message does not authorise another.
+func TestAuthorizeRawMessage(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, open dbtest.OpenFunc) {
+		ctx := context.Background()
+		j, err := journal.Open(ctx, open(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := reqsig.GenerateKey(reqsig.ECDSAP256)
+		trusted, _ := reqsig.NewTrusted(reqsig.TrustedKey{Name: "app", Algorithm: key.Algorithm, PublicKey: key.PublicKey()})
+		g := guard.New(guard.Config{Node: "signer-1", Policy: reqsig.Policy{Trusted: trusted, Require: true}, Journal: j})
+		msg := []byte("a Solana transaction message \x00\x01")
+		r := &reqsig.Request{RequestID: "r1", Created: time.Now(), WalletID: "wal_1", Kind: reqsig.KindRaw, Digest: reqsig.RawDigest(msg)}
+		sig, _ := key.Sign(r)
+		req := func(sigID string, payload []byte) *guard.Request {
+			return &guard.Request{WorkID: "cer_" + sigID, SignatureID: sigID, WalletID: "wal_1",
+				Kind: walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE, Payload: payload, SignedRequest: r.Envelope(sig)}
+		}
+		if err := g.Authorize(ctx, req("sig_1", msg)); err != nil {
+			t.Fatalf("the signed raw message: %v", err)
+		}
+		var refusal *guard.Refusal
+		if err := g.Authorize(ctx, req("sig_2", []byte("another message"))); !errors.As(err, &refusal) || refusal.Decision != journal.RefusedSignature {
+			t.Fatalf("another message under the same request signature: %v", err)
+		}
+	})
+}

@@ -51,10 +51,8 @@ const (
 const (
 	KindHash   = "hash"
 	KindEIP191 = "eip191"
-	// KindRaw is message bytes signed as they are (Ed25519). Request
-	// signatures do not cover it yet: a signed request of this kind is
-	// refused as malformed, and where signed requests are required such
-	// signatures cannot be asked for.
+	// KindRaw is message bytes signed as they are (Ed25519); the digest a
+	// request signature binds is the SHA-256 of the message (RawDigest).
 	KindRaw = "raw-message"
 )
 
@@ -163,7 +161,7 @@ func (r *Request) Check() error {
 	switch {
 	case !requestIDPattern.MatchString(r.RequestID):
 		return fmt.Errorf("%w: the request id must be 1 to 128 letters, digits or ._:-", ErrMalformed)
-	case r.Kind != KindHash && r.Kind != KindEIP191:
+	case r.Kind != KindHash && r.Kind != KindEIP191 && r.Kind != KindRaw:
 		return fmt.Errorf("%w: unknown kind %q", ErrMalformed, r.Kind)
 	case len(r.Digest) != 32:
 		return fmt.Errorf("%w: the digest is %d bytes, want 32", ErrMalformed, len(r.Digest))
@@ -222,4 +220,12 @@ func (r *Request) Verify(sig []byte) error {
 func Fingerprint(alg string, pub []byte) string {
 	h := sha256.Sum256(pub)
 	return fmt.Sprintf("%s:%x", alg, h[:8])
+}
+
+// RawDigest is the digest a request signature binds for a raw message
+// (KindRaw): its SHA-256. Ed25519 signs the message itself, so this digest
+// only names the message in the signed request.
+func RawDigest(message []byte) []byte {
+	h := sha256.Sum256(message)
+	return h[:]
 }

@@ -145,8 +145,9 @@ func requestDigest(req *walletv1.CreateSignatureRequest) (string, []byte, error)
 		h.Write([]byte("\x19Ethereum Signed Message:\n" + strconv.Itoa(len(p.Message)) + p.Message))
 		return "eip191", h.Sum(nil), nil
 	case *walletv1.CreateSignatureRequest_RawMessage:
-		return "", nil, errors.New("requests to sign raw message bytes (Ed25519) cannot be signed with a request key yet: " +
-			"use a client without WithRequestKey where the server allows unsigned requests")
+		// Ed25519 signs the message itself; the request binds its SHA-256.
+		h := sha256.Sum256(p.RawMessage)
+		return "raw-message", h[:], nil
 	default:
 		return "", nil, errors.New("nothing to sign: set a hash or a message before signing the request")
 	}

@@ -36,18 +36,12 @@ func (s *WalletServer) requireSigned(m *walletv1.CreateSignatureRequest) error {
 // signature.
 func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest, sg *store.Signature) error {
 	rs := m.GetRequestSignature()
-	if sg.Kind == store.KindRaw && (rs != nil || s.requests.Required()) {
-		// See reqsig.KindRaw: the canonical request has no form for raw
-		// message bytes yet, so such a request cannot be signed end to end.
-		return connect.NewError(connect.CodeUnimplemented, errors.New(
-			"request_signature: a request to sign raw message bytes (Ed25519) cannot be signed end to end yet, so it is refused where signed requests are required and must come without request_signature elsewhere"))
-	}
 	if rs == nil {
 		return s.requireSigned(m)
 	}
 	r := &reqsig.Request{
 		PublicKey: rs.GetPublicKey(), RequestID: rs.GetRequestId(), Created: time.UnixMilli(rs.GetCreateTime().AsTime().UnixMilli()),
-		WalletID: sg.WalletID, Kind: canonicalKind(sg.Kind), Digest: sg.Digest, ExternalID: sg.ExternalID,
+		WalletID: sg.WalletID, Kind: canonicalKind(sg.Kind), Digest: signedDigest(sg), ExternalID: sg.ExternalID,
 	}
 	switch rs.GetAlgorithm() {
 	case walletv1.RequestKeyAlgorithm_REQUEST_KEY_ALGORITHM_ED25519:
@@ -58,7 +52,7 @@ func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest,
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("request_signature.algorithm: unknown algorithm"))
 	}
 	envelope := r.Envelope(rs.GetSignature())
-	v, err := s.requests.Verify(envelope, reqsig.Expected{WalletID: sg.WalletID, Kind: r.Kind, Digest: sg.Digest, ExternalID: sg.ExternalID}, time.Now())
+	v, err := s.requests.Verify(envelope, reqsig.Expected{WalletID: sg.WalletID, Kind: r.Kind, Digest: r.Digest, ExternalID: sg.ExternalID}, time.Now())
 	switch {
 	case err == nil:
 	case errors.Is(err, reqsig.ErrUntrusted), errors.Is(err, reqsig.ErrBadSignature):
@@ -72,8 +66,20 @@ func (s *WalletServer) checkRequestSignature(m *walletv1.CreateSignatureRequest,
 
 // canonicalKind names a kind as the signed request does.
 func canonicalKind(k store.SignatureKind) string {
-	if k == store.KindEIP191 {
+	switch k {
+	case store.KindEIP191:
 		return reqsig.KindEIP191
+	case store.KindRaw:
+		return reqsig.KindRaw
 	}
 	return reqsig.KindHash
+}
+
+// signedDigest is the digest a request signature binds: the one the wallet
+// signs, or for a raw message (which is signed as it is) its SHA-256.
+func signedDigest(sg *store.Signature) []byte {
+	if sg.Kind == store.KindRaw {
+		return reqsig.RawDigest(sg.RawMessage)
+	}
+	return sg.Digest
 }

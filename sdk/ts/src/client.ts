@@ -417,16 +417,19 @@ class Sigil implements SigilClient {
     }
     let requestSignature: MessageInitShape<typeof RequestSignatureSchema> | undefined;
     if (this.requestKey) {
+      let digest: Uint8Array;
+      let kind: "hash" | "eip191" | "raw-message";
       if (payload.case === "rawMessage") {
-        // The canonical signed request has no form for raw message bytes
-        // yet: the server refuses a signed raw-message request.
-        throw new ConnectError(
-          "sigil: requests to sign raw message bytes (Ed25519) cannot be signed with a request key yet; use a client without requestKey where the server allows unsigned requests",
-          Code.Unimplemented,
-        );
+        // Ed25519 signs the message itself; the request binds its SHA-256.
+        digest = new Uint8Array(await crypto.subtle.digest("SHA-256", payload.value as Uint8Array<ArrayBuffer>));
+        kind = "raw-message";
+      } else if (payload.case === "hash") {
+        digest = payload.value;
+        kind = "hash";
+      } else {
+        digest = eip191Digest(payload.value);
+        kind = "eip191";
       }
-      const digest = payload.case === "hash" ? payload.value : eip191Digest(payload.value);
-      const kind = payload.case === "hash" ? "hash" : "eip191";
       const signed = await this.requestKey.sign({ walletId: o.walletId, kind, digest, externalId: o.externalId ?? "" }, o.requestId);
       requestSignature = {
         requestId: signed.requestId,

@@ -16,9 +16,9 @@ const te = new TextEncoder();
 /** What a request signature covers, as the signers check it. */
 export interface RequestFields {
   walletId: string;
-  /** `"hash"` or `"eip191"`. */
-  kind: "hash" | "eip191";
-  /** The 32-byte digest the wallet signs. */
+  /** `"hash"`, `"eip191"` or `"raw-message"`. */
+  kind: "hash" | "eip191" | "raw-message";
+  /** The 32-byte digest the wallet signs; for a raw message (Ed25519 signs the message itself), its SHA-256. */
   digest: Uint8Array;
   externalId: string;
 }
