@@ -13,7 +13,7 @@ import (
 // durably first. A refusal rejects the request (no other quorum is tried).
 func (s *Signer) authorize(ctx context.Context, c *ceremonyv1.Ceremony) error {
 	err := s.guard.Authorize(ctx, &guard.Request{
-		WorkID: c.GetId(), SignatureID: c.GetSignatureId(), WalletID: c.GetWalletId(), PublicKey: c.GetPublicKey(),
+		WorkID: c.GetId(), SignatureID: c.GetSignatureId(), WalletID: c.GetWalletId(), PublicKey: c.GetPublicKey(), KeyScheme: c.GetKeyScheme(),
 		Kind: c.GetSignatureKind(), Payload: c.GetPayload(), Digest: c.GetDigest(), ExternalID: c.GetExternalId(),
 		SignedRequest: c.GetSignedRequest(),
 	})

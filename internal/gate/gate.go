@@ -110,6 +110,8 @@ func New(cfg Config) (*Client, error) {
 type Addresses struct {
 	Ethereum      string `json:"ethereum,omitempty"`
 	BitcoinP2WPKH string `json:"bitcoin_p2wpkh,omitempty"`
+	BitcoinP2TR   string `json:"bitcoin_p2tr,omitempty"` // Schnorr (BIP-340) wallets
+	Solana        string `json:"solana,omitempty"`       // Ed25519 wallets
 }
 
 // Request is what a gate is told about a signature request.

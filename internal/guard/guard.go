@@ -61,8 +61,10 @@ func New(cfg Config) *Guard {
 type Request struct {
 	// WorkID is the ceremony or job id.
 	WorkID, SignatureID, WalletID string
-	// PublicKey is the wallet's compressed public key.
+	// PublicKey is the wallet's public key, of KeyScheme ("" is
+	// ecdsa-secp256k1; "schnorr-secp256k1" and "ed25519" are 32 bytes).
 	PublicKey []byte
+	KeyScheme string
 	Kind      walletv1.SignatureKind
 	// Payload is the hash or the message bytes; Digest what would be
 	// signed.
@@ -158,8 +160,15 @@ func (g *Guard) gateRequest(r *Request, kind string, e journal.Entry) *gate.Requ
 	default:
 		gr.Message = string(r.Payload)
 	}
-	gr.Addresses.Ethereum, _ = address.Ethereum(r.PublicKey)
-	gr.Addresses.BitcoinP2WPKH, _ = address.BitcoinP2WPKH(r.PublicKey, "bc")
+	switch r.KeyScheme {
+	case "schnorr-secp256k1":
+		gr.Addresses.BitcoinP2TR, _ = address.BitcoinP2TR(r.PublicKey, "bc")
+	case "ed25519":
+		gr.Addresses.Solana, _ = address.Solana(r.PublicKey)
+	default:
+		gr.Addresses.Ethereum, _ = address.Ethereum(r.PublicKey)
+		gr.Addresses.BitcoinP2WPKH, _ = address.BitcoinP2WPKH(r.PublicKey, "bc")
+	}
 	return gr
 }
 

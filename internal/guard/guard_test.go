@@ -2,13 +2,23 @@ package guard_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
+	"github.com/sigil-wallet/sigil/internal/address"
+	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/db/dbtest"
+	"github.com/sigil-wallet/sigil/internal/gate"
 	"github.com/sigil-wallet/sigil/internal/guard"
 	"github.com/sigil-wallet/sigil/internal/journal"
 	"github.com/sigil-wallet/sigil/internal/reqsig"
@@ -104,4 +114,67 @@ func TestAuthorizeRawMessage(t *testing.T) {
 			t.Fatalf("another message under the same request signature: %v", err)
 		}
 	})
+}
+
+// The gate is told the addresses of the wallet's own scheme: a Taproot
+// address for a Schnorr key, a Solana address for an Ed25519 key.
+func TestGateSeesTheSchemesAddresses(t *testing.T) {
+	bodies := make(chan map[string]any, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		bodies <- body
+		_, _ = w.Write([]byte(`{"approved": true}`))
+	}))
+	defer srv.Close()
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gc, err := gate.New(gate.Config{URL: srv.URL, SecretFile: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	j, err := journal.Open(ctx, dbtest.Open(t, db.SQLite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := guard.New(guard.Config{Node: "signer-1", Gate: gc, Journal: j})
+	edPub, _, _ := ed25519.GenerateKey(nil)
+	xOnly := mustHex(t, "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798") // G's x coordinate
+	digest := sha256.Sum256([]byte("x"))
+	for _, tc := range []struct{ scheme, field, want string }{
+		{"ed25519", "solana", mustAddr(address.Solana(edPub))},
+		{"schnorr-secp256k1", "bitcoin_p2tr", mustAddr(address.BitcoinP2TR(xOnly, "bc"))},
+	} {
+		r := &guard.Request{WorkID: "cer_" + tc.scheme, SignatureID: "sig_" + tc.scheme, WalletID: "wal_1", KeyScheme: tc.scheme,
+			Kind: walletv1.SignatureKind_SIGNATURE_KIND_HASH, Payload: digest[:], Digest: digest[:], PublicKey: xOnly}
+		if tc.scheme == "ed25519" {
+			r.PublicKey, r.Kind, r.Payload, r.Digest = edPub, walletv1.SignatureKind_SIGNATURE_KIND_RAW_MESSAGE, []byte("msg"), nil
+		}
+		if err := g.Authorize(ctx, r); err != nil {
+			t.Fatalf("%s: %v", tc.scheme, err)
+		}
+		addrs, _ := (<-bodies)["addresses"].(map[string]any)
+		if got, _ := addrs[tc.field].(string); got != tc.want || tc.want == "" {
+			t.Fatalf("%s: the gate saw addresses %v, want %s %s", tc.scheme, addrs, tc.field, tc.want)
+		}
+	}
+}
+
+func mustAddr(a string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
