@@ -112,7 +112,8 @@ func (r *Runner) TaprootSign(ctx context.Context, sessionID []byte, cfg *frost.T
 	return []byte(sig), nil
 }
 
-// checkKeygen checks what every key generation needs.
+// checkKeygen checks what every key generation needs (CMP, FROST and
+// FROST-Ed25519 alike).
 func checkKeygen(sessionID []byte, self party.ID, parties []party.ID, threshold int) (party.IDSlice, error) {
 	ids, err := checkParties(self, parties)
 	if err != nil {
@@ -121,7 +122,8 @@ func checkKeygen(sessionID []byte, self party.ID, parties []party.ID, threshold 
 	if len(ids) < 2 {
 		return nil, fmt.Errorf("%w: keygen needs at least 2 parties", ErrInvalidArgument)
 	}
-	// t = 1 would give every party the whole key (see Keygen).
+	// t = 1 would give every party a share equal to the whole key: refuse
+	// it whoever asks, so a compromised coordinator cannot weaken a key.
 	if threshold < 2 || threshold > len(ids) {
 		return nil, fmt.Errorf("%w: threshold %d outside 2..%d", ErrInvalidArgument, threshold, len(ids))
 	}

@@ -58,19 +58,7 @@ func (r *Runner) PresignOnline(ctx context.Context, sessionID []byte, cfg *cmp.C
 		return nil, err
 	}
 	msg := append([]byte(nil), digest...)
-	h, err := protocol.NewMultiHandler(cmp.PresignOnline(cfg, pre, msg, nil), sessionID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-	}
-	res, err := r.run(ctx, h, cfg.ID, ids, tr)
-	if err != nil {
-		return nil, err
-	}
-	sig, ok := res.(*ecdsa.Signature)
-	if !ok || sig == nil || !sig.Verify(cfg.PublicPoint(), msg) {
-		return nil, fmt.Errorf("%w: signature does not verify", ErrBadResult)
-	}
-	return sig, nil
+	return r.runSign(ctx, sessionID, cmp.PresignOnline(cfg, pre, msg, nil), cfg, ids, msg, tr)
 }
 
 // checkSigners validates a signing quorum of cfg's key.

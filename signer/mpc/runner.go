@@ -44,20 +44,9 @@ type Runner struct {
 // sessionID must be unique per ceremony and identical at every party (the
 // ceremony id); it domain-separates the protocol transcript.
 func (r *Runner) Keygen(ctx context.Context, sessionID []byte, self party.ID, parties []party.ID, threshold int, tr Transport) (*cmp.Config, error) {
-	ids, err := checkParties(self, parties)
+	ids, err := checkKeygen(sessionID, self, parties, threshold)
 	if err != nil {
 		return nil, err
-	}
-	if len(ids) < 2 {
-		return nil, fmt.Errorf("%w: keygen needs at least 2 parties", ErrInvalidArgument)
-	}
-	// t = 1 would give every party a share equal to the whole key: refuse
-	// it whoever asks, so a compromised coordinator cannot weaken a key.
-	if threshold < 2 || threshold > len(ids) {
-		return nil, fmt.Errorf("%w: threshold %d outside 2..%d", ErrInvalidArgument, threshold, len(ids))
-	}
-	if len(sessionID) == 0 {
-		return nil, fmt.Errorf("%w: empty session id", ErrInvalidArgument)
 	}
 	pl := r.newPool()
 	defer pl.TearDown()
@@ -82,24 +71,12 @@ func (r *Runner) Keygen(ctx context.Context, sessionID []byte, self party.ID, pa
 // has been verified against the key's public point; it is the library's
 // value and may have a high S: convert it with ToSignature.
 func (r *Runner) Sign(ctx context.Context, sessionID []byte, cfg *cmp.Config, signers []party.ID, digest []byte, tr Transport) (*ecdsa.Signature, error) {
-	if cfg == nil {
-		return nil, fmt.Errorf("%w: nil config", ErrInvalidArgument)
-	}
 	if len(digest) != 32 {
 		return nil, fmt.Errorf("%w: digest is %d bytes, want 32", ErrInvalidArgument, len(digest))
 	}
-	if len(sessionID) == 0 {
-		return nil, fmt.Errorf("%w: empty session id", ErrInvalidArgument)
-	}
-	ids, err := checkParties(cfg.ID, signers)
+	ids, err := r.checkSigners(sessionID, cfg, signers)
 	if err != nil {
 		return nil, err
-	}
-	if !cfg.PartyIDs().Contains(ids...) {
-		return nil, fmt.Errorf("%w: signers %v are not all holders of this key", ErrInvalidArgument, ids)
-	}
-	if len(ids) < cfg.Threshold+1 {
-		return nil, fmt.Errorf("%w: %d signers, key needs %d", ErrInvalidArgument, len(ids), cfg.Threshold+1)
 	}
 	pl := r.newPool()
 	defer pl.TearDown()
@@ -107,7 +84,13 @@ func (r *Runner) Sign(ctx context.Context, sessionID []byte, cfg *cmp.Config, si
 	// The library keeps a reference to digest; give it a copy the caller
 	// cannot change under it.
 	msg := append([]byte(nil), digest...)
-	h, err := protocol.NewMultiHandler(cmp.Sign(cfg, ids, msg, pl), sessionID)
+	return r.runSign(ctx, sessionID, cmp.Sign(cfg, ids, msg, pl), cfg, ids, msg, tr)
+}
+
+// runSign runs a CMP signing protocol (full or the online round) and
+// returns its signature once it verifies against the key.
+func (r *Runner) runSign(ctx context.Context, sessionID []byte, start protocol.StartFunc, cfg *cmp.Config, ids party.IDSlice, msg []byte, tr Transport) (*ecdsa.Signature, error) {
+	h, err := protocol.NewMultiHandler(start, sessionID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
