@@ -399,21 +399,33 @@ func (s *trustSetup) run(t *testing.T, backend string) {
 				// The attacker also picks the quorum: three forged
 				// requests, each leaving out another signer, reach every
 				// signer twice; every one of them refuses and journals it.
-				refusals := map[string]int{}
+				forged := map[string]bool{}
 				for _, left := range s.tc.Names {
 					sg := s.injectExcluding(t, &store.Signature{Hash: hash("forged without " + left)}, left)
 					s.wantRefused(t, backend, sg, journal.RefusedSignature, "not signed")
+					forged[sg.GetId()] = true
+				}
+				// The request is REJECTED at the first refusal; the other
+				// party's refusal may be journaled a moment later.
+				var refusals map[string]int
+				deadline := time.Now().Add(15 * time.Second)
+				for {
+					refusals = map[string]int{}
 					for _, name := range s.tc.Names {
 						entries, err := s.tc.Signer(name).Journal().List(context.Background())
 						if err != nil {
 							t.Fatal(err)
 						}
 						for _, e := range entries {
-							if e.SignatureID == sg.GetId() && e.Decision == journal.RefusedSignature {
+							if forged[e.SignatureID] && e.Decision == journal.RefusedSignature {
 								refusals[name]++
 							}
 						}
 					}
+					if len(refusals) == len(s.tc.Names) || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(50 * time.Millisecond) // polling journals written by other goroutines
 				}
 				for _, name := range s.tc.Names {
 					if refusals[name] == 0 {
