@@ -54,7 +54,7 @@ All parts share this machine's cores.`,
 			fs.IntVar(&requests, "requests", 500, "signature requests per full-stack measurement (the raw measurement signs 3x as many)")
 			fs.IntVar(&sessions, "sessions", hsm.DefaultSessions, "PKCS#11 sessions per token, and jobs at once per driver")
 			fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL for the coordinator and the driver database (a temporary schema in it); default SQLite in the temporary folder")
-			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
+			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the one-driver full-stack drain to this file (go tool pprof)")
 			env.addLogFlags(fs)
 			// Only trouble is worth printing beside the table.
 			env.logLevel = "warn"
@@ -70,16 +70,9 @@ All parts share this machine's cores.`,
 				if err != nil {
 					return err
 				}
-				if cpuProfile != "" {
-					stop, err := startCPUProfile(cpuProfile)
-					if err != nil {
-						return err
-					}
-					defer stop()
-				}
 				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures), then the full stack with 1 and %d drivers (%d requests each) ...\n",
 					3*requests, len(benchHSMDrivers), requests)
-				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, sessions: sessions, databaseURL: databaseURL, logger: logger})
+				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, sessions: sessions, databaseURL: databaseURL, cpuProfile: cpuProfile, logger: logger})
 				if err != nil {
 					return err
 				}
@@ -92,6 +85,7 @@ All parts share this machine's cores.`,
 type benchHSMOptions struct {
 	requests, sessions int
 	databaseURL        string
+	cpuProfile         string
 	logger             *slog.Logger
 }
 
@@ -136,6 +130,20 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 		return nil, err
 	}
 	bench := driver.Bench{Raw: tokens[0], RawSignatures: 3 * o.requests, StackRequests: o.requests, API: client.Service()}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		bench.Profile = func() func() {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				o.logger.Warn("--cpu-profile: not profiling", "error", err)
+				return func() {}
+			}
+			return pprof.StopCPUProfile
+		}
+	}
 	for i, name := range benchHSMDrivers {
 		paths := p.Nodes[name]
 		bench.Drivers = append(bench.Drivers, driver.Config{
@@ -216,19 +224,6 @@ func benchSchema(ctx context.Context, rawURL string) (string, func() error, erro
 		return errors.Join(err, admin.Close())
 	}
 	return u.String(), drop, nil
-}
-
-// startCPUProfile writes a CPU profile to path until stop is called.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpu-profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("--cpu-profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func benchRandomHex(n int) string {

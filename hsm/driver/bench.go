@@ -48,6 +48,9 @@ type Bench struct {
 	// Submitters is how many CreateSignature calls run at once while
 	// queueing (default 8).
 	Submitters int
+	// Profile, when set, is called as the one-driver drain starts and the
+	// function it returns as it ends: a CPU profile of just that phase.
+	Profile func() (stop func())
 }
 
 // BenchResult holds the figures of one Bench run, in signatures per second.
@@ -214,10 +217,15 @@ func (b Bench) stackThroughput(ctx context.Context, walletID string, drivers []C
 	if err != nil {
 		return 0, 0, err
 	}
+	stopProfile := func() {}
+	if b.Profile != nil && len(drivers) == 1 {
+		stopProfile = b.Profile()
+	}
 	start, cpu := time.Now(), processCPU()
 	stop := runDrivers(ctx, procs)
 	err = waitSigned(ctx, b.API, ids)
 	elapsed, perSig := time.Since(start), cpuPer(cpu, len(ids))
+	stopProfile()
 	if err := errors.Join(err, stop()); err != nil {
 		return 0, 0, err
 	}

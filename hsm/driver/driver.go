@@ -140,7 +140,7 @@ func (d *Driver) Run(ctx context.Context) error {
 			}
 		})
 	}
-	d.claimLoop(ctx, jobs, free)
+	d.claimLoop(ctx, jobs, free, capacity)
 	close(jobs)
 	wg.Wait()
 	stopReporter()
@@ -148,8 +148,15 @@ func (d *Driver) Run(ctx context.Context) error {
 	return nil
 }
 
-// claimLoop claims jobs for the free places until ctx ends.
-func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free chan struct{}) {
+// claimLoop claims jobs for the free places until ctx ends. While the
+// queue is busy (the last claim got all it asked for), it waits until half
+// the places are free and claims for all of them at once: one round trip
+// and one transaction at the coordinator for many jobs, rather than one
+// per job as each finishes; the jobs still held keep the HSM busy
+// meanwhile. When the queue runs dry it claims as soon as a place is free.
+func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free chan struct{}, capacity int) {
+	batch := min(max(capacity/2, 1), maxClaim)
+	busy := false
 	var failures int
 	for {
 		select {
@@ -160,6 +167,15 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 		n := 1
 	more:
 		for n < maxClaim {
+			if busy && n < batch {
+				select {
+				case <-free:
+					n++
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
 			select {
 			case <-free:
 				n++
@@ -168,6 +184,7 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 			}
 		}
 		got, err := d.claim(ctx, n)
+		busy = err == nil && len(got) == n
 		for range n - len(got) {
 			free <- struct{}{}
 		}
@@ -276,17 +293,18 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 	}
 }
 
-// work runs a job in the HSM, holding one of the Concurrency places, and
-// returns the result to report.
+// work runs a job and returns the result to report. Only the HSM's part
+// holds one of the Concurrency places: a sign job's decision (request
+// signature, gate, journal) is made before, so that the decisions of the
+// jobs waiting for the HSM are journaled together (see journal.Append).
 func (d *Driver) work(ctx context.Context, logger *slog.Logger, job *driverv1.Job) (*driverv1.CompleteJobRequest, error) {
-	select {
-	case d.hsmSlots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-	defer func() { <-d.hsmSlots }()
 	switch job.GetKind() {
 	case driverv1.JobKind_JOB_KIND_KEYGEN:
+		release, err := d.hsmPlace(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		key, err := d.keygen(ctx, logger, job)
 		if err != nil {
 			return nil, err
@@ -303,6 +321,16 @@ func (d *Driver) work(ctx context.Context, logger *slog.Logger, job *driverv1.Jo
 		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}, nil
 	default:
 		return nil, permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
+	}
+}
+
+// hsmPlace waits for one of the Concurrency places in the HSM.
+func (d *Driver) hsmPlace(ctx context.Context) (release func(), err error) {
+	select {
+	case d.hsmSlots <- struct{}{}:
+		return func() { <-d.hsmSlots }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
 	}
 }
 
@@ -425,6 +453,11 @@ func (d *Driver) sign(ctx context.Context, job *driverv1.Job) (ecsig.Signature, 
 		return ecsig.Signature{}, fmt.Errorf("wallet %s was wrapped under master key %s, but this HSM holds master key %s",
 			job.GetWalletId(), key.MasterKeyFingerprint, d.fingerprint)
 	}
+	release, err := d.hsmPlace(ctx)
+	if err != nil {
+		return ecsig.Signature{}, err
+	}
+	defer release()
 	sig, err := d.hsm.Sign(ctx, key.Wrapped, key.PublicKey, job.GetDigest())
 	if err != nil {
 		return ecsig.Signature{}, classify(err)

@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -94,6 +96,22 @@ func (e *Entry) hash() string {
 type Journal struct {
 	db  *db.DB
 	now func() time.Time
+
+	// Group commit: appends that arrive while another batch is being
+	// written wait in queue and go together in the next transaction.
+	mu      sync.Mutex
+	queue   []*pending
+	writing bool
+
+	beforeWrite func() // tests: called before each batch is written
+}
+
+// pending is one Append waiting for its batch.
+type pending struct {
+	e    Entry
+	out  Entry
+	err  error
+	done chan struct{}
 }
 
 // Open migrates the journal's table in d (its own goose table, so it lives
@@ -142,14 +160,79 @@ func (r *row) entry() Entry {
 // first checks, in the same transaction, that the wallet has not signed
 // that request id for another signature request: then it writes nothing
 // and returns ErrReplay (the caller journals the refusal).
+//
+// Appends are committed in groups: while one transaction is being written,
+// the appends that arrive queue up, and the next transaction writes them
+// all (up to maxBatch), in arrival order, with one commit. Each still
+// returns only once its own record is durable. A node deciding many
+// requests at once (an HSM driver under load) thus pays one durable commit
+// per group, not per decision.
 func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
 	e.At = j.now().UTC().Truncate(time.Microsecond)
-	for try := 0; ; try++ {
-		out, err := j.append(ctx, e)
-		if err != nil && db.IsUniqueViolation(err) && try < 10 {
-			continue // another append took this sequence number (not expected under the lock): chain onto it
+	p := &pending{e: e, done: make(chan struct{})}
+	j.mu.Lock()
+	j.queue = append(j.queue, p)
+	lead := !j.writing
+	j.writing = true
+	j.mu.Unlock()
+	if lead {
+		// This caller writes the queue (its own record first in it), then
+		// hands what arrived meanwhile to a goroutine of its own.
+		j.writeNext(ctx)
+		j.mu.Lock()
+		more := len(j.queue) > 0
+		j.writing = more
+		j.mu.Unlock()
+		if more {
+			go j.drain(context.WithoutCancel(ctx))
 		}
-		return out, err
+	}
+	// A waiting append is not abandoned when its context ends: its record
+	// may already be in a transaction. The database's own timeouts bound
+	// the wait.
+	<-p.done
+	return p.out, p.err
+}
+
+// maxBatch bounds the records of one journal transaction.
+const maxBatch = 64
+
+// drain writes batches until the queue is empty.
+func (j *Journal) drain(ctx context.Context) {
+	for {
+		j.writeNext(ctx)
+		j.mu.Lock()
+		if len(j.queue) == 0 {
+			j.writing = false
+			j.mu.Unlock()
+			return
+		}
+		j.mu.Unlock()
+	}
+}
+
+// writeNext writes the next batch of the queue and answers its appends.
+func (j *Journal) writeNext(ctx context.Context) {
+	j.mu.Lock()
+	n := min(len(j.queue), maxBatch)
+	batch := j.queue[:n:n]
+	j.queue = j.queue[n:]
+	j.mu.Unlock()
+	if j.beforeWrite != nil {
+		j.beforeWrite()
+	}
+	for try := 0; ; try++ {
+		err := j.write(ctx, batch)
+		if err != nil && db.IsUniqueViolation(err) && try < 10 {
+			continue // another writer took these sequence numbers (not expected under the lock): chain onto them
+		}
+		for _, p := range batch {
+			if err != nil {
+				p.err = err
+			}
+			close(p.done)
+		}
+		return
 	}
 }
 
@@ -161,8 +244,11 @@ const (
 	appendLockWait  = 30 * time.Second
 )
 
-func (j *Journal) append(ctx context.Context, e Entry) (Entry, error) {
-	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
+// write appends the batch's records in one transaction. A replayed request
+// fails alone (p.err, nothing written for it); any other error fails the
+// whole batch and is returned.
+func (j *Journal) write(ctx context.Context, batch []*pending) error {
+	return j.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if j.db.Dialect == db.Postgres {
 			// One appender at a time (several drivers may share the
 			// database): a mode that conflicts with itself but not with
@@ -172,45 +258,69 @@ func (j *Journal) append(ctx context.Context, e Entry) (Entry, error) {
 			// transaction left idle past appendIdleLimit, and a waiter
 			// gives up after appendLockWait (its decision then fails,
 			// closed, and is retried).
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, appendIdleLimit.Milliseconds())); err != nil {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d; SET LOCAL lock_timeout = %d`,
+				appendIdleLimit.Milliseconds(), appendLockWait.Milliseconds())); err != nil {
 				return fmt.Errorf("bound the journal transaction: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, appendLockWait.Milliseconds())); err != nil {
-				return fmt.Errorf("bound the journal lock wait: %w", err)
 			}
 			if _, err := tx.ExecContext(ctx, `LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 				return fmt.Errorf("lock the journal: %w", err)
 			}
 		}
 		var last row
+		seq, prev := int64(0), genesis
 		err := tx.GetContext(ctx, &last, `SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1`)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			e.Seq, e.PrevHash = 1, genesis
 		case err != nil:
 			return fmt.Errorf("read the journal's last record: %w", err)
 		default:
-			e.Seq, e.PrevHash = last.Seq+1, last.Hash
+			seq, prev = last.Seq, last.Hash
 		}
-		if e.Decision == Signed && e.RequestID != "" {
-			var other []string
-			err := tx.SelectContext(ctx, &other, tx.Rebind(`SELECT signature_id FROM journal
-				WHERE wallet_id = ? AND request_id = ? AND decision = ? AND signature_id <> ? LIMIT 1`),
-				e.WalletID, e.RequestID, string(Signed), e.SignatureID)
-			if err != nil {
-				return fmt.Errorf("replay check: %w", err)
+		// signedHere: request ids this batch signs, per wallet, for the
+		// replay check of the records after them.
+		type walletRequest struct{ wallet, request string }
+		signedHere := map[walletRequest]string{}
+		var rows []any
+		for _, p := range batch {
+			p.err = nil
+			e := p.e
+			if e.Decision == Signed && e.RequestID != "" {
+				key := walletRequest{e.WalletID, e.RequestID}
+				other, ok := signedHere[key]
+				if !ok {
+					var found []string
+					err := tx.SelectContext(ctx, &found, tx.Rebind(`SELECT signature_id FROM journal
+						WHERE wallet_id = ? AND request_id = ? AND decision = ? AND signature_id <> ? LIMIT 1`),
+						e.WalletID, e.RequestID, string(Signed), e.SignatureID)
+					if err != nil {
+						return fmt.Errorf("replay check: %w", err)
+					}
+					if len(found) > 0 {
+						other, ok = found[0], true
+					}
+				}
+				if ok && other != e.SignatureID {
+					p.err = fmt.Errorf("%w (%s)", ErrReplay, other)
+					continue
+				}
+				signedHere[key] = e.SignatureID
 			}
-			if len(other) > 0 {
-				return fmt.Errorf("%w (%s)", ErrReplay, other[0])
-			}
+			seq++
+			e.Seq, e.PrevHash = seq, prev
+			e.Hash = e.hash()
+			prev = e.Hash
+			p.out = e
+			rows = append(rows, e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID,
+				e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
 		}
-		e.Hash = e.hash()
-		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO journal (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID, e.WalletID,
-			e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
+		if len(rows) == 0 {
+			return nil
+		}
+		const one = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		values := strings.Repeat(one+", ", len(rows)/13-1) + one
+		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values), rows...)
 		return err
 	})
-	return e, err
 }
 
 // List returns every record in order.

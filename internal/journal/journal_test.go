@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sigil-wallet/sigil/internal/db/dbtest"
 	"github.com/sigil-wallet/sigil/internal/journal"
@@ -65,6 +66,56 @@ func TestJournal(t *testing.T) {
 			replay.SignatureID = "sig_2"
 			if _, err := j.Append(ctx, replay); !errors.Is(err, journal.ErrReplay) {
 				t.Fatalf("replay: %v", err)
+			}
+		})
+		t.Run("replays within one group commit", func(t *testing.T) {
+			// Appends that arrive together are written in one transaction:
+			// the replay check must see the records ahead of it in the
+			// same batch, not only those already committed.
+			const n = 16
+			// Hold the first batch (another wallet's record) until the
+			// others have all queued behind it, so that they form one batch.
+			held, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
+			defer j.SetBeforeWrite(nil)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if _, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.Signed, WalletID: "wal_e", SignatureID: "sig_0"}); err != nil {
+					t.Error(err)
+				}
+			})
+			<-held
+			errs := make(chan error, n)
+			for i := range n {
+				wg.Go(func() {
+					_, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.Signed, WalletID: "wal_d",
+						SignatureID: fmt.Sprint("sig_", i), RequestID: "same-request"})
+					errs <- err
+				})
+			}
+			for j.Queued() < n {
+				time.Sleep(time.Millisecond)
+			}
+			close(release)
+			wg.Wait()
+			close(errs)
+			var signed, replays int
+			for err := range errs {
+				switch {
+				case err == nil:
+					signed++
+				case errors.Is(err, journal.ErrReplay):
+					replays++
+				default:
+					t.Fatal(err)
+				}
+			}
+			if signed != 1 || replays != n-1 {
+				t.Fatalf("%d signed and %d refused as replays, want 1 and %d", signed, replays, n-1)
+			}
+			if _, b, err := j.Verify(ctx); err != nil || b != nil {
+				t.Fatalf("chain after refused replays: %v %v", b, err)
 			}
 		})
 		t.Run("an altered record is named", func(t *testing.T) {

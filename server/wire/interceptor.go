@@ -23,8 +23,14 @@ func HandlerOptions(logger *slog.Logger, interceptors ...connect.Interceptor) []
 		connect.WithCodec(StrictJSON(codecNameJSON)),
 		connect.WithCodec(StrictJSON(codecNameJSONUTF8)),
 		connect.WithInterceptors(all...),
+		// Compressing a few hundred bytes costs more CPU than it saves.
+		connect.WithCompressMinBytes(compressMinBytes),
 	}
 }
+
+// compressMinBytes is the smallest response compressed for a client that
+// accepts compression.
+const compressMinBytes = 1024
 
 // errorInterceptor maps every error a handler or an inner interceptor
 // returns with ToConnect, so each carries a reason.
