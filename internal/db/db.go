@@ -10,6 +10,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite"
 )
 
 // Dialect names the SQL database behind a DB.
@@ -120,10 +121,7 @@ func openSQLite(ctx context.Context, path string, durable bool) (*DB, error) {
 	}
 
 	bindSQLite.Do(func() { sqlx.BindDriver(sqliteDriver, sqlx.QUESTION) })
-	sdb, err := sqlx.Open(sqliteDriver, sqliteDSN(abs, durable))
-	if err != nil {
-		return nil, fmt.Errorf("db: open SQLite %s: %w", abs, err)
-	}
+	sdb := sqlx.NewDb(sql.OpenDB(sqliteConnector{dsn: sqliteDSN(abs, durable), drv: &sqlite.Driver{}}), sqliteDriver)
 	// WAL lets readers run beside the single writer, so several connections pay off. Writers
 	// serialise on BEGIN IMMEDIATE (_txlock) and wait up to busy_timeout instead of failing
 	// with SQLITE_BUSY; a deferred transaction that later tries to write could not wait that way.
