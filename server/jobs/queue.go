@@ -177,6 +177,12 @@ func (q *Queue) Leased(ctx context.Context, jobID, leaseID string) (*store.Claim
 	return q.store.LeasedJob(ctx, jobID, leaseID, q.now())
 }
 
+// LeasedMany returns jobs under current leases, in one read: the i-th
+// job, or the i-th error when it is not under that lease.
+func (q *Queue) LeasedMany(ctx context.Context, leases []store.JobLease) ([]*store.ClaimedJob, []error, error) {
+	return q.store.LeasedJobs(ctx, leases, q.now())
+}
+
 // CompleteKeygen activates the job's wallet with pub.
 func (q *Queue) CompleteKeygen(ctx context.Context, jobID, leaseID string, pub []byte) error {
 	return q.settle(ctx, jobID, leaseID, func() error {

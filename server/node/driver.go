@@ -27,6 +27,7 @@ type JobQueue interface {
 	Claim(ctx context.Context, driver string, wait time.Duration, n int) ([]*store.ClaimedJob, error)
 	Renew(ctx context.Context, jobID, leaseID, driver string) (time.Time, error)
 	Leased(ctx context.Context, jobID, leaseID string) (*store.ClaimedJob, error)
+	LeasedMany(ctx context.Context, leases []store.JobLease) ([]*store.ClaimedJob, []error, error)
 	CompleteJobs(ctx context.Context, results []store.JobResult) ([]error, error)
 	Fail(ctx context.Context, jobID, leaseID, reason string, retryable bool) (store.JobState, error)
 	Reject(ctx context.Context, jobID, leaseID, reason string) (store.JobState, error)
@@ -155,7 +156,11 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 	if err != nil {
 		return nil, err
 	}
-	res, err := d.check(ctx, driver, req.Msg)
+	cj, err := d.leasedBy(ctx, driver, req.Msg.GetJobId(), req.Msg.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.check(ctx, driver, cj, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -170,16 +175,12 @@ func (d *DriverServer) CompleteJob(ctx context.Context, req *connect.Request[dri
 	return connect.NewResponse(&driverv1.CompleteJobResponse{}), nil
 }
 
-// check loads the job under the caller's current lease and checks its
-// result: a public key must be a compressed secp256k1 point; a signature
+// check checks the result of cj, a job under the caller's current lease
+// (leasedBy): a public key must be a compressed secp256k1 point; a signature
 // must verify against the wallet's key and the request's digest. A result
 // that fails the check is recorded as a failed attempt and refused with
 // InvalidArgument.
-func (d *DriverServer) check(ctx context.Context, driver string, m *driverv1.CompleteJobRequest) (*store.JobResult, error) {
-	cj, err := d.leasedBy(ctx, driver, m.GetJobId(), m.GetLeaseId())
-	if err != nil {
-		return nil, err
-	}
+func (d *DriverServer) check(ctx context.Context, driver string, cj *store.ClaimedJob, m *driverv1.CompleteJobRequest) (*store.JobResult, error) {
 	out := &store.JobResult{JobID: cj.ID, LeaseID: cj.LeaseID, Driver: driver, Kind: cj.Kind}
 	switch res := m.GetResult().(type) {
 	case *driverv1.CompleteJobRequest_Keygen:
@@ -299,6 +300,12 @@ func (d *DriverServer) driver(ctx context.Context) (string, error) {
 // leasedBy loads a job under a current lease held by driver.
 func (d *DriverServer) leasedBy(ctx context.Context, driver, jobID, leaseID string) (*store.ClaimedJob, error) {
 	cj, err := d.queue.Leased(ctx, jobID, leaseID)
+	return d.heldBy(ctx, driver, jobID, cj, err)
+}
+
+// heldBy turns the lookup of a leased job into what the driver is told:
+// the job when driver holds its lease, a Connect error otherwise.
+func (d *DriverServer) heldBy(ctx context.Context, driver, jobID string, cj *store.ClaimedJob, err error) (*store.ClaimedJob, error) {
 	if err != nil {
 		return nil, d.toConnect(ctx, err)
 	}

@@ -23,6 +23,15 @@ func (d *DriverServer) CompleteJobs(ctx context.Context, req *connect.Request[dr
 	outcomes := make([]*driverv1.CompleteJobOutcome, len(items))
 	var accepted []store.JobResult
 	var at []int // accepted[k] is items[at[k]]
+	// Every job is read in one query; each result is checked against its own.
+	leases := make([]store.JobLease, len(items))
+	for i, m := range items {
+		leases[i] = store.JobLease{JobID: m.GetJobId(), LeaseID: m.GetLeaseId()}
+	}
+	jobs, lookupErrs, err := d.queue.LeasedMany(ctx, leases)
+	if err != nil {
+		return nil, d.toConnect(ctx, err)
+	}
 	seen := make(map[string]bool, len(items))
 	for i, m := range items {
 		outcomes[i] = &driverv1.CompleteJobOutcome{JobId: m.GetJobId()}
@@ -31,7 +40,14 @@ func (d *DriverServer) CompleteJobs(ctx context.Context, req *connect.Request[dr
 			continue
 		}
 		seen[m.GetJobId()] = true
-		res, err := d.check(ctx, driver, m)
+		cj, err := d.heldBy(ctx, driver, m.GetJobId(), jobs[i], lookupErrs[i])
+		if err != nil {
+			if err := d.setOutcome(ctx, outcomes[i], err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		res, err := d.check(ctx, driver, cj, m)
 		if err != nil {
 			if err := d.setOutcome(ctx, outcomes[i], err); err != nil {
 				return nil, err

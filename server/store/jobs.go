@@ -38,6 +38,7 @@ type JobQueue interface {
 	// LeasedJob returns the job under a current lease, with what its
 	// result must be checked against.
 	LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error)
+	LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) ([]*ClaimedJob, []error, error)
 	// CompleteKeygenJob activates the job's wallet with its public key and
 	// marks the job done, in one transaction.
 	CompleteKeygenJob(ctx context.Context, jobID, leaseID string, now time.Time, publicKey []byte) error

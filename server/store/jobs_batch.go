@@ -187,24 +187,56 @@ func (s *SQL) lockedLease(ctx context.Context, tx *sqlx.Tx, r *targetRow, c Clai
 }
 
 // LeasedJob returns a job under a current lease. See JobQueue.
+func (s *SQL) LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error) {
+	jobs, errs, err := s.LeasedJobs(ctx, []JobLease{{JobID: jobID, LeaseID: leaseID}}, now)
+	if err != nil {
+		return nil, err
+	}
+	return jobs[0], errs[0]
+}
+
+// JobLease names a job and the lease a driver holds on it.
+type JobLease struct{ JobID, LeaseID string }
+
+// LeasedJobs returns jobs under current leases, read in one query: the
+// i-th job, or the i-th error (ErrNotFound, ErrStateConflict) when it is
+// not under that lease. See JobQueue.
 //
 // It reads without a transaction: what a result is checked against (the
 // digest, the wallet's key) never changes once the job exists, and the
 // lease is checked again, under lock, when the result is recorded.
-func (s *SQL) LeasedJob(ctx context.Context, jobID, leaseID string, now time.Time) (*ClaimedJob, error) {
-	var r targetRow
-	err := s.db.GetContext(ctx, &r, s.db.Rebind(targetSelect+` WHERE j.id = ?`), jobID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+func (s *SQL) LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) ([]*ClaimedJob, []error, error) {
+	if len(leases) == 0 {
+		return nil, nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("select job %s: %w", jobID, err)
+	ids := make([]any, len(leases))
+	for i, l := range leases {
+		ids[i] = l.JobID
 	}
-	cj := r.claimed()
-	if err := leaseCurrent(&cj.Job, leaseID, micros(now)); err != nil {
-		return nil, err
+	var rows []targetRow
+	query := targetSelect + ` WHERE j.id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), ids...); err != nil {
+		return nil, nil, fmt.Errorf("select jobs: %w", err)
 	}
-	return cj, nil
+	byID := make(map[string]*targetRow, len(rows))
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	jobs, errs := make([]*ClaimedJob, len(leases)), make([]error, len(leases))
+	for i, l := range leases {
+		r, ok := byID[l.JobID]
+		if !ok {
+			errs[i] = fmt.Errorf("%w: job %s", ErrNotFound, l.JobID)
+			continue
+		}
+		cj := r.claimed()
+		if err := leaseCurrent(&cj.Job, l.LeaseID, micros(now)); err != nil {
+			errs[i] = err
+			continue
+		}
+		jobs[i] = cj
+	}
+	return jobs, errs, nil
 }
 
 // CompleteJobs records checked results. See JobQueue.

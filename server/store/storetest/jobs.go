@@ -269,6 +269,26 @@ func testJobCompleteSign(t *testing.T, st store.Store) {
 	if err != nil || !bytes.Equal(leased.Digest, sg.Digest) || !bytes.Equal(leased.PublicKey, PubKey) {
 		t.Fatalf("LeasedJob = %+v, %v", leased, err)
 	}
+	// Several at once, each answered on its own: the current lease, the
+	// same job under a wrong lease id, the finished keygen job, an unknown
+	// job, and the current lease again.
+	many, errs, err := s.LeasedJobs(ctx, []store.JobLease{
+		{JobID: j.ID, LeaseID: cj.LeaseID}, {JobID: j.ID, LeaseID: ids.New(ids.Lease)}, {JobID: kj.ID, LeaseID: k.LeaseID},
+		{JobID: ids.New(ids.Job), LeaseID: cj.LeaseID}, {JobID: j.ID, LeaseID: cj.LeaseID},
+	}, now)
+	if err != nil || len(many) != 5 || len(errs) != 5 {
+		t.Fatalf("LeasedJobs = %v, %v, %v", many, errs, err)
+	}
+	for _, i := range []int{0, 4} {
+		if errs[i] != nil || many[i] == nil || many[i].ID != j.ID || !bytes.Equal(many[i].Digest, sg.Digest) {
+			t.Fatalf("LeasedJobs[%d] = %+v, %v", i, many[i], errs[i])
+		}
+	}
+	for i, want := range map[int]error{1: store.ErrStateConflict, 2: store.ErrStateConflict, 3: store.ErrNotFound} {
+		if !errors.Is(errs[i], want) || many[i] != nil {
+			t.Fatalf("LeasedJobs[%d] = %+v, %v, want %v", i, many[i], errs[i], want)
+		}
+	}
 	r, sv := bytes.Repeat([]byte{0xaa}, 32), bytes.Repeat([]byte{0x55}, 32)
 	if err := s.CompleteKeygenJob(ctx, j.ID, cj.LeaseID, now, PubKey); !errors.Is(err, store.ErrStateConflict) {
 		t.Fatalf("keygen result for a sign job: %v, want ErrStateConflict", err)
