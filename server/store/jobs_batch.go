@@ -124,15 +124,11 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 			if err != nil {
 				return fmt.Errorf("select claimable jobs: %w", err)
 			}
-			for i := range rows {
-				cj, err := s.lockedLease(ctx, tx, &rows[i], c, c.LeaseIDs[len(claimed)], maxAttempts)
-				if err != nil {
-					return err
-				}
-				if cj != nil {
-					claimed = append(claimed, cj)
-				}
+			got, err := s.lockedLeaseAll(ctx, tx, rows, c, c.LeaseIDs[len(claimed):], maxAttempts)
+			if err != nil {
+				return err
 			}
+			claimed = append(claimed, got...)
 			if len(rows) < want || len(claimed) == len(c.LeaseIDs) {
 				return nil
 			}
@@ -145,45 +141,100 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 	return claimed, nil
 }
 
-// lockedLease leases one selected job under leaseID, in tx. A job whose
-// drivers kept dying on it fails instead, and a job whose target was
-// finished another way is closed; both return nil.
-func (s *SQL) lockedLease(ctx context.Context, tx *sqlx.Tx, r *targetRow, c Claim, leaseID string, maxAttempts int) (*ClaimedJob, error) {
+// lockedLeaseAll leases the selected jobs that are still wanted, the k-th
+// under leaseIDs[k], in tx: one UPDATE for all of them and one read of
+// their signature requests. A job whose drivers kept dying on it fails
+// instead, and a job whose target was finished another way is closed;
+// neither is returned.
+func (s *SQL) lockedLeaseAll(ctx context.Context, tx *sqlx.Tx, rows []targetRow, c Claim, leaseIDs []string, maxAttempts int) ([]*ClaimedJob, error) {
 	now := micros(c.Now)
-	job := r.job()
-	released := job.State == JobLeased
-	if released && job.Attempts >= maxAttempts {
-		// Its drivers keep dying on it: stop feeding it to them.
-		reason := fmt.Sprintf("HSM job abandoned: its lease lapsed on each of %d attempts (last held by driver %s)", job.Attempts, job.LeasedBy)
-		return nil, s.lockedFailJob(ctx, tx, &job, now, reason)
-	}
-	if !r.open() {
-		_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
-			"closed: its wallet or signature was already finished", now, job.Seq)
-		if err != nil {
-			return nil, fmt.Errorf("close job %s: %w", job.ID, err)
+	var lease []*targetRow
+	for i := range rows {
+		r := &rows[i]
+		job := r.job()
+		switch {
+		case job.State == JobLeased && job.Attempts >= maxAttempts:
+			// Its drivers keep dying on it: stop feeding it to them.
+			reason := fmt.Sprintf("HSM job abandoned: its lease lapsed on each of %d attempts (last held by driver %s)", job.Attempts, job.LeasedBy)
+			if err := s.lockedFailJob(ctx, tx, &job, now, reason); err != nil {
+				return nil, err
+			}
+		case !r.open():
+			_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE seq = ?`),
+				"closed: its wallet or signature was already finished", now, job.Seq)
+			if err != nil {
+				return nil, fmt.Errorf("close job %s: %w", job.ID, err)
+			}
+		default:
+			lease = append(lease, r)
 		}
+	}
+	if len(lease) == 0 {
 		return nil, nil
 	}
 	expires := micros(c.Now.Add(c.LeaseFor))
-	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
-		lease_id = ?, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ? WHERE seq = ?`),
-		leaseID, c.Driver, now, expires, now, job.Seq)
-	if err != nil {
-		return nil, fmt.Errorf("lease job %s: %w", job.ID, err)
+	// Each job gets its own lease id: CASE seq WHEN ? THEN ? ... END.
+	var cases strings.Builder
+	args := make([]any, 0, 3*len(lease)+5)
+	for k, r := range lease {
+		cases.WriteString(" WHEN ? THEN ?")
+		args = append(args, r.Seq, leaseIDs[k])
 	}
-	cj := r.claimed()
-	if cj.Kind == JobSign {
-		// The driver checks the request itself (payload, signed request):
-		// it gets the whole signature row.
-		if cj.Signature, err = s.getSignature(ctx, tx, job.SignatureID); err != nil {
-			return nil, fmt.Errorf("job %s: %w", job.ID, err)
+	args = append(args, c.Driver, now, expires, now)
+	for _, r := range lease {
+		args = append(args, r.Seq)
+	}
+	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
+		lease_id = CASE seq`+cases.String()+` END, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ?
+		WHERE seq IN (?`+strings.Repeat(", ?", len(lease)-1)+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("lease %d jobs: %w", len(lease), err)
+	}
+	// The driver checks a sign request itself (payload, signed request):
+	// it gets the whole signature row.
+	sigs, err := s.signaturesByID(ctx, tx, lease)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ClaimedJob, len(lease))
+	for k, r := range lease {
+		cj := r.claimed()
+		if cj.Kind == JobSign {
+			if cj.Signature = sigs[cj.SignatureID]; cj.Signature == nil {
+				return nil, fmt.Errorf("job %s: %w: signature %s", cj.ID, ErrNotFound, cj.SignatureID)
+			}
+		}
+		cj.Released = cj.State == JobLeased
+		cj.State, cj.Attempts, cj.LeaseID, cj.LeasedBy = JobLeased, cj.Attempts+1, leaseIDs[k], c.Driver
+		cj.LeasedAt, cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(now), fromMicros(expires), fromMicros(now)
+		out[k] = cj
+	}
+	return out, nil
+}
+
+// signaturesByID reads the signature requests of the sign jobs among
+// rows, in one query, keyed by id.
+func (s *SQL) signaturesByID(ctx context.Context, tx *sqlx.Tx, rows []*targetRow) (map[string]*Signature, error) {
+	var ids []any
+	for _, r := range rows {
+		if JobKind(r.Kind) == JobSign && r.SignatureID.Valid {
+			ids = append(ids, r.SignatureID.String)
 		}
 	}
-	cj.State, cj.Attempts, cj.LeaseID, cj.LeasedBy = JobLeased, job.Attempts+1, leaseID, c.Driver
-	cj.LeasedAt, cj.LeaseExpiresAt, cj.UpdatedAt = fromMicros(now), fromMicros(expires), fromMicros(now)
-	cj.Released = released
-	return cj, nil
+	out := make(map[string]*Signature, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var sigs []signatureRow
+	err := tx.SelectContext(ctx, &sigs, tx.Rebind(`SELECT `+signatureColumns+` FROM signatures WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`), ids...)
+	if err != nil {
+		return nil, fmt.Errorf("select signatures: %w", err)
+	}
+	for i := range sigs {
+		sg := sigs[i].signature()
+		out[sg.ID] = sg
+	}
+	return out, nil
 }
 
 // LeasedJob returns a job under a current lease. See JobQueue.
@@ -240,22 +291,47 @@ func (s *SQL) LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) 
 }
 
 // CompleteJobs records checked results. See JobQueue.
+//
+// The jobs are read and locked in one query, and the signatures and jobs
+// of the sign results are updated with one statement each; keygen results
+// (rare) and a second result for one signature go one by one.
 func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
 	errs := make([]error, len(results))
+	at := micros(now)
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		clear(errs)
+		var valid []int
 		for i := range results {
-			errs[i] = results[i].validate()
-			if errs[i] != nil {
+			if errs[i] = results[i].validate(); errs[i] == nil {
+				valid = append(valid, i)
+			}
+		}
+		jobs, err := s.lockedJobsByID(ctx, tx, results, valid)
+		if err != nil {
+			return err
+		}
+		var signs []int
+		signing := map[string]bool{}
+		for _, i := range valid {
+			r := &results[i]
+			job, err := leasedForResult(jobs[r.JobID], r, at)
+			if err != nil {
+				errs[i] = err
 				continue
 			}
-			err := s.lockedComplete(ctx, tx, &results[i], micros(now))
-			if errors.Is(err, ErrStateConflict) || errors.Is(err, ErrNotFound) {
+			if r.Kind == JobSign && !signing[job.SignatureID] {
+				signing[job.SignatureID] = true
+				signs = append(signs, i)
+				continue
+			}
+			err = s.lockedApply(ctx, tx, job, r, at)
+			if errors.Is(err, ErrStateConflict) {
 				errs[i] = err // this result's own; the others go on
 			} else if err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.lockedApplySigns(ctx, tx, jobs, results, signs, errs, at)
 	})
 	if err != nil {
 		return nil, err
@@ -263,20 +339,117 @@ func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResu
 	return errs, nil
 }
 
-// lockedComplete checks one result's lease, applies it to the job's target
-// and closes the job, in tx. ErrStateConflict and ErrNotFound concern this
-// result alone; any other error aborts the transaction.
-func (s *SQL) lockedComplete(ctx context.Context, tx *sqlx.Tx, r *JobResult, now int64) error {
-	job, err := s.lockedLeasedJob(ctx, tx, r.JobID, r.LeaseID, now)
+// lockedJobsByID reads and (on PostgreSQL) locks the jobs of
+// results[valid], keyed by id.
+func (s *SQL) lockedJobsByID(ctx context.Context, tx *sqlx.Tx, results []JobResult, valid []int) (map[string]*Job, error) {
+	out := make(map[string]*Job, len(valid))
+	if len(valid) == 0 {
+		return out, nil
+	}
+	ids := make([]any, len(valid))
+	for k, i := range valid {
+		ids[k] = results[i].JobID
+	}
+	var rows []jobRow
+	err := tx.SelectContext(ctx, &rows, tx.Rebind(`SELECT `+jobColumns+` FROM jobs WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`+s.forUpdate(false)), ids...)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("select jobs: %w", err)
+	}
+	for i := range rows {
+		job := rows[i].job()
+		out[job.ID] = &job
+	}
+	return out, nil
+}
+
+// leasedForResult checks that job (nil: not found) is under the lease r
+// was made under, held by r's driver, and of r's kind.
+func leasedForResult(job *Job, r *JobResult, now int64) (*Job, error) {
+	if job == nil {
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, r.JobID)
+	}
+	if err := leaseCurrent(job, r.LeaseID, now); err != nil {
+		return nil, err
 	}
 	if r.Driver != "" && job.LeasedBy != r.Driver {
-		return fmt.Errorf("%w: job %s is leased to another driver", ErrStateConflict, r.JobID)
+		return nil, fmt.Errorf("%w: job %s is leased to another driver", ErrStateConflict, r.JobID)
 	}
 	if job.Kind != r.Kind {
-		return fmt.Errorf("%w: job %s is a %s job, not %s", ErrStateConflict, r.JobID, job.Kind, r.Kind)
+		return nil, fmt.Errorf("%w: job %s is a %s job, not %s", ErrStateConflict, r.JobID, job.Kind, r.Kind)
 	}
+	return job, nil
+}
+
+// lockedApplySigns records the sign results results[signs] (each for a
+// different signature) with one UPDATE of their signatures and one of
+// their jobs, in tx. A signature finished another way meanwhile leaves its
+// job failed and its result refused with ErrStateConflict in errs.
+func (s *SQL) lockedApplySigns(ctx context.Context, tx *sqlx.Tx, jobs map[string]*Job, results []JobResult, signs []int, errs []error, now int64) error {
+	if len(signs) == 0 {
+		return nil
+	}
+	blob := "?"
+	if s.db.Dialect == db.Postgres {
+		blob = "CAST(? AS BYTEA)" // a CASE's parameters would otherwise be text
+	}
+	var rCase, sCase, vCase strings.Builder
+	var rArgs, sArgs, vArgs, inArgs []any
+	for _, i := range signs {
+		r := &results[i]
+		id := jobs[r.JobID].SignatureID
+		rCase.WriteString(" WHEN ? THEN " + blob)
+		sCase.WriteString(" WHEN ? THEN " + blob)
+		vCase.WriteString(" WHEN ? THEN CAST(? AS INTEGER)")
+		rArgs, sArgs, vArgs = append(rArgs, id, r.R), append(sArgs, id, r.S), append(vArgs, id, r.RecoveryID)
+		inArgs = append(inArgs, id)
+	}
+	args := append(append(append(append(rArgs, sArgs...), vArgs...), string(SignatureSigned), now, string(SignaturePending)), inArgs...)
+	var recorded []string
+	err := tx.SelectContext(ctx, &recorded, tx.Rebind(`UPDATE signatures SET sig_r = CASE id`+rCase.String()+` END,
+		sig_s = CASE id`+sCase.String()+` END, recovery_id = CASE id`+vCase.String()+` END, status = ?, updated_at = ?
+		WHERE status = ? AND id IN (?`+strings.Repeat(", ?", len(inArgs)-1)+`) RETURNING id`), args...)
+	if err != nil {
+		return fmt.Errorf("record %d signatures: %w", len(signs), err)
+	}
+	done := make(map[string]bool, len(recorded))
+	for _, id := range recorded {
+		done[id] = true
+	}
+	// Then every job is closed: done, or failed when its signature was
+	// finished another way (its result is discarded).
+	const discarded = "result discarded: its wallet or signature was already finished"
+	var stateCase, errorCase strings.Builder
+	var stateArgs, errorArgs, seqs []any
+	for _, i := range signs {
+		r := &results[i]
+		job := jobs[r.JobID]
+		r.Target = job.SignatureID
+		state, lastError := JobDone, ""
+		if !done[job.SignatureID] {
+			state, lastError = JobFailed, discarded
+			errs[i] = fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, r.JobID)
+		}
+		stateCase.WriteString(" WHEN ? THEN ?")
+		errorCase.WriteString(" WHEN ? THEN ?")
+		stateArgs, errorArgs = append(stateArgs, job.Seq, string(state)), append(errorArgs, job.Seq, lastError)
+		seqs = append(seqs, job.Seq)
+	}
+	args = append(append(append(stateArgs, errorArgs...), now), seqs...)
+	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = CASE seq`+stateCase.String()+` END,
+		last_error = CASE seq`+errorCase.String()+` END, updated_at = ?
+		WHERE seq IN (?`+strings.Repeat(", ?", len(seqs)-1)+`)`), args...)
+	if err != nil {
+		return fmt.Errorf("close %d jobs: %w", len(seqs), err)
+	}
+	return nil
+}
+
+// lockedApply applies one result to its job's target (job, under the
+// result's lease: leasedForResult) and closes the job, in tx.
+// ErrStateConflict concerns this result alone; any other error aborts the
+// transaction.
+func (s *SQL) lockedApply(ctx context.Context, tx *sqlx.Tx, job *Job, r *JobResult, now int64) error {
+	var err error
 	r.Target = job.WalletID
 	if job.SignatureID != "" {
 		r.Target = job.SignatureID

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ func init() {
 			name string
 			fn   func(t *testing.T, s store.Store)
 		}{"JobConcurrentBatchClaims", testJobConcurrentBatchClaims},
+		struct {
+			name string
+			fn   func(t *testing.T, s store.Store)
+		}{"JobCompleteBatchRecordsEach", testJobCompleteBatchRecordsEach},
 	)
 }
 
@@ -185,5 +190,52 @@ func testJobConcurrentBatchClaims(t *testing.T, st store.Store) {
 	wg.Wait()
 	if len(seen) != n {
 		t.Fatalf("leased %d distinct jobs, want %d", len(seen), n)
+	}
+}
+
+// testJobCompleteBatchRecordsEach: a batch of accepted results, listed in
+// another order than claimed and mixed with refused ones, records each
+// signature's own r, s and recovery id, and closes each job.
+func testJobCompleteBatchRecordsEach(t *testing.T, st store.Store) {
+	s := asJobStore(t, st)
+	ctx := context.Background()
+	now := time.Now().Add(time.Second)
+	w := activeHSMWallet(t, s, now)
+	const n = 6
+	for i := range n {
+		signJob(t, s, w.ID, byte(40+i))
+	}
+	got, err := s.ClaimJobs(ctx, store.Claim{Driver: "driver-a", LeaseIDs: leaseIDs(n), Now: now, LeaseFor: lease})
+	if err != nil || len(got) != n {
+		t.Fatalf("claim = %d, %v", len(got), err)
+	}
+	var results []store.JobResult
+	for i := n - 1; i >= 0; i-- { // newest first
+		cj := got[i]
+		results = append(results, store.JobResult{JobID: cj.ID, LeaseID: cj.LeaseID, Driver: "driver-a", Kind: store.JobSign,
+			R: bytes.Repeat([]byte{byte(0x10 + i)}, 32), S: bytes.Repeat([]byte{byte(0x20 + i)}, 32), RecoveryID: i % 2})
+	}
+	refused := store.JobResult{JobID: got[0].ID, LeaseID: ids.New(ids.Lease), Driver: "driver-a", Kind: store.JobSign,
+		R: bytes.Repeat([]byte{0xee}, 32), S: bytes.Repeat([]byte{0xee}, 32)}
+	results = append(results[:2], append([]store.JobResult{refused}, results[2:]...)...)
+	errs, err := s.CompleteJobs(ctx, now, results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, r := range results {
+		if (k == 2) != (errs[k] != nil) {
+			t.Fatalf("outcome %d = %v", k, errs[k])
+		}
+		if k != 2 && r.Target != got[slices.IndexFunc(got, func(cj *store.ClaimedJob) bool { return cj.ID == r.JobID })].SignatureID {
+			t.Fatalf("result %d names target %q", k, r.Target)
+		}
+	}
+	for i, cj := range got {
+		sg, err := s.GetSignature(ctx, cj.SignatureID)
+		if err != nil || sg.Status != store.SignatureSigned || !bytes.Equal(sg.R, bytes.Repeat([]byte{byte(0x10 + i)}, 32)) ||
+			!bytes.Equal(sg.S, bytes.Repeat([]byte{byte(0x20 + i)}, 32)) || sg.RecoveryID != i%2 {
+			t.Fatalf("signature %d = %+v, %v", i, sg, err)
+		}
+		wantJobState(t, s, cj.ID, store.JobDone)
 	}
 }
