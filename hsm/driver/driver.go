@@ -209,7 +209,7 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 // pipelineDepth is how many jobs a driver holds per HSM place: one in the
 // HSM, the others claimed and waiting or reported and awaiting the
 // coordinator's answer.
-const pipelineDepth = 4
+const pipelineDepth = 8
 
 // maxClaim bounds the jobs one claim asks for (the protocol allows 64).
 const maxClaim = 32

@@ -54,10 +54,6 @@ func FromRS(r, s, pub, digest []byte) (Signature, error) {
 	if len(digest) != DigestSize {
 		return Signature{}, ErrInvalidDigest
 	}
-	pk, err := secp256k1.ParsePubKey(pub)
-	if err != nil {
-		return Signature{}, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
-	}
 	var rs, ss secp256k1.ModNScalar
 	if err := setScalar(&rs, r); err != nil {
 		return Signature{}, err
@@ -71,6 +67,14 @@ func FromRS(r, s, pub, digest []byte) (Signature, error) {
 		ss.Negate()
 	}
 	sig := Signature{R: rs.Bytes(), S: ss.Bytes()}
+	if v, ok := recoverFast(&sig.R, &sig.S, digest, pub); ok {
+		sig.V = v
+		return sig, nil
+	}
+	pk, err := secp256k1.ParsePubKey(pub)
+	if err != nil {
+		return Signature{}, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
+	}
 	v, ok := verifyRecover(&rs, &ss, digest, pk)
 	if !ok {
 		return Signature{}, ErrVerify
