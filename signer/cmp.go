@@ -65,7 +65,7 @@ func (s *Signer) storeShare(ctx context.Context, sh *share, cfg *cmp.Config) err
 	if err != nil {
 		return fmt.Errorf("seal share: %w", err)
 	}
-	return s.shares.putPending(ctx, sh)
+	return s.putPending(ctx, sh)
 }
 
 // cmpSign is CMP signing by a quorum.

@@ -209,12 +209,19 @@ func TestProcTwoReplicasKeygenAndSign(t *testing.T) {
 // and the replica holding its lease, or nil.
 func (d *procDeployment) runningSignOwner(t *testing.T, sigID string) (*store.Ceremony, *proctest.Server) {
 	t.Helper()
+	return d.runningOwner(t, func(c *store.Ceremony) bool { return c.SignatureID == sigID })
+}
+
+// runningOwner returns the running ceremony that match picks and the
+// replica holding its lease, or nil.
+func (d *procDeployment) runningOwner(t *testing.T, match func(*store.Ceremony) bool) (*store.Ceremony, *proctest.Server) {
+	t.Helper()
 	open, err := d.store.OpenCeremonies(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range open {
-		if c.SignatureID != sigID || c.State != store.CeremonyRunning {
+		if !match(c) || c.State != store.CeremonyRunning {
 			continue
 		}
 		for _, r := range d.replicas {
@@ -271,6 +278,87 @@ func TestProcReplicaKilledMidSigning(t *testing.T) {
 	if got, err := d.store.GetCeremony(ctx, c.ID); err == nil {
 		t.Logf("the killed replica's ceremony ended %s (%q); the signature took %d attempt(s)", got.State, got.FailureReason, succeededAttempt(t, d, sigID)+1)
 	}
+}
+
+// TestProcReplicaKilledMidKeygen kills (SIGKILL) the replica that owns a
+// running key generation. The other replica takes the ceremony over when
+// its lease lapses and starts the key generation again with the same
+// signers; the wallet becomes active with one key, each signer keeps one
+// active share of it and nothing pending, and the key signs.
+func TestProcReplicaKilledMidKeygen(t *testing.T) {
+	d := startProcDeployment(t)
+	d.startSigners(t)
+	ctx := t.Context()
+	res, err := d.api[0].CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{Name: "the owner dies mid-keygen"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	walletID := res.Msg.GetWallet().GetId()
+	var victim *proctest.Server
+	var c *store.Ceremony
+	proctest.Eventually(t, time.Minute, "the key generation to run", func() (bool, error) {
+		c, victim = d.runningOwner(t, func(c *store.Ceremony) bool { return c.WalletID == walletID })
+		return victim != nil, nil
+	})
+	// Freeze the owner, check the key generation still runs under its
+	// lease, then kill it: the fault happens mid-keygen.
+	victim.Stop()
+	if got, err := d.store.GetCeremony(ctx, c.ID); err != nil || got.State != store.CeremonyRunning || got.Lease.Epoch != c.Lease.Epoch {
+		victim.Continue()
+		t.Fatalf("the key generation finished before the kill (%v, %v): rerun", got, err)
+	}
+	victim.Kill()
+	survivor := d.api[0]
+	if victim == d.replicas[0] {
+		survivor = d.api[1]
+	}
+	w := waitProcWallet(t, survivor, walletID, 5*time.Minute)
+	if w.GetStatus() != walletv1.WalletStatus_WALLET_STATUS_ACTIVE {
+		t.Fatalf("wallet after its replica died mid-keygen: %v %q", w.GetStatus(), w.GetFailureReason())
+	}
+	lost, err := d.store.GetCeremony(ctx, c.ID)
+	if err != nil || lost.State != store.CeremonyFailed || !strings.Contains(lost.FailureReason, "stopped or restarted") {
+		t.Fatalf("the killed replica's key generation = %+v, %v", lost, err)
+	}
+	var succeeded []struct {
+		ID      string `db:"id"`
+		Attempt int    `db:"attempt"`
+	}
+	if err := d.store.DB().SelectContext(ctx, &succeeded, d.store.DB().Rebind(`SELECT id, attempt FROM ceremonies WHERE wallet_id = ? AND state = ?`),
+		walletID, string(store.CeremonySucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if len(succeeded) != 1 || succeeded[0].Attempt < 1 {
+		t.Fatalf("succeeded key generations: %+v, want one retry", succeeded)
+	}
+	// Each signer settles the lost attempt's share (if it stored one)
+	// and activates the new one.
+	for _, name := range procSigners {
+		proctest.Eventually(t, time.Minute, name+"'s share to be the only one, active", func() (bool, error) {
+			states, err := signerShareStates(ctx, d.h.SignerDir(name), walletID)
+			return len(states) == 1 && states[0] == "active", err
+		})
+	}
+	sig, err := survivor.CreateSignature(ctx, connect.NewRequest(&walletv1.CreateSignatureRequest{WalletId: walletID,
+		Payload: &walletv1.CreateSignatureRequest_Message{Message: "made after a lost key generation"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifySignature(t, w.GetPublicKey(), waitProcSignature(t, survivor, sig.Msg.GetSignature().GetId(), 2*time.Minute))
+}
+
+// signerShareStates reads the states of the shares a signer process keeps
+// of a wallet, from its database in dir (shares.db, as `sigil signer`
+// names it).
+func signerShareStates(ctx context.Context, dir, walletID string) ([]string, error) {
+	sdb, err := db.Open(ctx, db.Config{SQLitePath: filepath.Join(dir, "shares.db")})
+	if err != nil {
+		return nil, err
+	}
+	defer sdb.Close()
+	var states []string
+	err = sdb.SelectContext(ctx, &states, `SELECT state FROM shares WHERE wallet_id = ? ORDER BY key_epoch`, walletID)
+	return states, err
 }
 
 func succeededAttempt(t *testing.T, d *procDeployment, sigID string) int {

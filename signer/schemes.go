@@ -74,7 +74,7 @@ func (s *Signer) storeSealed(ctx context.Context, sh *share, plain []byte) error
 	if err != nil {
 		return fmt.Errorf("seal share: %w", err)
 	}
-	return s.shares.putPending(ctx, sh)
+	return s.putPending(ctx, sh)
 }
 
 // repeatKeygen handles a key generation this signer may already have run:

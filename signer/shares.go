@@ -24,6 +24,10 @@ const (
 // ErrNoShare reports that this signer holds no share of the wallet.
 var ErrNoShare = errors.New("no share for this wallet")
 
+// errShareExists reports that the wallet already has a share of this
+// signer for the key epoch.
+var errShareExists = errors.New("a share for this wallet and key epoch already exists")
+
 // share is one stored, sealed key share: this signer's part of one key
 // epoch of a wallet.
 type share struct {
@@ -86,7 +90,7 @@ func (s *shareStore) putPending(ctx context.Context, sh *share) error {
 		(:wallet_id, :key_epoch, :scheme, :keygen_ceremony_id, :state, :public_key, :sealed, :created_at, :updated_at)`, sh)
 	if err != nil {
 		if db.IsUniqueViolation(err) {
-			return fmt.Errorf("a share for wallet %s epoch %d already exists", sh.WalletID, sh.KeyEpoch)
+			return fmt.Errorf("%w (wallet %s, epoch %d)", errShareExists, sh.WalletID, sh.KeyEpoch)
 		}
 		return fmt.Errorf("store share: %w", err)
 	}
@@ -114,6 +118,20 @@ func (s *shareStore) byCeremony(ctx context.Context, ceremonyID string) (*share,
 	var sh share
 	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT `+shareColumns+`
 		FROM shares WHERE keygen_ceremony_id = ? AND state = ?`), ceremonyID, sharePending)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoShare
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load share: %w", err)
+	}
+	return &sh, nil
+}
+
+// ofEpoch returns the wallet's share for the key epoch, in any state.
+func (s *shareStore) ofEpoch(ctx context.Context, walletID string, epoch int) (*share, error) {
+	var sh share
+	err := s.db.GetContext(ctx, &sh, s.db.Rebind(`SELECT `+shareColumns+`
+		FROM shares WHERE wallet_id = ? AND key_epoch = ?`), walletID, epoch)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNoShare
 	}

@@ -375,16 +375,42 @@ func (s *Signer) resolvePending(ctx context.Context) {
 		return
 	}
 	for _, sh := range pending {
-		res, err := s.ceremony.GetCeremony(ctx, connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: sh.KeygenCeremonyID}))
-		switch {
-		case connect.CodeOf(err) == connect.CodeNotFound:
-			s.settleShare(ctx, sh, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
-		case err != nil:
-			s.logger.WarnContext(ctx, "check pending share", "wallet", sh.WalletID, "error", err)
-		default:
-			s.settleShare(ctx, sh, res.Msg.GetCeremony().GetState())
-		}
+		s.resolveShare(ctx, sh)
 	}
+}
+
+// resolveShare settles a pending share by asking the coordinator how its
+// key generation ended.
+func (s *Signer) resolveShare(ctx context.Context, sh *share) {
+	res, err := s.ceremony.GetCeremony(ctx, connect.NewRequest(&ceremonyv1.GetCeremonyRequest{CeremonyId: sh.KeygenCeremonyID}))
+	switch {
+	case connect.CodeOf(err) == connect.CodeNotFound:
+		s.settleShare(ctx, sh, ceremonyv1.CeremonyState_CEREMONY_STATE_FAILED)
+	case err != nil:
+		s.logger.WarnContext(ctx, "check pending share", "wallet", sh.WalletID, "error", err)
+	default:
+		s.settleShare(ctx, sh, res.Msg.GetCeremony().GetState())
+	}
+}
+
+// putPending stores a key generation's share, pending. When an earlier
+// attempt at the same wallet's key left a share pending (its coordinator
+// replica died and another started the key generation again, before this
+// signer heard that the first one ended), that share is settled first, by
+// asking how its key generation ended: a failed one's share is discarded
+// and this one stored. An active share, or one whose key generation may
+// still succeed, is never replaced.
+func (s *Signer) putPending(ctx context.Context, sh *share) error {
+	err := s.shares.putPending(ctx, sh)
+	if !errors.Is(err, errShareExists) {
+		return err
+	}
+	old, gerr := s.shares.ofEpoch(ctx, sh.WalletID, sh.KeyEpoch)
+	if gerr != nil || old.State != sharePending || old.KeygenCeremonyID == sh.KeygenCeremonyID {
+		return err
+	}
+	s.resolveShare(ctx, old)
+	return s.shares.putPending(ctx, sh)
 }
 
 func (s *Signer) cancelAll() {

@@ -61,7 +61,8 @@ type Config struct {
 	// OfflineGrace is how long a party of a running ceremony may be
 	// disconnected before the attempt is given up (default 3 s).
 	OfflineGrace time.Duration
-	// MaxSignAttempts bounds the quorums tried for one signature (default 4).
+	// MaxSignAttempts bounds the quorums tried for one signature, and the
+	// attempts at a key generation whose replica died (default 4).
 	MaxSignAttempts int
 	// PresignPool is how many presignatures each active MPC wallet keeps
 	// ready, made when the signers are idle (0: no pools; signatures run

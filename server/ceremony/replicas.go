@@ -13,6 +13,7 @@ import (
 	"time"
 
 	ceremonyv1 "github.com/sigil-wallet/sigil/gen/go/sigil/ceremony/v1"
+	"github.com/sigil-wallet/sigil/internal/ids"
 	"github.com/sigil-wallet/sigil/server/store"
 )
 
@@ -25,7 +26,9 @@ import (
 //     it for a party gone offline. A replica that finds a running ceremony
 //     whose lease expired (its replica died or stalled) takes the lease
 //     over, raising the epoch, and fails the attempt: a signature is retried
-//     with a new quorum at once, a key generation fails cleanly. A replica
+//     with a new quorum at once, a key generation starts again with the
+//     same signers (each discards the share the dead attempt left pending,
+//     having asked how it ended), until MaxSignAttempts. A replica
 //     never touches a ceremony whose lease another replica holds, so a
 //     replica that starts disturbs nothing.
 //   - Fencing. Every outcome is written with the epoch its writer saw
@@ -126,7 +129,25 @@ func (o *Orchestrator) takeOver(ctx context.Context, c *store.Ceremony) error {
 	}
 	o.logger.WarnContext(ctx, "taking over a ceremony whose lease expired", "ceremony", c.ID, "kind", c.Kind,
 		"previous_owner", prev.Owner, "epoch", l.Epoch)
-	return o.failAttempt(ctx, c, fmt.Sprintf("the coordinator replica running it (%s) stopped or restarted: its lease expired", owner), nil)
+	return o.restartAttempt(ctx, c, fmt.Sprintf("the coordinator replica running it (%s) stopped or restarted: its lease expired", owner))
+}
+
+// restartAttempt ends an attempt that failed through no fault of its
+// parties (the replica driving it died). A signature goes on as after any
+// failed attempt; a key generation, which does not retry a failure its
+// signers may have caused, starts again here with the same signers: its
+// wallet waits for a key rather than fail for a replica's crash.
+func (o *Orchestrator) restartAttempt(ctx context.Context, c *store.Ceremony, reason string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c.Kind != store.CeremonyKeygen || c.Attempt+1 >= o.cfg.MaxSignAttempts {
+		return o.failAttemptLocked(ctx, c, reason, nil)
+	}
+	o.metrics.retries.Inc()
+	o.logger.WarnContext(ctx, "key generation attempt lost with its replica; starting it again", "ceremony", c.ID,
+		"wallet", c.WalletID, "attempt", c.Attempt, "reason", reason)
+	return o.finishLocked(ctx, c, &store.CeremonyFinish{State: store.CeremonyFailed, Reason: reason,
+		Retry: &store.Ceremony{ID: ids.New(ids.Ceremony), Attempt: c.Attempt + 1, Excluded: c.Excluded}})
 }
 
 // release lets this replica's leases lapse at a clean shutdown, so another

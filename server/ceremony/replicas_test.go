@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -96,13 +97,17 @@ func TestResumedReplicaIsFenced(t *testing.T) {
 	if err != nil || stale.State != store.CeremonyRunning || stale.Lease.Owner != "a" {
 		t.Fatalf("keygen = %+v, %v", stale, err)
 	}
-	// a is paused; b takes the keygen over when the lease lapses.
+	// a is paused; b takes the keygen over when the lease lapses, and
+	// starts it again: the wallet waits for its key.
 	f.clock.Advance(f.o.cfg.LeaseTTL + time.Second)
 	b := f.replica("b")
 	stepOf(t, f, b)
-	wallet, _ := f.store.GetWallet(f.ctx, w.ID)
-	if wallet.Status != store.WalletFailed {
-		t.Fatalf("wallet after takeover = %s", wallet.Status)
+	if wallet, _ := f.store.GetWallet(f.ctx, w.ID); wallet.Status != store.WalletCreating {
+		t.Fatalf("wallet after takeover = %s (%s), want creating", wallet.Status, wallet.FailureReason)
+	}
+	taken, _ := f.store.GetCeremony(f.ctx, kc.ID)
+	if taken.State != store.CeremonyFailed || !strings.Contains(taken.FailureReason, "stopped or restarted") {
+		t.Fatalf("taken-over keygen = %s: %q", taken.State, taken.FailureReason)
 	}
 	// a resumes: its renewal finds nothing, and its stale view of the
 	// ceremony (timed out by now) cannot end it again.
@@ -117,14 +122,46 @@ func TestResumedReplicaIsFenced(t *testing.T) {
 	if !strings.Contains(got.FailureReason, "stopped or restarted") {
 		t.Fatalf("the resumed replica rewrote the outcome: %q", got.FailureReason)
 	}
-	// Even a result arriving on the stale view is fenced.
+	// Even a result arriving on the stale view is fenced: the lost
+	// attempt's key never becomes the wallet's.
 	err = f.o.finish(f.ctx, stale, &store.CeremonyFinish{State: store.CeremonySucceeded,
 		Wallet: &store.WalletOutcome{Status: store.WalletActive, PublicKey: make([]byte, 33)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wallet, _ := f.store.GetWallet(f.ctx, w.ID); wallet.Status != store.WalletFailed {
+	if wallet, _ := f.store.GetWallet(f.ctx, w.ID); wallet.Status != store.WalletCreating {
 		t.Fatalf("wallet = %s after a fenced finish", wallet.Status)
+	}
+	// The second attempt, with the same signers, makes the key.
+	var retry *store.Ceremony
+	open, _ := f.store.OpenCeremonies(f.ctx)
+	for _, c := range open {
+		if c.WalletID == w.ID {
+			if retry != nil {
+				t.Fatalf("two open key generations for the wallet: %s and %s", retry.ID, c.ID)
+			}
+			retry = c
+		}
+	}
+	if retry == nil || retry.Kind != store.CeremonyKeygen || retry.Attempt != 1 || !slices.Equal(retry.GroupSigners, kc.GroupSigners) {
+		t.Fatalf("retried keygen = %+v", retry)
+	}
+	stepOf(t, f, b)
+	retry, _ = f.store.GetCeremony(f.ctx, retry.ID)
+	if retry.State != store.CeremonyRunning || retry.Lease.Owner != "b" {
+		t.Fatalf("retried keygen = %s owned by %q", retry.State, retry.Lease.Owner)
+	}
+	// Each attempt lost with its replica starts another, up to the bound;
+	// then the wallet fails, naming why.
+	for attempt := retry.Attempt; attempt < f.o.cfg.MaxSignAttempts; attempt++ {
+		f.clock.Advance(f.o.cfg.LeaseTTL + time.Second)
+		stepOf(t, f, f.replica(fmt.Sprint("c", attempt))) // b died too
+		f.clock.Advance(time.Millisecond)
+		stepOf(t, f, f.replica(fmt.Sprint("d", attempt))) // start the next one
+	}
+	wallet, _ := f.store.GetWallet(f.ctx, w.ID)
+	if wallet.Status != store.WalletFailed || !strings.Contains(wallet.FailureReason, "stopped or restarted") {
+		t.Fatalf("wallet after %d lost attempts = %s (%q)", f.o.cfg.MaxSignAttempts, wallet.Status, wallet.FailureReason)
 	}
 	// A signature taken over is retried once, not once per replica.
 	f.activeWallet()
