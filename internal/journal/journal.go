@@ -258,12 +258,11 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 			// transaction left idle past appendIdleLimit, and a waiter
 			// gives up after appendLockWait (its decision then fails,
 			// closed, and is retried).
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d; SET LOCAL lock_timeout = %d`,
-				appendIdleLimit.Milliseconds(), appendLockWait.Milliseconds())); err != nil {
-				return fmt.Errorf("bound the journal transaction: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, `LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`); err != nil {
-				return fmt.Errorf("lock the journal: %w", err)
+			// One round trip: statements without arguments go as one
+			// simple query.
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d; SET LOCAL lock_timeout = %d;
+				LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE`, appendIdleLimit.Milliseconds(), appendLockWait.Milliseconds())); err != nil {
+				return fmt.Errorf("bound and lock the journal: %w", err)
 			}
 		}
 		var last row
