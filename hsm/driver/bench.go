@@ -126,6 +126,11 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 	if len(r.Stack) > 1 {
 		printf("\n  %d drivers vs 1: %.2fx\n", len(r.Stack), r.Stack[len(r.Stack)-1]/r.Stack[0])
 	}
+	if len(r.StackCPU) > 0 && r.RawCPU > 0 {
+		// What the stack adds to each signature, in this process: where the
+		// HSM has cores of its own, this is what bounds the stack.
+		printf("  full stack CPU beyond the raw figure, 1 driver: %.2f ms per signature\n", r.StackCPU[0]-r.RawCPU)
+	}
 	return err
 }
 
