@@ -150,10 +150,11 @@ func (d *Driver) Run(ctx context.Context) error {
 
 // claimLoop claims jobs for the free places until ctx ends. While the
 // queue is busy (the last claim got all it asked for), it waits until half
-// the places are free and claims for all of them at once: one round trip
-// and one transaction at the coordinator for many jobs, rather than one
-// per job as each finishes; the jobs still held keep the HSM busy
-// meanwhile. When the queue runs dry it claims as soon as a place is free.
+// the places are free (at most maxGather) and claims for all of them at
+// once: one round trip and one transaction at the coordinator for many
+// jobs, rather than one per job as each finishes; the jobs still held keep
+// the HSM busy meanwhile. When the queue runs dry it claims as soon as a
+// place is free.
 func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free chan struct{}, capacity int) {
 	batch := min(max(capacity/2, 1), maxClaim)
 	busy := false
@@ -165,12 +166,20 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 		case <-free:
 		}
 		n := 1
+		var gather <-chan time.Time // while busy: how long to wait for a batch
+		var timer *time.Timer
+		if busy {
+			timer = time.NewTimer(maxGather)
+			gather = timer.C
+		}
 	more:
 		for n < maxClaim {
-			if busy && n < batch {
+			if gather != nil && n < batch {
 				select {
 				case <-free:
 					n++
+				case <-gather:
+					gather = nil // claim what is free: jobs that hold their places long must not idle the rest
 				case <-ctx.Done():
 					return
 				}
@@ -182,6 +191,9 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 			default:
 				break more
 			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		got, err := d.claim(ctx, n)
 		busy = err == nil && len(got) == n
@@ -210,6 +222,10 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 // HSM, the others claimed and waiting or reported and awaiting the
 // coordinator's answer.
 const pipelineDepth = 8
+
+// maxGather bounds how long a claim waits for half the places to be free
+// while the queue is busy.
+const maxGather = 50 * time.Millisecond
 
 // maxClaim bounds the jobs one claim asks for (the protocol allows 64).
 const maxClaim = 32

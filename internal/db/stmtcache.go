@@ -16,8 +16,9 @@ import (
 // arguments. (pgx caches statements per connection by itself.)
 
 // stmtCacheSize bounds the statements one connection keeps: more than the
-// queries the code base holds, few enough that a query built with varying
-// text (an IN list of varying length) cannot grow it without bound.
+// queries the code base holds, few enough that queries built with varying
+// text (IN lists of varying length) cannot grow it without bound; when it
+// is full, a statement not in use makes room.
 const stmtCacheSize = 512
 
 // sqliteConnector opens modernc connections that cache their statements.
@@ -84,9 +85,12 @@ func (c *cachingConn) cached(ctx context.Context, query string) (*cachedStmt, er
 		return s, nil
 	}
 	// A script (several statements) runs statement by statement through
-	// the driver's own path; so does anything once the cache is full.
-	if strings.Contains(query, ";") || len(c.stmts) >= stmtCacheSize {
+	// the driver's own path.
+	if strings.Contains(query, ";") {
 		return nil, nil
+	}
+	if len(c.stmts) >= stmtCacheSize {
+		c.evictOne()
 	}
 	ds, err := c.sqliteConn.PrepareContext(ctx, query)
 	if err != nil {
@@ -104,6 +108,18 @@ func (c *cachingConn) cached(ctx context.Context, query string) (*cachedStmt, er
 	s := &cachedStmt{stmt: st}
 	c.stmts[query] = s
 	return s, nil
+}
+
+// evictOne finalises one cached statement that is not in use (map order:
+// any one), making room for another.
+func (c *cachingConn) evictOne() {
+	for query, s := range c.stmts {
+		if !s.busy {
+			_ = s.stmt.Close()
+			delete(c.stmts, query)
+			return
+		}
+	}
 }
 
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {

@@ -98,6 +98,18 @@ func TestSQLiteStatementCache(t *testing.T) {
 		t.Fatalf("after release: %v %v", ks, err)
 	}
 
+	// A full cache makes room: every distinct text is still served, and
+	// the cache stays at its bound.
+	for i := range stmtCacheSize + 10 {
+		var n int
+		if err := conn.GetContext(ctx, &n, fmt.Sprintf(`SELECT COUNT(*) + %d FROM kv WHERE k < ?`, i), 3); err != nil || n != 3+i {
+			t.Fatalf("query %d: %d %v", i, n, err)
+		}
+	}
+	if n := cachedCount(t, conn); n != stmtCacheSize {
+		t.Fatalf("%d statements cached, want the bound %d", n, stmtCacheSize)
+	}
+
 	// A schema change after compiling: SQLite recompiles the statement.
 	var before []map[string]any
 	rows, err := conn.QueryxContext(ctx, `SELECT * FROM kv WHERE k = ?`, 1)

@@ -187,15 +187,38 @@ func (j *Journal) Append(ctx context.Context, e Entry) (Entry, error) {
 			go j.drain(context.WithoutCancel(ctx))
 		}
 	}
-	// A waiting append is not abandoned when its context ends: its record
-	// may already be in a transaction. The database's own timeouts bound
-	// the wait.
-	<-p.done
-	return p.out, p.err
+	select {
+	case <-p.done:
+		return p.out, p.err
+	case <-ctx.Done():
+	}
+	if j.withdraw(p) {
+		return Entry{}, fmt.Errorf("journal: %w", context.Cause(ctx))
+	}
+	// Its batch is being written: the record may become durable, but the
+	// caller gives up and, failing closed, releases nothing.
+	return Entry{}, fmt.Errorf("journal: stopped waiting for the record's commit: %w", context.Cause(ctx))
+}
+
+// withdraw takes p out of the queue; false when a batch took it already.
+func (j *Journal) withdraw(p *pending) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i, q := range j.queue {
+		if q == p {
+			j.queue = append(j.queue[:i:i], j.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // maxBatch bounds the records of one journal transaction.
 const maxBatch = 64
+
+// writeTimeout bounds the writing of one batch, whoever's context runs it:
+// the appends it carries wait for it.
+const writeTimeout = appendLockWait + appendIdleLimit + 15*time.Second
 
 // drain writes batches until the queue is empty.
 func (j *Journal) drain(ctx context.Context) {
@@ -212,6 +235,8 @@ func (j *Journal) drain(ctx context.Context) {
 }
 
 // writeNext writes the next batch of the queue and answers its appends.
+// A batch that fails for a reason other than a replay is written again one
+// record at a time, so that a record the database refuses fails alone.
 func (j *Journal) writeNext(ctx context.Context) {
 	j.mu.Lock()
 	n := min(len(j.queue), maxBatch)
@@ -221,18 +246,34 @@ func (j *Journal) writeNext(ctx context.Context) {
 	if j.beforeWrite != nil {
 		j.beforeWrite()
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	err := j.writeChained(ctx, batch)
+	switch {
+	case err == nil:
+	case len(batch) == 1:
+		batch[0].err = err
+	default:
+		for _, p := range batch {
+			if err := j.writeChained(ctx, []*pending{p}); err != nil {
+				p.err = err
+			}
+		}
+	}
+	for _, p := range batch {
+		close(p.done)
+	}
+}
+
+// writeChained writes batch, chaining onto records another writer added
+// meanwhile (not expected under the lock).
+func (j *Journal) writeChained(ctx context.Context, batch []*pending) error {
 	for try := 0; ; try++ {
 		err := j.write(ctx, batch)
 		if err != nil && db.IsUniqueViolation(err) && try < 10 {
-			continue // another writer took these sequence numbers (not expected under the lock): chain onto them
+			continue
 		}
-		for _, p := range batch {
-			if err != nil {
-				p.err = err
-			}
-			close(p.done)
-		}
-		return
+		return err
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-wallet/sigil/internal/db"
 	"github.com/sigil-wallet/sigil/internal/db/dbtest"
 	"github.com/sigil-wallet/sigil/internal/journal"
 )
@@ -116,6 +117,76 @@ func TestJournal(t *testing.T) {
 			}
 			if _, b, err := j.Verify(ctx); err != nil || b != nil {
 				t.Fatalf("chain after refused replays: %v %v", b, err)
+			}
+		})
+		t.Run("a waiting append gives up with its context", func(t *testing.T) {
+			held, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
+			defer j.SetBeforeWrite(nil)
+			done := make(chan error, 1)
+			go func() {
+				_, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_f", SignatureID: "sig_holder"})
+				done <- err
+			}()
+			<-held
+			wctx, cancel := context.WithCancel(ctx)
+			gaveUp := make(chan error, 1)
+			go func() {
+				_, err := j.Append(wctx, journal.Entry{Node: "signer-1", Decision: journal.Signed, WalletID: "wal_f", SignatureID: "sig_withdrawn"})
+				gaveUp <- err
+			}()
+			for j.Queued() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled append: %v", err)
+			}
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			entries, err := j.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if e.SignatureID == "sig_withdrawn" {
+					t.Fatalf("the withdrawn append was written: %+v", e)
+				}
+			}
+		})
+		t.Run("a record the database refuses fails alone", func(t *testing.T) {
+			if d.Dialect != db.Postgres {
+				t.Skip("PostgreSQL refuses NUL in text; SQLite stores it")
+			}
+			held, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
+			defer j.SetBeforeWrite(nil)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				_, _ = j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_g", SignatureID: "sig_first"})
+			})
+			<-held
+			errs := make([]error, 3)
+			for i, reason := range []string{"fine", "bad \x00 byte", "fine too"} {
+				wg.Go(func() {
+					_, errs[i] = j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, Reason: reason, WalletID: "wal_g",
+						SignatureID: fmt.Sprint("sig_g", i)})
+				})
+			}
+			for j.Queued() < 3 {
+				time.Sleep(time.Millisecond)
+			}
+			close(release)
+			wg.Wait()
+			if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+				t.Fatalf("outcomes = %v, want only the record with a NUL byte refused", errs)
+			}
+			if _, b, err := j.Verify(ctx); err != nil || b != nil {
+				t.Fatalf("chain: %v %v", b, err)
 			}
 		})
 		t.Run("an altered record is named", func(t *testing.T) {

@@ -294,7 +294,8 @@ func (s *SQL) LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) 
 //
 // The jobs are read and locked in one query, and the signatures and jobs
 // of the sign results are updated with one statement each; keygen results
-// (rare) and a second result for one signature go one by one.
+// (rare) go one by one. A job reported twice in one batch under its lease
+// keeps the first result; the second is refused with ErrStateConflict.
 func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
 	errs := make([]error, len(results))
 	at := micros(now)
@@ -311,7 +312,7 @@ func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResu
 			return err
 		}
 		var signs []int
-		signing := map[string]bool{}
+		seen, signing := map[string]bool{}, map[string]bool{}
 		for _, i := range valid {
 			r := &results[i]
 			job, err := leasedForResult(jobs[r.JobID], r, at)
@@ -319,7 +320,16 @@ func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResu
 				errs[i] = err
 				continue
 			}
-			if r.Kind == JobSign && !signing[job.SignatureID] {
+			if seen[r.JobID] {
+				errs[i] = fmt.Errorf("%w: job %s reported twice in one batch", ErrStateConflict, r.JobID)
+				continue
+			}
+			seen[r.JobID] = true
+			if r.Kind == JobSign {
+				if signing[job.SignatureID] {
+					errs[i] = fmt.Errorf("%w: job %s: signature %s has another result in this batch", ErrStateConflict, r.JobID, job.SignatureID)
+					continue
+				}
 				signing[job.SignatureID] = true
 				signs = append(signs, i)
 				continue

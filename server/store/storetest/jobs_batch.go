@@ -230,6 +230,24 @@ func testJobCompleteBatchRecordsEach(t *testing.T, st store.Store) {
 			t.Fatalf("result %d names target %q", k, r.Target)
 		}
 	}
+	// A job reported twice in one batch keeps its first result.
+	extra := signJobs(t, s, w.ID, 1, 60)
+	dup, err := s.ClaimJobs(ctx, store.Claim{Driver: "driver-a", LeaseIDs: leaseIDs(1), Now: now, LeaseFor: lease})
+	if err != nil || len(dup) != 1 || dup[0].SignatureID != extra[0].ID {
+		t.Fatalf("claim = %v, %v", dup, err)
+	}
+	first := store.JobResult{JobID: dup[0].ID, LeaseID: dup[0].LeaseID, Driver: "driver-a", Kind: store.JobSign,
+		R: bytes.Repeat([]byte{0x61}, 32), S: bytes.Repeat([]byte{0x62}, 32)}
+	second := first
+	second.R = bytes.Repeat([]byte{0x71}, 32)
+	errs, err = s.CompleteJobs(ctx, now, []store.JobResult{first, second})
+	if err != nil || errs[0] != nil || !errors.Is(errs[1], store.ErrStateConflict) {
+		t.Fatalf("a job reported twice: %v, %v", errs, err)
+	}
+	if sg, _ := s.GetSignature(ctx, extra[0].ID); sg.Status != store.SignatureSigned || !bytes.Equal(sg.R, first.R) {
+		t.Fatalf("signature after a job reported twice = %+v", sg)
+	}
+	wantJobState(t, s, dup[0].ID, store.JobDone)
 	for i, cj := range got {
 		sg, err := s.GetSignature(ctx, cj.SignatureID)
 		if err != nil || sg.Status != store.SignatureSigned || !bytes.Equal(sg.R, bytes.Repeat([]byte{byte(0x10 + i)}, 32)) ||
@@ -238,4 +256,14 @@ func testJobCompleteBatchRecordsEach(t *testing.T, st store.Store) {
 		}
 		wantJobState(t, s, cj.ID, store.JobDone)
 	}
+}
+
+// signJobs queues n sign jobs for the wallet, with digests from b on.
+func signJobs(t *testing.T, s store.Store, walletID string, n int, b byte) []*store.Signature {
+	t.Helper()
+	out := make([]*store.Signature, n)
+	for i := range n {
+		out[i], _ = signJob(t, s, walletID, b+byte(i))
+	}
+	return out
 }
