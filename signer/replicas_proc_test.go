@@ -2,7 +2,6 @@ package signer_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,9 +30,10 @@ import (
 
 var procSigners = []string{"signer-1", "signer-2", "signer-3"}
 
-// procDeployment is two `sigil server` replicas running MPC on one
-// PostgreSQL database and three `sigil signer` processes spread across
-// them (each lists both replicas, its first choice alternating).
+// procDeployment is two `sigil server` replicas, started at the same
+// moment, running MPC on one PostgreSQL database and three `sigil signer`
+// processes spread across them (each lists both replicas, its first choice
+// alternating).
 type procDeployment struct {
 	h        *proctest.Harness
 	dbURL    string
@@ -47,11 +47,11 @@ func startProcDeployment(t *testing.T, replicaArgs ...string) *procDeployment {
 	t.Helper()
 	h := proctest.New(t, procSigners, nil)
 	d := &procDeployment{h: h, dbURL: dbtest.PostgresURL(t), signers: map[string]*proctest.Signer{}}
-	for i := range 2 {
-		name := fmt.Sprintf("replica-%d", i+1)
-		d.replicas = append(d.replicas, h.StartServer(name, proctest.ServerOptions{DatabaseURL: d.dbURL,
-			MPCSigners: procSigners, Threshold: 2, Args: append([]string{"--replica-name", name}, replicaArgs...)}))
-	}
+	// Both replicas start at the same moment on the fresh database: their
+	// migrations and start-up race, as replicas deployed together do.
+	d.replicas = h.StartServersAtOnce([]string{"replica-1", "replica-2"},
+		proctest.ServerOptions{DatabaseURL: d.dbURL, MPCSigners: procSigners, Threshold: 2, Args: replicaArgs},
+		func(name string) []string { return []string{"--replica-name", name} })
 	for _, r := range d.replicas {
 		d.api = append(d.api, procClient(h.Token(r, "admin"), r.APIURL))
 	}

@@ -121,6 +121,17 @@ type Proc struct {
 // until ready (nil: not at all) says it is serving.
 func (h *Harness) Start(name string, env []string, ready func(context.Context) error, args ...string) *Proc {
 	h.t.Helper()
+	p := h.Launch(name, env, ready, args...)
+	if ready != nil {
+		p.WaitReady()
+	}
+	return p
+}
+
+// Launch runs `sigil args...` as name like Start, without waiting: start
+// several at once, then WaitReady on each. Restart waits as Start does.
+func (h *Harness) Launch(name string, env []string, ready func(context.Context) error, args ...string) *Proc {
+	h.t.Helper()
 	p := &Proc{Name: name, LogPath: filepath.Join(h.Dir, "logs", name+".log"), h: h, args: args, env: env, ready: ready}
 	if err := os.MkdirAll(filepath.Dir(p.LogPath), 0o700); err != nil {
 		h.t.Fatal(err)
@@ -128,13 +139,22 @@ func (h *Harness) Start(name string, env []string, ready func(context.Context) e
 	h.mu.Lock()
 	h.procs = append(h.procs, p)
 	h.mu.Unlock()
-	p.Restart()
+	p.launch()
 	return p
 }
 
 // Restart starts the process again with the same arguments (after Kill)
 // and waits until it is ready.
 func (p *Proc) Restart() {
+	p.h.t.Helper()
+	p.launch()
+	if p.ready != nil {
+		p.WaitReady()
+	}
+}
+
+// launch starts the process without waiting for it.
+func (p *Proc) launch() {
 	t := p.h.t
 	t.Helper()
 	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -158,9 +178,16 @@ func (p *Proc) Restart() {
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
-	if p.ready == nil {
-		return
-	}
+}
+
+// WaitReady waits until the process passes its readiness check (up to 60
+// s), failing the test if it exits or does not get ready.
+func (p *Proc) WaitReady() {
+	t := p.h.t
+	t.Helper()
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {

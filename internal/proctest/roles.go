@@ -39,6 +39,30 @@ type ServerOptions struct {
 // SERVING.
 func (h *Harness) StartServer(name string, o ServerOptions) *Server {
 	h.t.Helper()
+	s := h.launchServer(name, o)
+	s.Proc.WaitReady()
+	return s
+}
+
+// StartServersAtOnce starts the replicas at the same moment (their
+// migrations and start-up race on the shared database, as replicas
+// deployed together do), then waits until each is SERVING.
+func (h *Harness) StartServersAtOnce(names []string, o ServerOptions, args func(name string) []string) []*Server {
+	h.t.Helper()
+	var out []*Server
+	for _, name := range names {
+		oo := o
+		oo.Args = append(append([]string(nil), o.Args...), args(name)...)
+		out = append(out, h.launchServer(name, oo))
+	}
+	for _, s := range out {
+		s.Proc.WaitReady()
+	}
+	return out
+}
+
+func (h *Harness) launchServer(name string, o ServerOptions) *Server {
+	h.t.Helper()
 	api, node, metrics := FreeAddr(h.t), FreeAddr(h.t), FreeAddr(h.t)
 	s := &Server{APIURL: "http://" + api, NodeURL: "https://" + node, MetricsURL: "http://" + metrics + "/metrics",
 		DataDir: filepath.Join(h.Dir, name), DBURL: o.DatabaseURL}
@@ -55,7 +79,7 @@ func (h *Harness) StartServer(name string, o ServerOptions) *Server {
 		args = append(args, "--mpc-signers", strings.Join(o.MPCSigners, ","), "--mpc-threshold", strconv.Itoa(o.Threshold))
 	}
 	args = append(args, o.Args...)
-	s.Proc = h.Start(name, nil, HealthReady(s.APIURL), args...)
+	s.Proc = h.Launch(name, nil, HealthReady(s.APIURL), args...)
 	return s
 }
 
