@@ -102,9 +102,14 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
-	lock := ""
+	// The open jobs are walked oldest first along the partial index
+	// jobs_open, stopping at the LIMIT. SQLite's planner would rather
+	// gather every claimable job through jobs_claim and sort them all,
+	// which costs a claim the whole queue's length; PostgreSQL walks
+	// jobs_open by itself.
+	lock, openJobs := "", " INDEXED BY jobs_open"
 	if s.db.Dialect == db.Postgres {
-		lock = ` FOR UPDATE SKIP LOCKED`
+		lock, openJobs = ` FOR UPDATE SKIP LOCKED`, ""
 	}
 	now := micros(c.Now)
 	var claimed []*ClaimedJob
@@ -117,7 +122,7 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 			// The jobs are chosen (and, on PostgreSQL, locked) from the jobs
 			// table alone, then joined to their targets: joining first would
 			// look up the target of every open job before the sort.
-			err := tx.SelectContext(ctx, &rows, tx.Rebind(targetSelect+` WHERE j.seq IN (SELECT seq FROM jobs
+			err := tx.SelectContext(ctx, &rows, tx.Rebind(targetSelect+` WHERE j.seq IN (SELECT seq FROM jobs`+openJobs+`
 				WHERE state IN ('queued', 'leased')
 				  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
 				ORDER BY seq LIMIT ?`+lock+`) ORDER BY j.seq`), now, now, want)
