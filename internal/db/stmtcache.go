@@ -19,7 +19,7 @@ import (
 // queries the code base holds, few enough that queries built with varying
 // text (IN lists of varying length) cannot grow it without bound; when it
 // is full, a statement not in use makes room.
-const stmtCacheSize = 512
+const stmtCacheSize = 256
 
 // sqliteConnector opens modernc connections that cache their statements.
 type sqliteConnector struct {
