@@ -67,6 +67,9 @@ type DB struct {
 	Dialect Dialect
 
 	logger *slog.Logger
+	// writers, on SQLite, lets one of this process's write transactions
+	// run at a time (see InTx).
+	writers chan struct{}
 }
 
 // bindSQLite teaches sqlx that the "sqlite" driver (modernc) uses '?' placeholders: sqlx only
@@ -132,7 +135,7 @@ func openSQLite(ctx context.Context, path string, durable bool) (*DB, error) {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("db: open SQLite %s: %w", abs, err)
 	}
-	return &DB{DB: sdb, Dialect: SQLite}, nil
+	return &DB{DB: sdb, Dialect: SQLite, writers: make(chan struct{}, 1)}, nil
 }
 
 // sqliteDSN builds modernc's DSN. With the file: prefix SQLite parses the name as a URI, so the

@@ -1,10 +1,12 @@
 package db_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/sigil-wallet/sigil/internal/db"
@@ -140,5 +142,54 @@ func TestConcurrentWritersSQLite(t *testing.T) {
 	}
 	if n := countItems(t, d); n != writers*perWriter {
 		t.Errorf("%d rows, want %d", n, writers*perWriter)
+	}
+}
+
+// TestSQLiteWritersTakeTurns: on SQLite this process's write transactions
+// run one at a time, each starting when the one before ends (no busy
+// wait), and a writer waiting its turn gives up with its context.
+func TestSQLiteWritersTakeTurns(t *testing.T) {
+	d := dbtest.Open(t, db.SQLite)
+	migrate(t, d)
+	inFirst, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- d.InTx(t.Context(), func(tx *sqlx.Tx) error {
+			close(inFirst)
+			<-release
+			return insertItem(t, tx, "first")
+		})
+	}()
+	<-inFirst
+	// A writer whose context ends while it waits gives up with the cause.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := d.InTx(ctx, func(tx *sqlx.Tx) error { return insertItem(t, tx, "never") })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting writer: %v, want its deadline", err)
+	}
+	// A patient one starts once the first commits, and sees its row.
+	second := make(chan int, 1)
+	go func() {
+		_ = d.InTx(t.Context(), func(tx *sqlx.Tx) error {
+			var n int
+			if err := tx.GetContext(t.Context(), &n, "SELECT COUNT(*) FROM items WHERE name = 'first'"); err != nil {
+				return err
+			}
+			second <- n
+			return insertItem(t, tx, "second")
+		})
+	}()
+	select {
+	case n := <-second:
+		t.Fatalf("the second writer ran inside the first (saw %d rows)", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-second; n != 1 {
+		t.Fatalf("the second writer saw %d rows of the first", n)
 	}
 }
