@@ -135,7 +135,16 @@ func openSQLite(ctx context.Context, path string, durable bool) (*DB, error) {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("db: open SQLite %s: %w", abs, err)
 	}
-	return &DB{DB: sdb, Dialect: SQLite, writers: make(chan struct{}, 1)}, nil
+	return &DB{DB: sdb, Dialect: SQLite, writers: sqliteWriters(abs)}, nil
+}
+
+// sqliteWriterTurns holds, per SQLite file, the turn its write
+// transactions take in this process: every DB opened on one file shares it.
+var sqliteWriterTurns sync.Map // absolute path -> chan struct{}
+
+func sqliteWriters(path string) chan struct{} {
+	ch, _ := sqliteWriterTurns.LoadOrStore(path, make(chan struct{}, 1))
+	return ch.(chan struct{})
 }
 
 // sqliteDSN builds modernc's DSN. With the file: prefix SQLite parses the name as a URI, so the

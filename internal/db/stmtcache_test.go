@@ -137,3 +137,24 @@ func TestSQLiteStatementCache(t *testing.T) {
 		t.Fatalf("columns after ALTER TABLE: %v %v (before: %v)", cols, err, before)
 	}
 }
+
+// TestSQLiteWriterTurnPerFile: DBs opened on one file share one writer
+// turn; DBs on different files do not.
+func TestSQLiteWriterTurnPerFile(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string) *DB {
+		d, err := Open(context.Background(), Config{SQLitePath: filepath.Join(dir, name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		return d
+	}
+	a, b, other := open("one.db"), open("one.db"), open("two.db")
+	if a.writers == nil || a.writers != b.writers {
+		t.Fatal("two DBs on one file have separate writer turns")
+	}
+	if a.writers == other.writers {
+		t.Fatal("DBs on different files share a writer turn")
+	}
+}

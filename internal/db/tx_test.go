@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -191,5 +192,47 @@ func TestSQLiteWritersTakeTurns(t *testing.T) {
 	}
 	if n := <-second; n != 1 {
 		t.Fatalf("the second writer saw %d rows of the first", n)
+	}
+}
+
+// TestSQLiteWriterTurnsSharedPerFile: two DBs opened on one file in one
+// process share the turn, so one's writer waits for the other's commit in
+// Go rather than in SQLite's busy wait.
+func TestSQLiteWriterTurnsSharedPerFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	open := func() *db.DB {
+		d, err := db.Open(t.Context(), db.Config{SQLitePath: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close() })
+		return d
+	}
+	a, b := open(), open()
+	migrate(t, a)
+	inA, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- a.InTx(t.Context(), func(tx *sqlx.Tx) error {
+			close(inA)
+			<-release
+			return insertItem(t, tx, "from a")
+		})
+	}()
+	<-inA
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.InTx(ctx, func(tx *sqlx.Tx) error { return insertItem(t, tx, "from b") }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("b's writer while a's ran: %v, want to wait its turn until its deadline", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.InTx(t.Context(), func(tx *sqlx.Tx) error { return insertItem(t, tx, "from b") }); err != nil {
+		t.Fatal(err)
+	}
+	if n := countItems(t, b); n != 2 {
+		t.Fatalf("%d rows, want 2", n)
 	}
 }
