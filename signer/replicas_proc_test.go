@@ -212,6 +212,31 @@ func (d *procDeployment) runningSignOwner(t *testing.T, sigID string) (*store.Ce
 	return d.runningOwner(t, func(c *store.Ceremony) bool { return c.SignatureID == sigID })
 }
 
+// killOwnerMidCeremony waits until the ceremony that match picks runs,
+// freezes (SIGSTOP) the replica holding its lease, checks it still runs
+// under that lease, and kills the replica (SIGKILL): the fault happens
+// mid-ceremony, not after. It returns the ceremony and the other replica's
+// API.
+func (d *procDeployment) killOwnerMidCeremony(t *testing.T, what string, match func(*store.Ceremony) bool) (*store.Ceremony, walletv1connect.WalletServiceClient) {
+	t.Helper()
+	var victim *proctest.Server
+	var c *store.Ceremony
+	proctest.Eventually(t, time.Minute, "the "+what+" to run", func() (bool, error) {
+		c, victim = d.runningOwner(t, match)
+		return victim != nil, nil
+	})
+	victim.Stop()
+	if got, err := d.store.GetCeremony(t.Context(), c.ID); err != nil || got.State != store.CeremonyRunning || got.Lease.Epoch != c.Lease.Epoch {
+		victim.Continue()
+		t.Fatalf("the %s finished before the kill (%v, %v): rerun", what, got, err)
+	}
+	victim.Kill()
+	if victim == d.replicas[0] {
+		return c, d.api[1]
+	}
+	return c, d.api[0]
+}
+
 // runningOwner returns the running ceremony that match picks and the
 // replica holding its lease, or nil.
 func (d *procDeployment) runningOwner(t *testing.T, match func(*store.Ceremony) bool) (*store.Ceremony, *proctest.Server) {
@@ -247,24 +272,7 @@ func TestProcReplicaKilledMidSigning(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigID := res.Msg.GetSignature().GetId()
-	var victim *proctest.Server
-	var c *store.Ceremony
-	proctest.Eventually(t, time.Minute, "the signing ceremony to run", func() (bool, error) {
-		c, victim = d.runningSignOwner(t, sigID)
-		return victim != nil, nil
-	})
-	// Freeze the owner, check it still owns the running ceremony, then kill
-	// it: the fault happens mid-signing, not after.
-	victim.Stop()
-	if got, err := d.store.GetCeremony(ctx, c.ID); err != nil || got.State != store.CeremonyRunning || got.Lease.Epoch != c.Lease.Epoch {
-		victim.Continue()
-		t.Fatalf("the signature finished before the kill (%v, %v): rerun", got, err)
-	}
-	victim.Kill()
-	survivor := d.api[0]
-	if victim == d.replicas[0] {
-		survivor = d.api[1]
-	}
+	c, survivor := d.killOwnerMidCeremony(t, "signing", func(c *store.Ceremony) bool { return c.SignatureID == sigID })
 	s := waitProcSignature(t, survivor, sigID, 2*time.Minute)
 	verifySignature(t, pub, s)
 	var succeeded int
@@ -294,24 +302,7 @@ func TestProcReplicaKilledMidKeygen(t *testing.T) {
 		t.Fatal(err)
 	}
 	walletID := res.Msg.GetWallet().GetId()
-	var victim *proctest.Server
-	var c *store.Ceremony
-	proctest.Eventually(t, time.Minute, "the key generation to run", func() (bool, error) {
-		c, victim = d.runningOwner(t, func(c *store.Ceremony) bool { return c.WalletID == walletID })
-		return victim != nil, nil
-	})
-	// Freeze the owner, check the key generation still runs under its
-	// lease, then kill it: the fault happens mid-keygen.
-	victim.Stop()
-	if got, err := d.store.GetCeremony(ctx, c.ID); err != nil || got.State != store.CeremonyRunning || got.Lease.Epoch != c.Lease.Epoch {
-		victim.Continue()
-		t.Fatalf("the key generation finished before the kill (%v, %v): rerun", got, err)
-	}
-	victim.Kill()
-	survivor := d.api[0]
-	if victim == d.replicas[0] {
-		survivor = d.api[1]
-	}
+	c, survivor := d.killOwnerMidCeremony(t, "key generation", func(c *store.Ceremony) bool { return c.WalletID == walletID })
 	w := waitProcWallet(t, survivor, walletID, 5*time.Minute)
 	if w.GetStatus() != walletv1.WalletStatus_WALLET_STATUS_ACTIVE {
 		t.Fatalf("wallet after its replica died mid-keygen: %v %q", w.GetStatus(), w.GetFailureReason())

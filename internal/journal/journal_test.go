@@ -76,10 +76,7 @@ func TestJournal(t *testing.T) {
 			const n = 16
 			// Hold the first batch (another wallet's record) until the
 			// others have all queued behind it, so that they form one batch.
-			held, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
-			defer j.SetBeforeWrite(nil)
+			held, release := holdFirstBatch(t, j)
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				if _, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.Signed, WalletID: "wal_e", SignatureID: "sig_0"}); err != nil {
@@ -120,10 +117,7 @@ func TestJournal(t *testing.T) {
 			}
 		})
 		t.Run("a waiting append gives up with its context", func(t *testing.T) {
-			held, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
-			defer j.SetBeforeWrite(nil)
+			held, release := holdFirstBatch(t, j)
 			done := make(chan error, 1)
 			go func() {
 				_, err := j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_f", SignatureID: "sig_holder"})
@@ -161,10 +155,7 @@ func TestJournal(t *testing.T) {
 			if d.Dialect != db.Postgres {
 				t.Skip("PostgreSQL refuses NUL in text; SQLite stores it")
 			}
-			held, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
-			defer j.SetBeforeWrite(nil)
+			held, release := holdFirstBatch(t, j)
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				_, _ = j.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_g", SignatureID: "sig_first"})
@@ -204,4 +195,14 @@ func TestJournal(t *testing.T) {
 			}
 		})
 	})
+}
+
+// holdFirstBatch makes j's next batch wait before it is written: held
+// closes when it starts waiting, and closing release lets it go on.
+func holdFirstBatch(t *testing.T, j *journal.Journal) (held, release chan struct{}) {
+	held, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	j.SetBeforeWrite(func() { once.Do(func() { close(held); <-release }) })
+	t.Cleanup(func() { j.SetBeforeWrite(nil) })
+	return held, release
 }
