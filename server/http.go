@@ -104,7 +104,11 @@ func (s *Server) nodeHandler() (http.Handler, error) {
 	opts := append(wire.HandlerOptions(s.logger,
 		observe.NewInterceptor(s.registry, "node", s.logger),
 		node.RoleInterceptor{},
-	), connect.WithReadMaxBytes(nodeMaxRequestBytes))
+	), connect.WithReadMaxBytes(nodeMaxRequestBytes),
+		// What crosses the node port is mostly random bytes (relayed
+		// ciphertexts, wrapped keys, digests, signatures) that gzip cannot
+		// shrink: compressing it only burns CPU on both ends.
+		connect.WithCompression("gzip", nil, nil))
 	mux := http.NewServeMux()
 	mux.Handle(ceremonyv1connect.NewCeremonyServiceHandler(s.mpc.CeremonyService(), opts...))
 	mux.Handle(deliveryv1connect.NewDeliveryServiceHandler(s.mpc.DeliveryService(), opts...))

@@ -51,6 +51,14 @@ const compactHeader = 27 + 4
 // r and s are big-endian and may be shorter than 32 bytes (leading zeros
 // stripped, as some HSMs and ASN.1 decoders return them).
 func FromRS(r, s, pub, digest []byte) (Signature, error) {
+	return FromRSHint(r, s, pub, digest, 0)
+}
+
+// FromRSHint is FromRS trying recovery id hint (0 or 1; any other value
+// counts as 0) first: with the id the signer found, the check costs one
+// public key recovery instead of one or two. The hint only orders the
+// work; a wrong one changes nothing but the cost.
+func FromRSHint(r, s, pub, digest []byte, hint byte) (Signature, error) {
 	if len(digest) != DigestSize {
 		return Signature{}, ErrInvalidDigest
 	}
@@ -67,7 +75,7 @@ func FromRS(r, s, pub, digest []byte) (Signature, error) {
 		ss.Negate()
 	}
 	sig := Signature{R: rs.Bytes(), S: ss.Bytes()}
-	if v, ok := recoverFast(&sig.R, &sig.S, digest, pub); ok {
+	if v, ok := recoverFast(&sig.R, &sig.S, digest, pub, hint&1); ok {
 		sig.V = v
 		return sig, nil
 	}

@@ -107,7 +107,29 @@ func TestFromRSRejects(t *testing.T) {
 			if _, err := ecsig.FromRS(tc.r, tc.s, tc.pub, tc.digest); !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
+			for hint := range byte(2) {
+				if _, err := ecsig.FromRSHint(tc.r, tc.s, tc.pub, tc.digest, hint); !errors.Is(err, tc.want) {
+					t.Fatalf("hint %d: err = %v, want %v", hint, err, tc.want)
+				}
+			}
 		})
+	}
+}
+
+// TestFromRSHint: a right or wrong recovery id hint gives the same
+// signature and id as none.
+func TestFromRSHint(t *testing.T) {
+	for seed := range 20 {
+		r, s, pub, digest, v := reference(t, seed)
+		for _, hint := range []byte{0, 1, 2, 255} {
+			sig, err := ecsig.FromRSHint(r[:], s[:], pub, digest, hint)
+			if err != nil {
+				t.Fatalf("seed %d hint %d: %v", seed, hint, err)
+			}
+			if sig.R != r || sig.S != s || sig.V != v {
+				t.Fatalf("seed %d hint %d: got %+v, want v=%d", seed, hint, sig, v)
+			}
+		}
 	}
 }
 

@@ -13,13 +13,15 @@ import (
 // bundles it): the key recovered under id v equals pub exactly when (r, s)
 // is a valid signature of digest under pub and v names its point R. It
 // costs one or two recoveries, each about a third of one verification in
-// pure Go. ok is false when neither id 0 nor 1 recovers pub: the caller
-// then decides with the pure Go path, which also names the error.
-func recoverFast(r, s *[32]byte, digest, pub []byte) (v byte, ok bool) {
+// pure Go. It tries id first (0 or 1) first: with the right id it costs
+// one recovery. ok is false when neither id 0 nor 1 recovers pub: the
+// caller then decides with the pure Go path, which also names the error.
+func recoverFast(r, s *[32]byte, digest, pub []byte, first byte) (v byte, ok bool) {
 	var sig [65]byte
 	copy(sig[:32], r[:])
 	copy(sig[32:64], s[:])
-	for v = range byte(2) {
+	for i := range byte(2) {
+		v = (first + i) & 1
 		sig[64] = v
 		got, err := secp256k1.RecoverPubkey(digest, sig[:])
 		if err != nil || len(got) != 65 {

@@ -203,12 +203,12 @@ func (d *DriverServer) check(ctx context.Context, driver string, cj *store.Claim
 		if len(raw) != 64 {
 			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sign.signature: want r || s, 64 bytes"))
 		}
-		// FromRS normalises S, verifies the exact (r, s) to be stored
-		// against the wallet's key and the request's digest, and takes the
-		// recovery id from the point that verification computed: what it
-		// returns is what is stored, checked here, independently of the
-		// driver and its HSM.
-		sig, verr := ecsig.FromRS(raw[:32], raw[32:], cj.PublicKey, cj.Digest)
+		// FromRSHint normalises S, verifies the exact (r, s) to be stored
+		// against the wallet's key and the request's digest, and finds the
+		// recovery id by public key recovery: what it returns is what is
+		// stored, checked here, independently of the driver and its HSM.
+		// The driver's recovery id only says which id to try first.
+		sig, verr := ecsig.FromRSHint(raw[:32], raw[32:], cj.PublicKey, cj.Digest, byte(res.Sign.GetRecoveryId()))
 		if verr != nil {
 			return nil, d.reject(ctx, driver, cj, fmt.Sprintf("driver %s returned a signature that does not verify against the wallet's public key", driver))
 		}

@@ -631,7 +631,12 @@ func (x *KeyAttestation) GetSignature() []byte {
 type SignJobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The signature r || s, 64 bytes.
-	Signature     []byte `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature []byte `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The recovery id (0 or 1) the driver found for the low-S form of the
+	// signature: a hint only. The coordinator still checks the signature
+	// itself, trying this id first; a missing or wrong hint costs it one more
+	// public key recovery, never acceptance of a bad signature.
+	RecoveryId    *uint32 `protobuf:"varint,2,opt,name=recovery_id,json=recoveryId,proto3,oneof" json:"recovery_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +676,13 @@ func (x *SignJobResult) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *SignJobResult) GetRecoveryId() uint32 {
+	if x != nil && x.RecoveryId != nil {
+		return *x.RecoveryId
+	}
+	return 0
 }
 
 // CompleteJobRequest reports a job's result.
@@ -1133,9 +1145,12 @@ const file_sigil_driver_v1_driver_proto_rawDesc = "" +
 	"\vattestation\x18\x02 \x01(\v2\x1f.sigil.driver.v1.KeyAttestationR\vattestation\"W\n" +
 	"\x0eKeyAttestation\x12\x1e\n" +
 	"\x06key_id\x18\x01 \x01(\fB\a\xbaH\x04z\x02h R\x05keyId\x12%\n" +
-	"\tsignature\x18\x02 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"6\n" +
+	"\tsignature\x18\x02 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"u\n" +
 	"\rSignJobResult\x12%\n" +
-	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\"\x81\x02\n" +
+	"\tsignature\x18\x01 \x01(\fB\a\xbaH\x04z\x02h@R\tsignature\x12-\n" +
+	"\vrecovery_id\x18\x02 \x01(\rB\a\xbaH\x04*\x02\x18\x01H\x00R\n" +
+	"recoveryId\x88\x01\x01B\x0e\n" +
+	"\f_recovery_id\"\x81\x02\n" +
 	"\x12CompleteJobRequest\x120\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x19\xbaH\x16r\x142\x12^job_[0-9a-z]{26}$R\x05jobId\x126\n" +
 	"\blease_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^lease_[0-9a-z]{26}$R\aleaseId\x12:\n" +
@@ -1250,6 +1265,7 @@ func file_sigil_driver_v1_driver_proto_init() {
 	if File_sigil_driver_v1_driver_proto != nil {
 		return
 	}
+	file_sigil_driver_v1_driver_proto_msgTypes[7].OneofWrappers = []any{}
 	file_sigil_driver_v1_driver_proto_msgTypes[8].OneofWrappers = []any{
 		(*CompleteJobRequest_Keygen)(nil),
 		(*CompleteJobRequest_Sign)(nil),
