@@ -9,3 +9,7 @@ func (j *Journal) Queued() int {
 	defer j.mu.Unlock()
 	return len(j.queue)
 }
+
+// OneStatementWrites is how many batches the one-statement path wrote and
+// how many it lost to another writer.
+func (j *Journal) OneStatementWrites() (written, raced int64) { return j.quick.Load(), j.raced.Load() }

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -102,6 +103,13 @@ type Journal struct {
 	mu      sync.Mutex
 	queue   []*pending
 	writing bool
+
+	// tail is the last record as this journal last wrote or read it, nil
+	// when unknown. Only the one writer of the moment (writing) uses it.
+	tail *row
+	// quick counts batches written by the one-statement path, raced those
+	// it lost to another writer (tests).
+	quick, raced atomic.Int64
 
 	beforeWrite func() // tests: called before each batch is written
 }
@@ -288,8 +296,30 @@ const (
 // write appends the batch's records in one transaction. A replayed request
 // fails alone (p.err, nothing written for it); any other error fails the
 // whole batch and is returned.
+//
+// On PostgreSQL, a batch without replay checks is first tried as one
+// INSERT (one round trip, atomic by itself) chained onto the tail this
+// journal knows. Whoever else appended since holds the next sequence
+// number, so the primary key refuses the INSERT whole; then the batch is
+// written the careful way: under the table lock, after the last record.
 func (j *Journal) write(ctx context.Context, batch []*pending) error {
-	return j.db.InTx(ctx, func(tx *sqlx.Tx) error {
+	if j.db.Dialect == db.Postgres && j.tail != nil && !needsReplayCheck(batch) {
+		tail := *j.tail
+		j.tail = nil // known again only once a write succeeds
+		rows, last := chain(batch, tail.Seq, tail.Hash, nil)
+		err := insert(ctx, j.db, rows)
+		if err == nil {
+			j.tail = last
+			j.quick.Add(1)
+			return nil
+		}
+		if !db.IsUniqueViolation(err) {
+			return err
+		}
+		j.raced.Add(1)
+	}
+	var tail *row
+	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
 		if j.db.Dialect == db.Postgres {
 			// One appender at a time (several drivers may share the
 			// database): a mode that conflicts with itself but not with
@@ -320,47 +350,100 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 		// replay check of the records after them.
 		type walletRequest struct{ wallet, request string }
 		signedHere := map[walletRequest]string{}
-		var rows []any
-		for _, p := range batch {
-			p.err = nil
+		replayed := func(p *pending) (bool, error) {
 			e := p.e
-			if e.Decision == Signed && e.RequestID != "" {
-				key := walletRequest{e.WalletID, e.RequestID}
-				other, ok := signedHere[key]
-				if !ok {
-					var found []string
-					err := tx.SelectContext(ctx, &found, tx.Rebind(`SELECT signature_id FROM journal
-						WHERE wallet_id = ? AND request_id = ? AND decision = ? AND signature_id <> ? LIMIT 1`),
-						e.WalletID, e.RequestID, string(Signed), e.SignatureID)
-					if err != nil {
-						return fmt.Errorf("replay check: %w", err)
-					}
-					if len(found) > 0 {
-						other, ok = found[0], true
-					}
-				}
-				if ok && other != e.SignatureID {
-					p.err = fmt.Errorf("%w (%s)", ErrReplay, other)
-					continue
-				}
-				signedHere[key] = e.SignatureID
+			if e.Decision != Signed || e.RequestID == "" {
+				return false, nil
 			}
-			seq++
-			e.Seq, e.PrevHash = seq, prev
-			e.Hash = e.hash()
-			prev = e.Hash
-			p.out = e
-			rows = append(rows, e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID,
-				e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
+			key := walletRequest{e.WalletID, e.RequestID}
+			other, ok := signedHere[key]
+			if !ok {
+				var found []string
+				err := tx.SelectContext(ctx, &found, tx.Rebind(`SELECT signature_id FROM journal
+					WHERE wallet_id = ? AND request_id = ? AND decision = ? AND signature_id <> ? LIMIT 1`),
+					e.WalletID, e.RequestID, string(Signed), e.SignatureID)
+				if err != nil {
+					return false, fmt.Errorf("replay check: %w", err)
+				}
+				if len(found) > 0 {
+					other, ok = found[0], true
+				}
+			}
+			if ok && other != e.SignatureID {
+				p.err = fmt.Errorf("%w (%s)", ErrReplay, other)
+				return true, nil
+			}
+			signedHere[key] = e.SignatureID
+			return false, nil
 		}
-		if len(rows) == 0 {
-			return nil
+		var checkErr error
+		var rows []any
+		rows, tail = chain(batch, seq, prev, func(p *pending) bool {
+			skip, err := replayed(p)
+			if err != nil && checkErr == nil {
+				checkErr = err
+			}
+			return skip
+		})
+		if checkErr != nil {
+			return checkErr
 		}
-		const one = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-		values := strings.Repeat(one+", ", len(rows)/13-1) + one
-		_, err = tx.ExecContext(ctx, tx.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values), rows...)
-		return err
+		if len(rows) > 0 {
+			if err := insert(ctx, tx, rows); err != nil {
+				return err
+			}
+		}
+		if tail == nil {
+			tail = &row{Seq: seq, Hash: prev}
+		}
+		return nil
 	})
+	if err == nil {
+		j.tail = tail // it stays unknown when the commit may have failed
+	}
+	return err
+}
+
+// needsReplayCheck reports whether a record of batch needs the replay check.
+func needsReplayCheck(batch []*pending) bool {
+	for _, p := range batch {
+		if p.e.Decision == Signed && p.e.RequestID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// chain numbers and hashes the records of batch after (seq, prev), leaving
+// out those skip refuses, and returns their column values and the last
+// record (nil if none).
+func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) ([]any, *row) {
+	var rows []any
+	var last *row
+	for _, p := range batch {
+		p.err = nil
+		if skip != nil && skip(p) {
+			continue
+		}
+		e := p.e
+		seq++
+		e.Seq, e.PrevHash = seq, prev
+		e.Hash = e.hash()
+		prev = e.Hash
+		p.out = e
+		last = &row{Seq: e.Seq, Hash: e.Hash}
+		rows = append(rows, e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID,
+			e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
+	}
+	return rows, last
+}
+
+// insert writes chained rows in one statement.
+func insert(ctx context.Context, x sqlx.ExtContext, rows []any) error {
+	const one = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	values := strings.Repeat(one+", ", len(rows)/13-1) + one
+	_, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values), rows...)
+	return err
 }
 
 // List returns every record in order.

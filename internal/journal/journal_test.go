@@ -180,6 +180,74 @@ func TestJournal(t *testing.T) {
 				t.Fatalf("chain: %v %v", b, err)
 			}
 		})
+		t.Run("two journals on one database", func(t *testing.T) {
+			// Two nodes sharing a database append to one chain. On
+			// PostgreSQL each first tries one INSERT after the tail it knows;
+			// when the other appended since, the primary key refuses it and
+			// the batch is written after the real last record instead.
+			other, err := journal.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _, err := j.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, racedBefore := j.OneStatementWrites()
+			append := func(jj *journal.Journal, i int) error {
+				_, err := jj.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, Reason: fmt.Sprint("turn ", i),
+					WalletID: "wal_h", SignatureID: fmt.Sprint("sig_h", i), Digest: "00"})
+				return err
+			}
+			const turns = 10
+			for i := range turns { // strictly in turn: every append but the first of each finds its tail stale
+				if err := append(j, 2*i); err != nil {
+					t.Fatal(err)
+				}
+				if err := append(other, 2*i+1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 2*turns)
+			for i := range 2 * turns { // and at once
+				wg.Go(func() { errs <- append([]*journal.Journal{j, other}[i%2], 2*turns+i) })
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, b, err := j.Verify(ctx)
+			if err != nil || b != nil || n != before+4*turns {
+				t.Fatalf("chain after two writers: %d records (want %d), %v %v", n, before+4*turns, b, err)
+			}
+			if _, raced := j.OneStatementWrites(); d.Dialect == db.Postgres && raced-racedBefore < turns-1 {
+				t.Fatalf("%d one-statement writes lost to the other writer, want at least %d: the stale tail went unnoticed", raced-racedBefore, turns-1)
+			}
+		})
+		t.Run("one writer keeps to one statement", func(t *testing.T) {
+			if d.Dialect != db.Postgres {
+				t.Skip("SQLite writes every batch in its own transaction")
+			}
+			fresh, err := journal.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				if _, err := fresh.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_i",
+					SignatureID: fmt.Sprint("sig_i", i), Digest: "00"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The first append reads the tail under the lock; the others
+			// chain onto what it wrote.
+			if written, raced := fresh.OneStatementWrites(); written != 4 || raced != 0 {
+				t.Fatalf("one-statement writes = %d, lost = %d; want 4 and 0", written, raced)
+			}
+		})
 		t.Run("an altered record is named", func(t *testing.T) {
 			entries, err := j.List(ctx)
 			if err != nil {
