@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -102,18 +103,15 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
-	// The open jobs are walked oldest first along the partial index
-	// jobs_open, stopping at the LIMIT. SQLite's planner would rather
-	// gather every claimable job through jobs_claim and sort them all,
-	// which costs a claim the whole queue's length; PostgreSQL walks
-	// jobs_open by itself.
-	lock, openJobs := "", " INDEXED BY jobs_open"
-	if s.db.Dialect == db.Postgres {
-		lock, openJobs = ` FOR UPDATE SKIP LOCKED`, ""
-	}
 	now := micros(c.Now)
+	choose := s.claimQuery()
 	var claimed []*ClaimedJob
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
+		if s.db.Dialect == db.Postgres {
+			if _, err := tx.ExecContext(ctx, claimPlanning); err != nil {
+				return fmt.Errorf("plan the claim: %w", err)
+			}
+		}
 		// Exhausted or closed jobs met on the way are failed and skipped;
 		// the rounds bound how many one claim wades through.
 		for range maxLapsedPerClaim {
@@ -122,13 +120,10 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 			// The jobs are chosen (and, on PostgreSQL, locked) from the jobs
 			// table alone, then joined to their targets: joining first would
 			// look up the target of every open job before the sort.
-			err := tx.SelectContext(ctx, &rows, tx.Rebind(targetSelect+` WHERE j.seq IN (SELECT seq FROM jobs`+openJobs+`
-				WHERE state IN ('queued', 'leased')
-				  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
-				ORDER BY seq LIMIT ?`+lock+`) ORDER BY j.seq`), now, now, want)
-			if err != nil {
+			if err := tx.SelectContext(ctx, &rows, tx.Rebind(choose), now, now, want); err != nil {
 				return fmt.Errorf("select claimable jobs: %w", err)
 			}
+			slices.SortFunc(rows, func(a, b targetRow) int { return cmp.Compare(a.Seq, b.Seq) })
 			got, err := s.lockedLeaseAll(ctx, tx, rows, c, c.LeaseIDs[len(claimed):], maxAttempts)
 			if err != nil {
 				return err
@@ -145,6 +140,36 @@ func (s *SQL) ClaimJobs(ctx context.Context, c Claim) ([]*ClaimedJob, error) {
 	}
 	return claimed, nil
 }
+
+// claimQuery selects (and on PostgreSQL locks) up to ? claimable jobs,
+// oldest first, with their targets; its arguments are now, now and the
+// limit. On PostgreSQL it runs after claimPlanning, in the same
+// transaction.
+//
+// The open jobs must be walked oldest first along the partial index
+// jobs_open, stopping at the LIMIT. Planners would rather gather every
+// claimable job and sort them all, which costs a claim the whole queue's
+// length: SQLite's always, PostgreSQL's whenever its statistics of jobs
+// are stale (a burst of new jobs, before autovacuum analyses the table).
+// SQLite is told the index (INDEXED BY); PostgreSQL, which takes no such
+// hint, is kept from sorting and from bitmap scans (claimPlanning), and
+// picks the jobs in a CTE of their own, joined to their targets after.
+func (s *SQL) claimQuery() string {
+	if s.db.Dialect == db.Postgres {
+		return `WITH picked AS MATERIALIZED (SELECT seq FROM jobs
+			WHERE state IN ('queued', 'leased')
+			  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
+			ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
+		` + strings.Replace(targetSelect, "FROM jobs j", "FROM picked p JOIN jobs j ON j.seq = p.seq", 1)
+	}
+	return targetSelect + ` WHERE j.seq IN (SELECT seq FROM jobs INDEXED BY jobs_open
+		WHERE state IN ('queued', 'leased')
+		  AND ((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at <= ?))
+		ORDER BY seq LIMIT ?) ORDER BY j.seq`
+}
+
+// claimPlanning is what a PostgreSQL claim's transaction runs first.
+const claimPlanning = `SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off`
 
 // lockedLeaseAll leases the selected jobs that are still wanted, the k-th
 // under leaseIDs[k], in tx: one UPDATE for all of them and one read of
@@ -301,7 +326,19 @@ func (s *SQL) LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) 
 // of the sign results are updated with one statement each; keygen results
 // (rare) go one by one. A job reported twice in one batch under its lease
 // keeps the first result; the second is refused with ErrStateConflict.
+//
+// On PostgreSQL, a batch of sign results (the steady state of an HSM
+// queue) is first recorded with one statement: see completeSignsAtOnce.
 func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
+	if s.db.Dialect == db.Postgres {
+		return s.completeSignsAtOnce(ctx, now, results)
+	}
+	return s.completeJobs(ctx, now, results)
+}
+
+// completeJobs records results in one transaction that reads and locks
+// their jobs first.
+func (s *SQL) completeJobs(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
 	errs := make([]error, len(results))
 	at := micros(now)
 	err := s.db.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -352,6 +389,118 @@ func (s *SQL) CompleteJobs(ctx context.Context, now time.Time, results []JobResu
 		return nil, err
 	}
 	return errs, nil
+}
+
+// completeSignsAtOnce records the sign results of a batch whose lease
+// checks pass with one PostgreSQL statement, atomic by itself, in one round
+// trip: it locks the jobs still under the results' leases (held by the
+// reporting driver, not lapsed), records each signature that is still
+// pending, and closes those jobs: done, or failed when the signature was
+// finished another way. What it leaves untouched (keygen results, a lease
+// that no longer holds, a job or signature twice in the batch) then goes
+// through completeJobs, which names each refusal. The result is the same
+// as completeJobs would give for the whole batch; where completeJobs costs
+// five round trips per batch, a steady HSM queue costs one.
+func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
+	errs := make([]error, len(results))
+	at := micros(now)
+	// quick: the sign results tried at once; a job's second result in
+	// the batch is left to completeJobs.
+	var quick []int
+	inQuick := make([]bool, len(results))
+	seen := make(map[string]bool, len(results))
+	for i := range results {
+		r := &results[i]
+		if r.Kind == JobSign && r.validate() == nil && !seen[r.JobID] {
+			quick, inQuick[i] = append(quick, i), true
+		}
+		seen[r.JobID] = true
+	}
+	done := make(map[string]closedJob, len(quick))
+	if len(quick) > 0 {
+		var input strings.Builder
+		var args []any
+		for k, i := range quick {
+			if k > 0 {
+				input.WriteString(", ")
+			}
+			r := &results[i]
+			input.WriteString("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS INTEGER))")
+			args = append(args, r.JobID, r.LeaseID, r.Driver, r.R, r.S, r.RecoveryID)
+		}
+		const discarded = "result discarded: its wallet or signature was already finished"
+		// held leaves out the jobs that share a signature with another in
+		// the batch: signed could only record one of their results.
+		query := `WITH input (job_id, lease_id, driver, r, s, v) AS (VALUES ` + input.String() + `),
+			held AS (
+				SELECT j.seq, j.id, j.signature_id, i.r, i.s, i.v FROM jobs j JOIN input i ON i.job_id = j.id
+				WHERE j.kind = ? AND j.state = ? AND j.lease_id = i.lease_id AND j.lease_expires_at > ?
+				  AND (i.driver = '' OR j.leased_by = i.driver) AND j.signature_id IS NOT NULL
+				FOR UPDATE OF j),
+			single AS (
+				SELECT * FROM held h WHERE NOT EXISTS (SELECT 1 FROM held o WHERE o.signature_id = h.signature_id AND o.seq <> h.seq)),
+			signed AS (
+				UPDATE signatures sg SET sig_r = h.r, sig_s = h.s, recovery_id = h.v, status = ?, updated_at = ?
+				FROM single h WHERE sg.id = h.signature_id AND sg.status = ?
+				RETURNING sg.id)
+			UPDATE jobs j SET
+				state = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN ? ELSE ? END,
+				last_error = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN '' ELSE ? END,
+				updated_at = ?
+			FROM single h WHERE j.seq = h.seq
+			RETURNING j.id, j.state, j.signature_id`
+		args = append(args, string(JobSign), string(JobLeased), at,
+			string(SignatureSigned), at, string(SignaturePending),
+			string(JobDone), string(JobFailed), discarded, at)
+		var rows []closedJob
+		if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), args...); err != nil {
+			return nil, fmt.Errorf("record %d signatures: %w", len(quick), err)
+		}
+		for _, c := range rows {
+			done[c.ID] = c
+		}
+	}
+	var rest []int
+	for _, i := range quick {
+		r := &results[i]
+		c, ok := done[r.JobID]
+		if !ok {
+			rest = append(rest, i)
+			continue
+		}
+		r.Target = c.SignatureID
+		if JobState(c.State) != JobDone {
+			errs[i] = fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, r.JobID)
+		}
+	}
+	for i := range results {
+		if !inQuick[i] {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 {
+		return errs, nil
+	}
+	slices.Sort(rest) // in the batch's order, as completeJobs keeps the first of a job's results
+	sub := make([]JobResult, len(rest))
+	for k, i := range rest {
+		sub[k] = results[i]
+	}
+	subErrs, err := s.completeJobs(ctx, now, sub)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range rest {
+		results[i].Target, errs[i] = sub[k].Target, subErrs[k]
+	}
+	return errs, nil
+}
+
+// closedJob is a job completeSignsAtOnce closed.
+type closedJob struct {
+	ID          string `db:"id"`
+	State       string `db:"state"`
+	SignatureID string `db:"signature_id"`
 }
 
 // lockedJobsByID reads and (on PostgreSQL) locks the jobs of
