@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	walletv1 "github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1"
 	"github.com/sigil-wallet/sigil/gen/go/sigil/wallet/v1/walletv1connect"
@@ -26,7 +27,10 @@ import (
 //   - the whole stack: signature requests queued through the wallet API
 //     while no driver runs, then drained by the first 1, 2, ... of Drivers
 //     (claim, sign, verify and record included), timed from the drivers'
-//     start until the last request is signed.
+//     start until the last request is signed, as a client that queued a
+//     batch learns it (waitSigned);
+//   - reading each result of the one-driver drain with GetSignature,
+//     afterwards: the cost a client that fetches results one by one adds.
 //
 // Everything shares the machine's cores: a second driver only helps where
 // the first leaves cores idle.
@@ -66,6 +70,16 @@ type BenchResult struct {
 	// on SQLite, the database included; a PostgreSQL server's excluded).
 	RawCPU   float64
 	StackCPU []float64
+	// RawMachineCPU and StackMachineCPU[i] are the same for every process
+	// on the machine (a local PostgreSQL server's included), 0 where the
+	// machine's CPU cannot be read.
+	RawMachineCPU   float64
+	StackMachineCPU []float64
+	// Reads is how many GetSignature calls per second read the results of
+	// the one-driver drain, each once, after it; ReadCPU the CPU
+	// milliseconds this process spent per read.
+	Reads   float64
+	ReadCPU float64
 }
 
 // Run makes the measurements, the raw one first.
@@ -82,21 +96,21 @@ func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	}
 	res := &BenchResult{Sessions: sessions, RawSignatures: b.RawSignatures, StackRequests: b.StackRequests}
 	var err error
-	cpu := processCPU()
+	cpu := startCPU()
 	if res.Raw, err = RawSignThroughput(ctx, b.Raw, b.RawSignatures, sessions); err != nil {
 		return nil, fmt.Errorf("raw PKCS#11: %w", err)
 	}
-	res.RawCPU = cpuPer(cpu, b.RawSignatures)
+	res.RawCPU, res.RawMachineCPU = cpu.per(b.RawSignatures)
 	walletID, err := b.hsmWallet(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for n := 1; n <= len(b.Drivers); n++ {
-		rate, cpu, err := b.stackThroughput(ctx, walletID, b.Drivers[:n])
+		rate, cpu, machine, err := b.stackThroughput(ctx, res, walletID, b.Drivers[:n])
 		if err != nil {
 			return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
 		}
-		res.Stack, res.StackCPU = append(res.Stack, rate), append(res.StackCPU, cpu)
+		res.Stack, res.StackCPU, res.StackMachineCPU = append(res.Stack, rate), append(res.StackCPU, cpu), append(res.StackMachineCPU, machine)
 	}
 	return res, nil
 }
@@ -110,18 +124,33 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		}
 	}
 	printf("HSM signing throughput (SoftHSM2, %d sessions per token and per driver)\n\n", r.Sessions)
-	printf("  %-44s %10s %9s %10s %12s\n", "measurement", "sig/s", "requests", "of raw", "CPU ms/sig")
-	printf("  %-44s %10.0f %9d %9.2fx %12.2f\n", "raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, 1.0, r.RawCPU)
+	machine := r.RawMachineCPU > 0
+	header := fmt.Sprintf("  %-44s %10s %9s %10s %12s", "measurement", "sig/s", "requests", "of raw", "CPU ms/sig")
+	if machine {
+		header += fmt.Sprintf(" %14s", "machine ms/sig")
+	}
+	printf("%s\n", header)
+	row := func(name string, rate float64, n int, cpu, machineCPU float64) {
+		printf("  %-44s %10.0f %9d %9.2fx %12.2f", name, rate, n, rate/r.Raw, cpu)
+		if machine {
+			printf(" %14.2f", machineCPU)
+		}
+		printf("\n")
+	}
+	row("raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, r.RawCPU, r.RawMachineCPU)
 	for i, rate := range r.Stack {
 		name := fmt.Sprintf("full stack via coordinator, %d driver", i+1)
 		if i > 0 {
 			name += "s"
 		}
-		var cpu float64
+		var cpu, machineCPU float64
 		if i < len(r.StackCPU) {
 			cpu = r.StackCPU[i]
 		}
-		printf("  %-44s %10.0f %9d %9.2fx %12.2f\n", name, rate, r.StackRequests, rate/r.Raw, cpu)
+		if i < len(r.StackMachineCPU) {
+			machineCPU = r.StackMachineCPU[i]
+		}
+		row(name, rate, r.StackRequests, cpu, machineCPU)
 	}
 	if len(r.Stack) > 1 {
 		printf("\n  %d drivers vs 1: %.2fx\n", len(r.Stack), r.Stack[len(r.Stack)-1]/r.Stack[0])
@@ -129,7 +158,17 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 	if len(r.StackCPU) > 0 && r.RawCPU > 0 {
 		// What the stack adds to each signature, in this process: where the
 		// HSM has cores of its own, this is what bounds the stack.
-		printf("  full stack CPU beyond the raw figure, 1 driver: %.2f ms per signature\n", r.StackCPU[0]-r.RawCPU)
+		printf("  full stack CPU beyond the raw figure, 1 driver: %.2f ms per signature", r.StackCPU[0]-r.RawCPU)
+		if machine && len(r.StackMachineCPU) > 0 {
+			printf(" in this process, %.2f ms on the machine", r.StackMachineCPU[0]-r.RawMachineCPU)
+		}
+		printf("\n")
+	}
+	if r.Reads > 0 {
+		// The drains are timed with a handful of reads (a long poll on the
+		// last request, then ListSignatures pages); a client that fetches
+		// each result with its own call adds this to every signature.
+		printf("  reading each result with GetSignature afterwards: %.0f reads/s, %.2f ms CPU per read\n", r.Reads, r.ReadCPU)
 	}
 	return err
 }
@@ -212,29 +251,36 @@ func (b Bench) hsmWallet(ctx context.Context) (string, error) {
 
 // stackThroughput queues StackRequests signature requests, then starts the
 // drivers and times them until every request is signed.
-// It returns signatures per second and CPU milliseconds per signature.
-func (b Bench) stackThroughput(ctx context.Context, walletID string, drivers []Config) (float64, float64, error) {
+// It returns signatures per second and the process's and the machine's
+// CPU milliseconds per signature.
+func (b Bench) stackThroughput(ctx context.Context, res *BenchResult, walletID string, drivers []Config) (rate, cpu, machine float64, err error) {
 	ids, err := b.queueSignatures(ctx, walletID)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	procs, err := openDrivers(ctx, drivers)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	stopProfile := func() {}
 	if b.Profile != nil && len(drivers) == 1 {
 		stopProfile = b.Profile()
 	}
-	start, cpu := time.Now(), processCPU()
+	start, meter := time.Now(), startCPU()
 	stop := runDrivers(ctx, procs)
-	err = waitSigned(ctx, b.API, ids)
-	elapsed, perSig := time.Since(start), cpuPer(cpu, len(ids))
+	err = waitSigned(ctx, b.API, walletID, ids)
+	elapsed := time.Since(start)
+	cpu, machine = meter.per(len(ids))
 	stopProfile()
 	if err := errors.Join(err, stop()); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return float64(len(ids)) / elapsed.Seconds(), perSig, nil
+	if len(drivers) == 1 {
+		if res.Reads, res.ReadCPU, err = b.readEach(ctx, ids); err != nil {
+			return 0, 0, 0, fmt.Errorf("reading each result: %w", err)
+		}
+	}
+	return float64(len(ids)) / elapsed.Seconds(), cpu, machine, nil
 }
 
 // queueSignatures asks for StackRequests signatures of distinct random
@@ -275,34 +321,126 @@ func (b Bench) queueSignatures(ctx context.Context, walletID string) ([]string, 
 	return ids, nil
 }
 
-// waitSigned polls until every signature is signed. It walks the ids in
-// order and asks only about the first one not yet seen finished, so it
-// costs about one GetSignature per request, as a client waiting for its
-// results would.
-func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, ids []string) error {
+// waitSigned returns once every request in ids is signed, waiting as a
+// client that queued a batch would: a long-polling GetSignature on the
+// last request queued, then ListSignatures pages of the wallet to check
+// the rest; a request still pending there is waited for the same way and
+// the pages read again from the one that held it. The drain is timed with
+// a handful of reads, not one per request: reading each result is measured
+// apart (readEach).
+func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, walletID string, ids []string) error {
 	const limit = 10 * time.Minute
 	deadline := time.Now().Add(limit)
-	for i := 0; i < len(ids); {
-		got, err := api.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: ids[i]}))
+	pending := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		pending[id] = true
+	}
+	waitFor, from := ids[len(ids)-1], ""
+	for len(pending) > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d signatures still pending after %v", len(pending), len(ids), limit)
+		}
+		if err := waitOne(ctx, api, waitFor); err != nil {
+			return err
+		}
+		var err error
+		if waitFor, from, err = checkPages(ctx, api, walletID, from, pending); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitOne long-polls GetSignature until the request is no longer pending.
+func waitOne(ctx context.Context, api walletv1connect.WalletServiceClient, id string) error {
+	for {
+		got, err := api.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: id, Wait: durationpb.New(30 * time.Second)}))
 		if err != nil {
 			return err
 		}
 		switch sg := got.Msg.GetSignature(); sg.GetStatus() {
 		case walletv1.SignatureStatus_SIGNATURE_STATUS_SIGNED:
-			i++
-			continue
+			return nil
 		case walletv1.SignatureStatus_SIGNATURE_STATUS_PENDING:
 		default:
 			return fmt.Errorf("signature %s %v: %s", sg.GetId(), sg.GetStatus(), sg.GetFailureReason())
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d signatures still pending after %v", len(ids)-i, len(ids), limit)
+	}
+}
+
+// checkPages reads the wallet's requests from page token from on and
+// removes the signed ones of pending. It returns a request still pending
+// (if any) and the token of the page that holds the first of them.
+func checkPages(ctx context.Context, api walletv1connect.WalletServiceClient, walletID, from string, pending map[string]bool) (waitFor, at string, err error) {
+	token := from
+	for {
+		page, err := api.ListSignatures(ctx, connect.NewRequest(&walletv1.ListSignaturesRequest{WalletId: walletID, PageSize: 1000, PageToken: token}))
+		if err != nil {
+			return "", "", err
 		}
-		if sleep(ctx, 10*time.Millisecond); ctx.Err() != nil {
-			return ctx.Err()
+		for _, sg := range page.Msg.GetSignatures() {
+			if !pending[sg.GetId()] {
+				continue
+			}
+			switch sg.GetStatus() {
+			case walletv1.SignatureStatus_SIGNATURE_STATUS_SIGNED:
+				delete(pending, sg.GetId())
+			case walletv1.SignatureStatus_SIGNATURE_STATUS_PENDING:
+				if waitFor == "" {
+					at = token
+				}
+				waitFor = sg.GetId()
+			default:
+				return "", "", fmt.Errorf("signature %s %v: %s", sg.GetId(), sg.GetStatus(), sg.GetFailureReason())
+			}
+		}
+		if token = page.Msg.GetNextPageToken(); token == "" {
+			break
 		}
 	}
-	return nil
+	if waitFor == "" && len(pending) > 0 {
+		return "", "", fmt.Errorf("%d queued signature requests are missing from ListSignatures", len(pending))
+	}
+	return waitFor, at, nil
+}
+
+// readEach reads every request once with GetSignature, from Submitters
+// callers at once, and returns reads per second and this process's CPU
+// milliseconds per read: what a client that fetches each result on its own
+// adds to the stack's cost of a signature.
+func (b Bench) readEach(ctx context.Context, ids []string) (float64, float64, error) {
+	start, meter := time.Now(), startCPU()
+	next := make(chan string)
+	errs := make(chan error, b.Submitters)
+	var wg sync.WaitGroup
+	for range b.Submitters {
+		wg.Go(func() {
+			for id := range next {
+				got, err := b.API.GetSignature(ctx, connect.NewRequest(&walletv1.GetSignatureRequest{Id: id}))
+				if err == nil && got.Msg.GetSignature().GetStatus() != walletv1.SignatureStatus_SIGNATURE_STATUS_SIGNED {
+					err = fmt.Errorf("signature %s is %v after the drain", id, got.Msg.GetSignature().GetStatus())
+				}
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, 0, err
+	default:
+	}
+	cpu, _ := meter.per(len(ids))
+	return float64(len(ids)) / time.Since(start).Seconds(), cpu, nil
 }
 
 // startDrivers opens and runs drivers until stop is called.

@@ -19,9 +19,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
@@ -57,10 +59,13 @@ type Driver struct {
 	fingerprint string
 	concurrency int
 	hsmSlots    chan struct{} // Concurrency places in the HSM
-	claimWait   time.Duration
-	logger      *slog.Logger
-	metrics     *Metrics
-	guard       *guard.Guard
+	// working counts the jobs claimed and not yet handed to the reporter
+	// (or failed): while there are some, more results are coming.
+	working   atomic.Int64
+	claimWait time.Duration
+	logger    *slog.Logger
+	metrics   *Metrics
+	guard     *guard.Guard
 
 	// afterComplete, when set (tests), is called after the coordinator
 	// accepted a result.
@@ -220,8 +225,10 @@ func (d *Driver) claimLoop(ctx context.Context, jobs chan<- *driverv1.Job, free 
 
 // pipelineDepth is how many jobs a driver holds per HSM place: one in the
 // HSM, the others claimed and waiting or reported and awaiting the
-// coordinator's answer.
-const pipelineDepth = 8
+// coordinator's answer. Deep enough that the HSM keeps working while
+// claims gather and results linger and travel in batches; the leases of
+// the jobs held are renewed all along.
+const pipelineDepth = 16
 
 // maxGather bounds how long a claim waits for half the places to be free
 // while the queue is busy.
@@ -259,6 +266,15 @@ var errLeaseLost = errors.New("lease lost: the coordinator gave the job to anoth
 func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, job *driverv1.Job) {
 	logger = logger.With("job", job.GetId(), "kind", job.GetKind().String(), "wallet", job.GetWalletId(), "attempt", job.GetAttempt())
 	start := time.Now()
+	d.working.Add(1)
+	var handedOver bool
+	handOver := func() {
+		if !handedOver {
+			handedOver = true
+			d.working.Add(-1)
+		}
+	}
+	defer handOver()
 	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	renewDone := make(chan struct{})
@@ -297,6 +313,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 		return
 	}
 	req.JobId, req.LeaseId = job.GetId(), job.GetLeaseId()
+	handOver()
 	if err := rep.complete(jobCtx, req); err == nil {
 		d.metrics.jobs.WithLabelValues(kindLabel(job), "completed").Inc()
 		d.metrics.jobSeconds.WithLabelValues(kindLabel(job)).Observe(time.Since(start).Seconds())
@@ -334,7 +351,11 @@ func (d *Driver) work(ctx context.Context, logger *slog.Logger, job *driverv1.Jo
 		if err != nil {
 			return nil, err
 		}
-		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}}}, nil
+		res := &driverv1.SignJobResult{Signature: append(sig.R[:], sig.S[:]...)}
+		if sig.V <= 1 {
+			res.RecoveryId = proto.Uint32(uint32(sig.V)) // saves the coordinator's check a recovery
+		}
+		return &driverv1.CompleteJobRequest{Result: &driverv1.CompleteJobRequest_Sign{Sign: res}}, nil
 	default:
 		return nil, permanent(fmt.Errorf("job kind %v is not supported by this driver", job.GetKind()))
 	}

@@ -5,23 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 
 	driverv1 "github.com/sigil-wallet/sigil/gen/go/sigil/driver/v1"
 )
 
+// reportLinger is how long a result waits for others to travel with it
+// while the driver is still working on other jobs.
+const reportLinger = 5 * time.Millisecond
+
 // maxReport bounds the results of one CompleteJobs (the protocol allows 64).
 const maxReport = 64
 
 // reporter sends the results of a driver's workers to the coordinator. One
 // CompleteJobs is in flight at a time, and it carries every result that
-// finished while the previous one was on its way: when jobs finish faster
-// than a round trip, results travel (and are committed) in batches; when
-// they do not, each goes alone at once.
+// finished while the previous one was on its way, and, while other jobs
+// are still being worked on, those that finish within reportLinger: under
+// load, results travel (and are committed) in batches, each costing the
+// coordinator one transaction; a lone job's result goes at once.
 type reporter struct {
-	d  *Driver
-	in chan pendingResult
+	d      *Driver
+	in     chan pendingResult
+	linger time.Duration // reportLinger; tests lengthen it
 	// single is set once the coordinator answered Unimplemented (an older
 	// version): results then go one CompleteJob each.
 	single atomic.Bool
@@ -33,7 +40,7 @@ type pendingResult struct {
 }
 
 func newReporter(d *Driver) *reporter {
-	return &reporter{d: d, in: make(chan pendingResult)}
+	return &reporter{d: d, in: make(chan pendingResult), linger: reportLinger}
 }
 
 // complete hands a result to the reporter and waits until the coordinator
@@ -59,14 +66,30 @@ func (r *reporter) run(ctx context.Context) {
 		case p := <-r.in:
 			batch = append(batch, p)
 		}
+		var linger *time.Timer
+		if r.d.working.Load() > 0 {
+			linger = time.NewTimer(r.linger)
+		}
 	more:
 		for len(batch) < maxReport {
+			if linger == nil {
+				select {
+				case p := <-r.in:
+					batch = append(batch, p)
+				default:
+					break more
+				}
+				continue
+			}
 			select {
 			case p := <-r.in:
 				batch = append(batch, p)
-			default:
+			case <-linger.C:
 				break more
 			}
+		}
+		if linger != nil {
+			linger.Stop()
 		}
 		r.send(ctx, batch)
 	}

@@ -3,9 +3,11 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -106,5 +108,50 @@ func TestReporterFallsBackToCompleteJob(t *testing.T) {
 	}
 	if len(c.singles) != 2 || len(c.batches) != 0 {
 		t.Fatalf("singles %v, batches %v", c.singles, c.batches)
+	}
+}
+
+// TestReporterLingers: while the driver still works on other jobs, a
+// result waits a moment for the next ones, and they travel together; with
+// nothing else in work, a result goes at once.
+func TestReporterLingers(t *testing.T) {
+	c := &reportClient{}
+	d := New(Options{Client: c})
+	rep := newReporter(d)
+	rep.linger = time.Second // long enough that only the linger explains a shared batch
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); rep.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	send := func(id string) <-chan error {
+		out := make(chan error, 1)
+		go func() { out <- rep.complete(t.Context(), &driverv1.CompleteJobRequest{JobId: id}) }()
+		return out
+	}
+
+	// Alone: answered well before the linger would have ended.
+	start := time.Now()
+	if err := <-send("job-alone"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > rep.linger/2 {
+		t.Fatalf("a lone result took %v: it lingered with nothing else in work", took)
+	}
+
+	// Two more jobs in work: the first result waits for the second.
+	d.working.Add(2)
+	first := send("job-first")
+	time.Sleep(50 * time.Millisecond)
+	d.working.Add(-1)
+	second := send("job-second")
+	d.working.Add(-1)
+	if err := errors.Join(<-first, <-second); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := [][]string{{"job-alone"}, {"job-first", "job-second"}}
+	if fmt.Sprint(c.batches) != fmt.Sprint(want) {
+		t.Fatalf("batches = %v, want %v", c.batches, want)
 	}
 }
