@@ -37,13 +37,20 @@ func benchHSMCommand() *command {
 
   - raw PKCS#11 throughput on SoftHSM2: unwrap a wrapped key, sign, destroy
     (what one sign job asks of the HSM), with --sessions callers at once on
-    one token: the limit;
+    one token: the limit; half before the full-stack measurements and half
+    after, since a machine's speed drifts;
   - full-stack throughput: --requests signature requests queued through the
     wallet API of a coordinator, then drained by one HSM driver, and again by
     two drivers on two tokens holding the same imported master key (claim,
-    sign, verify and record included);
+    sign, verify and record included), timed until the client sees the last
+    one signed (a long-polling GetSignature on the last request, then
+    ListSignatures pages, as a client that queued a batch would wait);
+  - what reading each result with its own GetSignature costs, after the
+    one-driver drain;
 
-and prints each in signatures per second with its ratio to raw. Everything
+and prints each in signatures per second with its ratio to raw, and the CPU
+per signature of this process and (from /proc/stat) of the whole machine,
+which with a local PostgreSQL includes the database server. Everything
 (tokens, coordinator, drivers) is made in a temporary folder and removed at the
 end; with --database-url the coordinator and the driver database use a fresh
 PostgreSQL schema, dropped at the end. Needs SoftHSM2 (apt-get install softhsm2).
@@ -70,7 +77,7 @@ All parts share this machine's cores.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures), then the full stack with 1 and %d drivers (%d requests each) ...\n",
+				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures, half before and half after), the full stack with 1 and %d drivers (%d requests each) ...\n",
 					3*requests, len(benchHSMDrivers), requests)
 				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, sessions: sessions, databaseURL: databaseURL, cpuProfile: cpuProfile, logger: logger})
 				if err != nil {
