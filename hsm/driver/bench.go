@@ -52,6 +52,9 @@ type Bench struct {
 	// Submitters is how many CreateSignature calls run at once while
 	// queueing (default 8).
 	Submitters int
+	// PageSize is how many requests each ListSignatures read watching a
+	// drain asks for (default 1000, the most the API gives).
+	PageSize int
 	// Profile, when set, is called as the one-driver drain starts and the
 	// function it returns as it ends: a CPU profile of just that phase.
 	Profile func() (stop func())
@@ -94,6 +97,9 @@ func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	}
 	if b.Submitters == 0 {
 		b.Submitters = 8
+	}
+	if b.PageSize == 0 {
+		b.PageSize = 1000
 	}
 	sessions := b.Raw.Sessions
 	if sessions == 0 {
@@ -286,7 +292,7 @@ func (b Bench) stackThroughput(ctx context.Context, res *BenchResult, walletID s
 	}
 	start, meter := time.Now(), startCPU()
 	stop := runDrivers(ctx, procs)
-	err = waitSigned(ctx, b.API, walletID, ids)
+	err = waitSigned(ctx, b.API, walletID, ids, b.PageSize)
 	elapsed := time.Since(start)
 	cpu, machine = meter.per(len(ids))
 	stopProfile()
@@ -346,7 +352,7 @@ func (b Bench) queueSignatures(ctx context.Context, walletID string) ([]string, 
 // the pages read again from the one that held it. The drain is timed with
 // a handful of reads, not one per request: reading each result is measured
 // apart (readEach).
-func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, walletID string, ids []string) error {
+func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, walletID string, ids []string, pageSize int) error {
 	const limit = 10 * time.Minute
 	deadline := time.Now().Add(limit)
 	pending := make(map[string]bool, len(ids))
@@ -362,7 +368,7 @@ func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, wa
 			return err
 		}
 		var err error
-		if waitFor, from, err = checkPages(ctx, api, walletID, from, pending); err != nil {
+		if waitFor, from, err = checkPages(ctx, api, walletID, from, pageSize, pending); err != nil {
 			return err
 		}
 	}
@@ -389,10 +395,10 @@ func waitOne(ctx context.Context, api walletv1connect.WalletServiceClient, id st
 // checkPages reads the wallet's requests from page token from on and
 // removes the signed ones of pending. It returns a request still pending
 // (if any) and the token of the page that holds the first of them.
-func checkPages(ctx context.Context, api walletv1connect.WalletServiceClient, walletID, from string, pending map[string]bool) (waitFor, at string, err error) {
+func checkPages(ctx context.Context, api walletv1connect.WalletServiceClient, walletID, from string, pageSize int, pending map[string]bool) (waitFor, at string, err error) {
 	token := from
 	for {
-		page, err := api.ListSignatures(ctx, connect.NewRequest(&walletv1.ListSignaturesRequest{WalletId: walletID, PageSize: 1000, PageToken: token}))
+		page, err := api.ListSignatures(ctx, connect.NewRequest(&walletv1.ListSignaturesRequest{WalletId: walletID, PageSize: int32(pageSize), PageToken: token}))
 		if err != nil {
 			return "", "", err
 		}
