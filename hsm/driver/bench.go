@@ -354,17 +354,18 @@ func (b Bench) queueSignatures(ctx context.Context, walletID string) ([]string, 
 // apart (readEach).
 func waitSigned(ctx context.Context, api walletv1connect.WalletServiceClient, walletID string, ids []string, pageSize int) error {
 	const limit = 10 * time.Minute
-	deadline := time.Now().Add(limit)
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("requests still pending after %v", limit))
+	defer cancel()
 	pending := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		pending[id] = true
 	}
 	waitFor, from := ids[len(ids)-1], ""
 	for len(pending) > 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d signatures still pending after %v", len(pending), len(ids), limit)
-		}
 		if err := waitOne(ctx, api, waitFor); err != nil {
+			if context.Cause(ctx) != nil {
+				return fmt.Errorf("%d of %d signatures: %w", len(pending), len(ids), context.Cause(ctx))
+			}
 			return err
 		}
 		var err error

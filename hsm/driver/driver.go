@@ -60,8 +60,10 @@ type Driver struct {
 	concurrency int
 	hsmSlots    chan struct{} // Concurrency places in the HSM
 	// working counts the jobs claimed and not yet handed to the reporter
-	// (or failed): while there are some, more results are coming.
+	// (or failed): while there are some, more results are coming. idle
+	// tells the reporter when the count falls to zero.
 	working   atomic.Int64
+	idle      chan struct{}
 	claimWait time.Duration
 	logger    *slog.Logger
 	metrics   *Metrics
@@ -106,7 +108,7 @@ func New(o Options) *Driver {
 	}
 	return &Driver{
 		client: o.Client, hsm: o.HSM, keys: o.Keys, cache: newKeyCache(o.Keys), fingerprint: o.Fingerprint, concurrency: o.Concurrency,
-		hsmSlots: make(chan struct{}, o.Concurrency), claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
+		hsmSlots: make(chan struct{}, o.Concurrency), idle: make(chan struct{}, 1), claimWait: o.ClaimWait, logger: o.Logger, metrics: o.Metrics, afterComplete: o.AfterComplete,
 		guard: o.Guard,
 	}
 }
@@ -262,6 +264,17 @@ func (d *Driver) claim(ctx context.Context, n int) ([]*driverv1.Job, error) {
 // errLeaseLost cancels a job whose lease the coordinator no longer honours.
 var errLeaseLost = errors.New("lease lost: the coordinator gave the job to another driver")
 
+// doneWorking counts a job out of working, telling the reporter when none
+// is left.
+func (d *Driver) doneWorking() {
+	if d.working.Add(-1) == 0 {
+		select {
+		case d.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // run does one job under its lease and reports the outcome.
 func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, job *driverv1.Job) {
 	logger = logger.With("job", job.GetId(), "kind", job.GetKind().String(), "wallet", job.GetWalletId(), "attempt", job.GetAttempt())
@@ -271,7 +284,7 @@ func (d *Driver) run(ctx context.Context, logger *slog.Logger, rep *reporter, jo
 	handOver := func() {
 		if !handedOver {
 			handedOver = true
-			d.working.Add(-1)
+			d.doneWorking()
 		}
 	}
 	defer handOver()

@@ -13,7 +13,8 @@ import (
 )
 
 // reportLinger is how long a result waits for others to travel with it
-// while the driver is still working on other jobs.
+// while the driver is still working on other jobs (less when the last of
+// them is handed over sooner).
 const reportLinger = 5 * time.Millisecond
 
 // maxReport bounds the results of one CompleteJobs (the protocol allows 64).
@@ -67,6 +68,10 @@ func (r *reporter) run(ctx context.Context) {
 			batch = append(batch, p)
 		}
 		var linger *time.Timer
+		select {
+		case <-r.d.idle: // news from before this batch
+		default:
+		}
 		if r.d.working.Load() > 0 {
 			linger = time.NewTimer(r.linger)
 		}
@@ -86,6 +91,11 @@ func (r *reporter) run(ctx context.Context) {
 				batch = append(batch, p)
 			case <-linger.C:
 				break more
+			case <-r.d.idle:
+				// The last job in work was handed over; take what it
+				// brought, if anything, and go.
+				linger.Stop()
+				linger = nil
 			}
 		}
 		if linger != nil {

@@ -138,19 +138,32 @@ func TestReporterLingers(t *testing.T) {
 		t.Fatalf("a lone result took %v: it lingered with nothing else in work", took)
 	}
 
-	// Two more jobs in work: the first result waits for the second.
+	// Other jobs in work: the first result waits for the second.
 	d.working.Add(2)
 	first := send("job-first")
 	time.Sleep(50 * time.Millisecond)
-	d.working.Add(-1)
 	second := send("job-second")
-	d.working.Add(-1)
 	if err := errors.Join(<-first, <-second); err != nil {
 		t.Fatal(err)
 	}
+	d.working.Add(-2)
+
+	// The last job in work handed over: the result before it stops
+	// lingering and goes, with it if it came.
+	d.working.Add(1)
+	start = time.Now()
+	third := send("job-third")
+	time.Sleep(20 * time.Millisecond)
+	d.doneWorking()
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > rep.linger/2 {
+		t.Fatalf("the result took %v: it kept lingering after the last job in work was handed over", took)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	want := [][]string{{"job-alone"}, {"job-first", "job-second"}}
+	want := [][]string{{"job-alone"}, {"job-first", "job-second"}, {"job-third"}}
 	if fmt.Sprint(c.batches) != fmt.Sprint(want) {
 		t.Fatalf("batches = %v, want %v", c.batches, want)
 	}

@@ -54,8 +54,8 @@ func FromRS(r, s, pub, digest []byte) (Signature, error) {
 	return FromRSHint(r, s, pub, digest, 0)
 }
 
-// FromRSHint is FromRS trying recovery id hint (0 or 1; any other value
-// counts as 0) first: with the id the signer found, the check costs one
+// FromRSHint is FromRS trying recovery id hint (0 or 1; of any other value
+// only the lowest bit counts) first: with the id the signer found, the check costs one
 // public key recovery instead of one or two. The hint only orders the
 // work; a wrong one changes nothing but the cost.
 func FromRSHint(r, s, pub, digest []byte, hint byte) (Signature, error) {

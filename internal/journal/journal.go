@@ -299,21 +299,22 @@ const (
 //
 // On PostgreSQL, a batch without replay checks is first tried as one
 // INSERT (one round trip, atomic by itself) chained onto the tail this
-// journal knows. Whoever else appended since holds the next sequence
-// number, so the primary key refuses the INSERT whole; then the batch is
+// journal knows, written only if that record is still there as it was.
+// Whoever else appended since holds the next sequence number, so the
+// primary key refuses the INSERT whole; either way the batch is then
 // written the careful way: under the table lock, after the last record.
 func (j *Journal) write(ctx context.Context, batch []*pending) error {
 	if j.db.Dialect == db.Postgres && j.tail != nil && !needsReplayCheck(batch) {
 		tail := *j.tail
 		j.tail = nil // known again only once a write succeeds
 		rows, last := chain(batch, tail.Seq, tail.Hash, nil)
-		err := insert(ctx, j.db, rows)
-		if err == nil {
+		written, err := insertAfter(ctx, j.db, rows, tail)
+		switch {
+		case err == nil && written:
 			j.tail = last
 			j.quick.Add(1)
 			return nil
-		}
-		if !db.IsUniqueViolation(err) {
+		case err != nil && !db.IsUniqueViolation(err):
 			return err
 		}
 		j.raced.Add(1)
@@ -398,8 +399,9 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 		}
 		return nil
 	})
+	j.tail = nil // unknown after a failed write
 	if err == nil {
-		j.tail = tail // it stays unknown when the commit may have failed
+		j.tail = tail
 	}
 	return err
 }
@@ -436,6 +438,24 @@ func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) (
 			e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
 	}
 	return rows, last
+}
+
+// insertAfter writes chained rows in one statement, only if the journal
+// still holds tail as it was written: written is false when the record is
+// gone or differs (the database was restored or failed over to a copy that
+// had not seen it), and the caller then reads the real last record. A
+// record after tail makes the primary key refuse the rows instead.
+func insertAfter(ctx context.Context, x sqlx.ExtContext, rows []any, tail row) (written bool, err error) {
+	const one = `(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	values := strings.Repeat(one+", ", len(rows)/13-1) + one
+	args := append(rows, tail.Seq, tail.Hash)
+	res, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) SELECT * FROM (VALUES `+values+`) AS v (`+columns+`)
+		WHERE EXISTS (SELECT 1 FROM journal WHERE seq = ? AND hash = ?)`), args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == int64(len(rows)/13), err
 }
 
 // insert writes chained rows in one statement.

@@ -248,6 +248,36 @@ func TestJournal(t *testing.T) {
 				t.Fatalf("one-statement writes = %d, lost = %d; want 4 and 0", written, raced)
 			}
 		})
+		t.Run("a tail the database lost is not chained onto", func(t *testing.T) {
+			// A database restored from a backup, or failed over to a copy
+			// that had not seen the last records, no longer holds the tail
+			// this journal wrote: the next batch must chain onto what is
+			// there, not onto what was.
+			fresh, err := journal.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			app := func(i int) {
+				t.Helper()
+				if _, err := fresh.Append(ctx, journal.Entry{Node: "signer-1", Decision: journal.RefusedGate, WalletID: "wal_j",
+					SignatureID: fmt.Sprint("sig_j", i), Digest: "00"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			app(0)
+			app(1)
+			if _, err := d.ExecContext(ctx, `DELETE FROM journal WHERE seq = (SELECT MAX(seq) FROM journal)`); err != nil {
+				t.Fatal(err)
+			}
+			_, lostBefore := fresh.OneStatementWrites()
+			app(2)
+			if _, b, err := fresh.Verify(ctx); err != nil || b != nil {
+				t.Fatalf("chain after the tail was lost: %v %v", b, err)
+			}
+			if _, lost := fresh.OneStatementWrites(); d.Dialect == db.Postgres && lost != lostBefore+1 {
+				t.Fatalf("the one-statement write did not notice the lost tail (%d lost before, %d after)", lostBefore, lost)
+			}
+		})
 		t.Run("an altered record is named", func(t *testing.T) {
 			entries, err := j.List(ctx)
 			if err != nil {

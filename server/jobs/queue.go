@@ -197,8 +197,9 @@ func (q *Queue) CompleteSign(ctx context.Context, jobID, leaseID string, r, s []
 	})
 }
 
-// CompleteJobs records several checked results in one transaction; the
-// i-th error is results[i]'s own.
+// CompleteJobs records several checked results (in one transaction on
+// SQLite; on PostgreSQL in one statement, plus one transaction for any
+// results that statement leaves); the i-th error is results[i]'s own.
 func (q *Queue) CompleteJobs(ctx context.Context, results []store.JobResult) ([]error, error) {
 	errs, err := q.store.CompleteJobs(ctx, q.now(), results)
 	if err != nil || q.settled == nil {

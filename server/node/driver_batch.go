@@ -11,9 +11,9 @@ import (
 )
 
 // CompleteJobs checks every result as CompleteJob does, then records the
-// accepted ones in one transaction: a driver that finishes jobs faster than
-// one round trip each reports them together, and the database commits once
-// for the lot.
+// accepted ones together (Queue.CompleteJobs): a driver that finishes jobs
+// faster than one round trip each reports them together, and the database
+// commits once for the lot.
 func (d *DriverServer) CompleteJobs(ctx context.Context, req *connect.Request[driverv1.CompleteJobsRequest]) (*connect.Response[driverv1.CompleteJobsResponse], error) {
 	driver, err := d.driver(ctx)
 	if err != nil {

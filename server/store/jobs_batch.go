@@ -398,9 +398,11 @@ func (s *SQL) completeJobs(ctx context.Context, now time.Time, results []JobResu
 // pending, and closes those jobs: done, or failed when the signature was
 // finished another way. What it leaves untouched (keygen results, a lease
 // that no longer holds, a job or signature twice in the batch) then goes
-// through completeJobs, which names each refusal. The result is the same
-// as completeJobs would give for the whole batch; where completeJobs costs
-// five round trips per batch, a steady HSM queue costs one.
+// through completeJobs, which names each refusal. The outcomes are those
+// completeJobs would give for the whole batch, but in two transactions: if
+// the second fails, what the statement recorded stays recorded, and the
+// results the second carried fail each with its error. Where completeJobs
+// costs five round trips per batch, a steady HSM queue costs one.
 func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []JobResult) ([]error, error) {
 	errs := make([]error, len(results))
 	at := micros(now)
@@ -488,7 +490,15 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 	}
 	subErrs, err := s.completeJobs(ctx, now, sub)
 	if err != nil {
-		return nil, err
+		if len(rest) == len(results) {
+			return nil, err // the one statement recorded nothing
+		}
+		// What the statement recorded is committed; only the results this
+		// transaction carried failed, each with its error.
+		for _, i := range rest {
+			errs[i] = fmt.Errorf("complete job %s: %w", results[i].JobID, err)
+		}
+		return errs, nil
 	}
 	for k, i := range rest {
 		results[i].Target, errs[i] = sub[k].Target, subErrs[k]
