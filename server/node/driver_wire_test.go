@@ -71,7 +71,8 @@ func TestDriverServiceRecoveryHint(t *testing.T) {
 
 // TestDriverServiceSendsUncompressed: the coordinator's node port answers
 // uncompressed even to a client that accepts gzip, since what it sends
-// (wrapped keys, digests, ciphertexts) does not compress.
+// (wrapped keys, digests, ciphertexts) does not compress, and refuses
+// compressed requests as Unimplemented.
 func TestDriverServiceSendsUncompressed(t *testing.T) {
 	f := start(t, jobs.Config{Lease: 5 * time.Second})
 	ctx := t.Context()
@@ -104,6 +105,10 @@ func TestDriverServiceSendsUncompressed(t *testing.T) {
 	if encoding != "" {
 		t.Fatalf("ClaimJob answered with Content-Encoding %q, want none", encoding)
 	}
+	// Nor does it take compressed requests.
+	gz := driverv1connect.NewDriverServiceClient(f.env.NodeClient(t, "driver-x"), f.env.NodeURL, connect.WithSendGzip())
+	_, err = gz.ClaimJob(ctx, connect.NewRequest(&driverv1.ClaimJobRequest{Wait: durationpb.New(time.Millisecond), MaxJobs: 1}))
+	wantCode(t, err, connect.CodeUnimplemented)
 }
 
 // encodingRecorder keeps the compression a client offered and the one the
