@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -304,20 +305,10 @@ const (
 // primary key refuses the INSERT whole; either way the batch is then
 // written the careful way: under the table lock, after the last record.
 func (j *Journal) write(ctx context.Context, batch []*pending) error {
-	if j.db.Dialect == db.Postgres && j.tail != nil && !needsReplayCheck(batch) {
-		tail := *j.tail
-		j.tail = nil // known again only once a write succeeds
-		rows, last := chain(batch, tail.Seq, tail.Hash, nil)
-		written, err := insertAfter(ctx, j.db, rows, tail)
-		switch {
-		case err == nil && written:
-			j.tail = last
-			j.quick.Add(1)
-			return nil
-		case err != nil && !db.IsUniqueViolation(err):
+	if j.db.Dialect == db.Postgres && j.tail != nil && !slices.ContainsFunc(batch, (*pending).replayChecked) {
+		if written, err := j.writeAfterTail(ctx, batch); written || err != nil {
 			return err
 		}
-		j.raced.Add(1)
 	}
 	var tail *row
 	err := j.db.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -352,10 +343,10 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 		type walletRequest struct{ wallet, request string }
 		signedHere := map[walletRequest]string{}
 		replayed := func(p *pending) (bool, error) {
-			e := p.e
-			if e.Decision != Signed || e.RequestID == "" {
+			if !p.replayChecked() {
 				return false, nil
 			}
+			e := p.e
 			key := walletRequest{e.WalletID, e.RequestID}
 			other, ok := signedHere[key]
 			if !ok {
@@ -406,15 +397,29 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 	return err
 }
 
-// needsReplayCheck reports whether a record of batch needs the replay check.
-func needsReplayCheck(batch []*pending) bool {
-	for _, p := range batch {
-		if p.e.Decision == Signed && p.e.RequestID != "" {
-			return true
-		}
+// writeAfterTail is write's one-statement path: written is false when
+// another writer appended after the known tail, or the database no longer
+// holds it, and the batch must go the careful way.
+func (j *Journal) writeAfterTail(ctx context.Context, batch []*pending) (written bool, err error) {
+	tail := *j.tail
+	j.tail = nil // known again only once a write succeeds
+	rows, last := chain(batch, tail.Seq, tail.Hash, nil)
+	written, err = insertAfter(ctx, j.db, rows, tail)
+	switch {
+	case err == nil && written:
+		j.tail = last
+		j.quick.Add(1)
+		return true, nil
+	case err != nil && !db.IsUniqueViolation(err):
+		return false, err
 	}
-	return false
+	j.raced.Add(1)
+	return false, nil
 }
+
+// replayChecked reports whether the record needs the replay check: a
+// signature with a request id.
+func (p *pending) replayChecked() bool { return p.e.Decision == Signed && p.e.RequestID != "" }
 
 // chain numbers and hashes the records of batch after (seq, prev), leaving
 // out those skip refuses, and returns their column values and the last
@@ -446,24 +451,31 @@ func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) (
 // had not seen it), and the caller then reads the real last record. A
 // record after tail makes the primary key refuse the rows instead.
 func insertAfter(ctx context.Context, x sqlx.ExtContext, rows []any, tail row) (written bool, err error) {
-	const one = `(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	values := strings.Repeat(one+", ", len(rows)/13-1) + one
 	args := append(rows, tail.Seq, tail.Hash)
-	res, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) SELECT * FROM (VALUES `+values+`) AS v (`+columns+`)
+	res, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) SELECT * FROM (VALUES `+values(rows)+`) AS v (`+columns+`)
 		WHERE EXISTS (SELECT 1 FROM journal WHERE seq = ? AND hash = ?)`), args...)
 	if err != nil {
 		return false, err
 	}
 	n, err := res.RowsAffected()
-	return err == nil && n == int64(len(rows)/13), err
+	return err == nil && n == int64(len(rows)/columnCount), err
 }
 
 // insert writes chained rows in one statement.
 func insert(ctx context.Context, x sqlx.ExtContext, rows []any) error {
-	const one = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	values := strings.Repeat(one+", ", len(rows)/13-1) + one
-	_, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values), rows...)
+	_, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values(rows)), rows...)
 	return err
+}
+
+// columnCount is how many columns a journal row has.
+const columnCount = 13
+
+// values is the VALUES list for chained rows: one parenthesised group of
+// placeholders per record, its numbers typed (a VALUES list under a SELECT
+// does not take its types from the table).
+func values(rows []any) string {
+	const one = `(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	return strings.Repeat(one+", ", len(rows)/columnCount-1) + one
 }
 
 // List returns every record in order.

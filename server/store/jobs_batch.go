@@ -430,7 +430,6 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 			input.WriteString("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS INTEGER))")
 			args = append(args, r.JobID, r.LeaseID, r.Driver, r.R, r.S, r.RecoveryID)
 		}
-		const discarded = "result discarded: its wallet or signature was already finished"
 		// held leaves out the jobs that share a signature with another in
 		// the batch: signed could only record one of their results.
 		query := `WITH input (job_id, lease_id, driver, r, s, v) AS (VALUES ` + input.String() + `),
@@ -453,7 +452,7 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 			RETURNING j.id, j.state, j.signature_id`
 		args = append(args, string(JobSign), string(JobLeased), at,
 			string(SignatureSigned), at, string(SignaturePending),
-			string(JobDone), string(JobFailed), discarded, at)
+			string(JobDone), string(JobFailed), resultDiscarded, at)
 		var rows []closedJob
 		if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), args...); err != nil {
 			return nil, fmt.Errorf("record %d signatures: %w", len(quick), err)
@@ -462,11 +461,13 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 			done[c.ID] = c
 		}
 	}
+	// rest: what the statement left, in the batch's order (completeJobs
+	// keeps the first of a job's results).
 	var rest []int
-	for _, i := range quick {
+	for i := range results {
 		r := &results[i]
 		c, ok := done[r.JobID]
-		if !ok {
+		if !inQuick[i] || !ok {
 			rest = append(rest, i)
 			continue
 		}
@@ -475,15 +476,9 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 			errs[i] = fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, r.JobID)
 		}
 	}
-	for i := range results {
-		if !inQuick[i] {
-			rest = append(rest, i)
-		}
-	}
 	if len(rest) == 0 {
 		return errs, nil
 	}
-	slices.Sort(rest) // in the batch's order, as completeJobs keeps the first of a job's results
 	sub := make([]JobResult, len(rest))
 	for k, i := range rest {
 		sub[k] = results[i]
@@ -505,6 +500,10 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 	}
 	return errs, nil
 }
+
+// resultDiscarded is the last error of a job whose result came after its
+// wallet or signature was finished another way.
+const resultDiscarded = "result discarded: its wallet or signature was already finished"
 
 // closedJob is a job completeSignsAtOnce closed.
 type closedJob struct {
@@ -591,7 +590,6 @@ func (s *SQL) lockedApplySigns(ctx context.Context, tx *sqlx.Tx, jobs map[string
 	}
 	// Then every job is closed: done, or failed when its signature was
 	// finished another way (its result is discarded).
-	const discarded = "result discarded: its wallet or signature was already finished"
 	var stateCase, errorCase strings.Builder
 	var stateArgs, errorArgs, seqs []any
 	for _, i := range signs {
@@ -600,7 +598,7 @@ func (s *SQL) lockedApplySigns(ctx context.Context, tx *sqlx.Tx, jobs map[string
 		r.Target = job.SignatureID
 		state, lastError := JobDone, ""
 		if !done[job.SignatureID] {
-			state, lastError = JobFailed, discarded
+			state, lastError = JobFailed, resultDiscarded
 			errs[i] = fmt.Errorf("%w: job %s: its wallet or signature was already finished", ErrStateConflict, r.JobID)
 		}
 		stateCase.WriteString(" WHEN ? THEN ?")
@@ -650,7 +648,7 @@ func (s *SQL) lockedApply(ctx context.Context, tx *sqlx.Tx, job *Job, r *JobResu
 	if n == 0 {
 		// The wallet or signature was finished another way meanwhile; the
 		// job is over either way.
-		state, lastError = JobFailed, "result discarded: its wallet or signature was already finished"
+		state, lastError = JobFailed, resultDiscarded
 	}
 	_, err = tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = ?, last_error = ?, updated_at = ? WHERE seq = ?`),
 		string(state), lastError, now, job.Seq)
