@@ -41,6 +41,10 @@ const (
 	pgxDriver    = "pgx"
 )
 
+// OnPostgres reports whether x (a DB, or a transaction of one) talks to
+// PostgreSQL.
+func OnPostgres(x interface{ DriverName() string }) bool { return x.DriverName() == pgxDriver }
+
 // defaultPingTimeout bounds the first connection when the caller's context has no deadline, so a
 // mistyped host fails start-up in seconds instead of hanging on the OS connect timeout.
 const defaultPingTimeout = 10 * time.Second

@@ -369,7 +369,7 @@ func (j *Journal) write(ctx context.Context, batch []*pending) error {
 			return false, nil
 		}
 		var checkErr error
-		var rows []any
+		var rows []Entry
 		rows, tail = chain(batch, seq, prev, func(p *pending) bool {
 			skip, err := replayed(p)
 			if err != nil && checkErr == nil {
@@ -422,10 +422,10 @@ func (j *Journal) writeAfterTail(ctx context.Context, batch []*pending) (written
 func (p *pending) replayChecked() bool { return p.e.Decision == Signed && p.e.RequestID != "" }
 
 // chain numbers and hashes the records of batch after (seq, prev), leaving
-// out those skip refuses, and returns their column values and the last
-// record (nil if none).
-func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) ([]any, *row) {
-	var rows []any
+// out those skip refuses, and returns them and the last record (nil if
+// none).
+func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) ([]Entry, *row) {
+	var rows []Entry
 	var last *row
 	for _, p := range batch {
 		p.err = nil
@@ -439,8 +439,7 @@ func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) (
 		prev = e.Hash
 		p.out = e
 		last = &row{Seq: e.Seq, Hash: e.Hash}
-		rows = append(rows, e.Seq, e.At.UnixMicro(), e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID,
-			e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash)
+		rows = append(rows, e)
 	}
 	return rows, last
 }
@@ -450,32 +449,63 @@ func chain(batch []*pending, seq int64, prev string, skip func(*pending) bool) (
 // gone or differs (the database was restored or failed over to a copy that
 // had not seen it), and the caller then reads the real last record. A
 // record after tail makes the primary key refuse the rows instead.
-func insertAfter(ctx context.Context, x sqlx.ExtContext, rows []any, tail row) (written bool, err error) {
-	args := append(rows, tail.Seq, tail.Hash)
-	res, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) SELECT * FROM (VALUES `+values(rows)+`) AS v (`+columns+`)
+func insertAfter(ctx context.Context, x sqlx.ExtContext, rows []Entry, tail row) (written bool, err error) {
+	source, args := rowSource(x, rows)
+	args = append(args, tail.Seq, tail.Hash)
+	res, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) SELECT * FROM (`+source+`) AS v (`+columns+`)
 		WHERE EXISTS (SELECT 1 FROM journal WHERE seq = ? AND hash = ?)`), args...)
 	if err != nil {
 		return false, err
 	}
 	n, err := res.RowsAffected()
-	return err == nil && n == int64(len(rows)/columnCount), err
+	return err == nil && n == int64(len(rows)), err
 }
 
 // insert writes chained rows in one statement.
-func insert(ctx context.Context, x sqlx.ExtContext, rows []any) error {
-	_, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) VALUES `+values(rows)), rows...)
+func insert(ctx context.Context, x sqlx.ExtContext, rows []Entry) error {
+	source, args := rowSource(x, rows)
+	_, err := x.ExecContext(ctx, x.Rebind(`INSERT INTO journal (`+columns+`) `+source), args...)
 	return err
 }
 
 // columnCount is how many columns a journal row has.
 const columnCount = 13
 
-// values is the VALUES list for chained rows: one parenthesised group of
-// placeholders per record, its numbers typed (a VALUES list under a SELECT
-// does not take its types from the table).
-func values(rows []any) string {
-	const one = `(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	return strings.Repeat(one+", ", len(rows)/columnCount-1) + one
+// rowSource is a query giving rows, and its arguments. On PostgreSQL it
+// unnests one array per column: one statement text whatever the batch's
+// size, parsed once per connection and planned once, where a VALUES list
+// per size is planned anew nearly every time. Elsewhere it is a VALUES list
+// with a parenthesised group of placeholders per record, its numbers typed
+// (a VALUES list under a SELECT does not take its types from the table).
+func rowSource(x sqlx.ExtContext, rows []Entry) (string, []any) {
+	fields := func(e *Entry) [columnCount - 2]string {
+		return [...]string{e.Node, string(e.Decision), e.Reason, e.WorkID, e.SignatureID, e.RequestID,
+			e.WalletID, e.Digest, e.RequesterKey, e.PrevHash, e.Hash}
+	}
+	if !db.OnPostgres(x) {
+		args := make([]any, 0, len(rows)*columnCount)
+		for i := range rows {
+			args = append(args, rows[i].Seq, rows[i].At.UnixMicro())
+			for _, f := range fields(&rows[i]) {
+				args = append(args, f)
+			}
+		}
+		const one = `(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		return `VALUES ` + strings.Repeat(one+", ", len(rows)-1) + one, args
+	}
+	seqs, ats := make([]int64, len(rows)), make([]int64, len(rows))
+	var texts [columnCount - 2][]string
+	for i := range rows {
+		seqs[i], ats[i] = rows[i].Seq, rows[i].At.UnixMicro()
+		for c, f := range fields(&rows[i]) {
+			texts[c] = append(texts[c], f)
+		}
+	}
+	args := []any{seqs, ats}
+	for _, t := range texts {
+		args = append(args, t)
+	}
+	return `SELECT * FROM unnest(CAST(? AS BIGINT[]), CAST(? AS BIGINT[])` + strings.Repeat(`, CAST(? AS TEXT[])`, columnCount-2) + `)`, args
 }
 
 // List returns every record in order.

@@ -203,20 +203,33 @@ func (s *SQL) lockedLeaseAll(ctx context.Context, tx *sqlx.Tx, rows []targetRow,
 		return nil, nil
 	}
 	expires := micros(c.Now.Add(c.LeaseFor))
-	// Each job gets its own lease id: CASE seq WHEN ? THEN ? ... END.
-	var cases strings.Builder
-	args := make([]any, 0, 3*len(lease)+5)
+	seqs, ids := make([]int64, len(lease)), leaseIDs[:len(lease)]
 	for k, r := range lease {
-		cases.WriteString(" WHEN ? THEN ?")
-		args = append(args, r.Seq, leaseIDs[k])
+		seqs[k] = r.Seq
 	}
-	args = append(args, c.Driver, now, expires, now)
-	for _, r := range lease {
-		args = append(args, r.Seq)
+	var err error
+	if s.db.Dialect == db.Postgres {
+		// Each job gets its own lease id, paired by position.
+		_, err = tx.ExecContext(ctx, `UPDATE jobs j SET state = 'leased', attempts = j.attempts + 1,
+			lease_id = l.lease_id, leased_by = $3, leased_at = $4, lease_expires_at = $5, updated_at = $4
+			FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[])) AS l (seq, lease_id) WHERE j.seq = l.seq`,
+			seqs, ids, c.Driver, now, expires)
+	} else {
+		// Each job gets its own lease id: CASE seq WHEN ? THEN ? ... END.
+		var cases strings.Builder
+		args := make([]any, 0, 3*len(lease)+4)
+		for k := range lease {
+			cases.WriteString(" WHEN ? THEN ?")
+			args = append(args, seqs[k], ids[k])
+		}
+		args = append(args, c.Driver, now, expires, now)
+		for _, seq := range seqs {
+			args = append(args, seq)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET state = 'leased', attempts = attempts + 1,
+			lease_id = CASE seq`+cases.String()+` END, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ?
+			WHERE seq IN (?`+strings.Repeat(", ?", len(lease)-1)+`)`, args...)
 	}
-	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE jobs SET state = 'leased', attempts = attempts + 1,
-		lease_id = CASE seq`+cases.String()+` END, leased_by = ?, leased_at = ?, lease_expires_at = ?, updated_at = ?
-		WHERE seq IN (?`+strings.Repeat(", ?", len(lease)-1)+`)`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("lease %d jobs: %w", len(lease), err)
 	}
@@ -245,7 +258,7 @@ func (s *SQL) lockedLeaseAll(ctx context.Context, tx *sqlx.Tx, rows []targetRow,
 // signaturesByID reads the signature requests of the sign jobs among
 // rows, in one query, keyed by id.
 func (s *SQL) signaturesByID(ctx context.Context, tx *sqlx.Tx, rows []*targetRow) (map[string]*Signature, error) {
-	var ids []any
+	var ids []string
 	for _, r := range rows {
 		if JobKind(r.Kind) == JobSign && r.SignatureID.Valid {
 			ids = append(ids, r.SignatureID.String)
@@ -256,7 +269,8 @@ func (s *SQL) signaturesByID(ctx context.Context, tx *sqlx.Tx, rows []*targetRow
 		return out, nil
 	}
 	var sigs []signatureRow
-	err := tx.SelectContext(ctx, &sigs, tx.Rebind(`SELECT `+signatureColumns+` FROM signatures WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`), ids...)
+	in, args := s.idIn("id", ids)
+	err := tx.SelectContext(ctx, &sigs, tx.Rebind(`SELECT `+signatureColumns+` FROM signatures WHERE `+in), args...)
 	if err != nil {
 		return nil, fmt.Errorf("select signatures: %w", err)
 	}
@@ -290,13 +304,13 @@ func (s *SQL) LeasedJobs(ctx context.Context, leases []JobLease, now time.Time) 
 	if len(leases) == 0 {
 		return nil, nil, nil
 	}
-	ids := make([]any, len(leases))
+	ids := make([]string, len(leases))
 	for i, l := range leases {
 		ids[i] = l.JobID
 	}
 	var rows []targetRow
-	query := targetSelect + ` WHERE j.id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
-	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), ids...); err != nil {
+	in, args := s.idIn("j.id", ids)
+	if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(targetSelect+` WHERE `+in), args...); err != nil {
 		return nil, nil, fmt.Errorf("select jobs: %w", err)
 	}
 	byID := make(map[string]*targetRow, len(rows))
@@ -420,41 +434,19 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 	}
 	done := make(map[string]closedJob, len(quick))
 	if len(quick) > 0 {
-		var input strings.Builder
-		var args []any
-		for k, i := range quick {
-			if k > 0 {
-				input.WriteString(", ")
-			}
+		// One array per column: one statement text whatever the batch's
+		// size, so each connection parses it once and PostgreSQL can keep
+		// a generic plan, where a VALUES list per size was planned anew
+		// nearly every time.
+		var in signInput
+		for _, i := range quick {
 			r := &results[i]
-			input.WriteString("(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BYTEA), CAST(? AS BYTEA), CAST(? AS INTEGER))")
-			args = append(args, r.JobID, r.LeaseID, r.Driver, r.R, r.S, r.RecoveryID)
+			in.jobs, in.leases, in.drivers = append(in.jobs, r.JobID), append(in.leases, r.LeaseID), append(in.drivers, r.Driver)
+			in.r, in.s, in.v = append(in.r, r.R), append(in.s, r.S), append(in.v, int32(r.RecoveryID))
 		}
-		// held leaves out the jobs that share a signature with another in
-		// the batch: signed could only record one of their results.
-		query := `WITH input (job_id, lease_id, driver, r, s, v) AS (VALUES ` + input.String() + `),
-			held AS (
-				SELECT j.seq, j.id, j.signature_id, i.r, i.s, i.v FROM jobs j JOIN input i ON i.job_id = j.id
-				WHERE j.kind = ? AND j.state = ? AND j.lease_id = i.lease_id AND j.lease_expires_at > ?
-				  AND (i.driver = '' OR j.leased_by = i.driver) AND j.signature_id IS NOT NULL
-				FOR UPDATE OF j),
-			single AS (
-				SELECT * FROM held h WHERE NOT EXISTS (SELECT 1 FROM held o WHERE o.signature_id = h.signature_id AND o.seq <> h.seq)),
-			signed AS (
-				UPDATE signatures sg SET sig_r = h.r, sig_s = h.s, recovery_id = h.v, status = ?, updated_at = ?
-				FROM single h WHERE sg.id = h.signature_id AND sg.status = ?
-				RETURNING sg.id)
-			UPDATE jobs j SET
-				state = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN ? ELSE ? END,
-				last_error = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN '' ELSE ? END,
-				updated_at = ?
-			FROM single h WHERE j.seq = h.seq
-			RETURNING j.id, j.state, j.signature_id`
-		args = append(args, string(JobSign), string(JobLeased), at,
-			string(SignatureSigned), at, string(SignaturePending),
-			string(JobDone), string(JobFailed), resultDiscarded, at)
+		args := []any{in.jobs, in.leases, in.drivers, in.r, in.s, in.v, at, at, at}
 		var rows []closedJob
-		if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(query), args...); err != nil {
+		if err := s.db.SelectContext(ctx, &rows, s.db.Rebind(completeSignsQuery), args...); err != nil {
 			return nil, fmt.Errorf("record %d signatures: %w", len(quick), err)
 		}
 		for _, c := range rows {
@@ -504,6 +496,53 @@ func (s *SQL) completeSignsAtOnce(ctx context.Context, now time.Time, results []
 // resultDiscarded is the last error of a job whose result came after its
 // wallet or signature was finished another way.
 const resultDiscarded = "result discarded: its wallet or signature was already finished"
+
+// idIn is the condition "column is one of ids" and its arguments: on
+// PostgreSQL one array (one statement text whatever the count, so it is
+// parsed once per connection and may keep a generic plan), on SQLite a
+// list of placeholders.
+func (s *SQL) idIn(column string, ids []string) (string, []any) {
+	if s.db.Dialect == db.Postgres {
+		return column + ` = ANY(CAST(? AS TEXT[]))`, []any{ids}
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return column + ` IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`, args
+}
+
+// signInput holds completeSignsAtOnce's results, one slice per column.
+type signInput struct {
+	jobs, leases, drivers []string
+	r, s                  [][]byte
+	v                     []int32
+}
+
+// completeSignsQuery is completeSignsAtOnce's statement. Its arguments are
+// the columns of the results (job ids, lease ids, drivers, r, s, recovery
+// ids: arrays of equal length) and now, three times. held leaves out the
+// jobs that share a signature with another in the batch: signed could only
+// record one of their results.
+var completeSignsQuery = `WITH input (job_id, lease_id, driver, r, s, v) AS (
+		SELECT * FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BYTEA[]), CAST(? AS BYTEA[]), CAST(? AS INTEGER[]))),
+	held AS (
+		SELECT j.seq, j.id, j.signature_id, i.r, i.s, i.v FROM jobs j JOIN input i ON i.job_id = j.id
+		WHERE j.kind = '` + string(JobSign) + `' AND j.state = '` + string(JobLeased) + `' AND j.lease_id = i.lease_id AND j.lease_expires_at > ?
+		  AND (i.driver = '' OR j.leased_by = i.driver) AND j.signature_id IS NOT NULL
+		FOR UPDATE OF j),
+	single AS (
+		SELECT * FROM held h WHERE NOT EXISTS (SELECT 1 FROM held o WHERE o.signature_id = h.signature_id AND o.seq <> h.seq)),
+	signed AS (
+		UPDATE signatures sg SET sig_r = h.r, sig_s = h.s, recovery_id = h.v, status = '` + string(SignatureSigned) + `', updated_at = ?
+		FROM single h WHERE sg.id = h.signature_id AND sg.status = '` + string(SignaturePending) + `'
+		RETURNING sg.id)
+	UPDATE jobs j SET
+		state = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN '` + string(JobDone) + `' ELSE '` + string(JobFailed) + `' END,
+		last_error = CASE WHEN h.signature_id IN (SELECT id FROM signed) THEN '' ELSE '` + resultDiscarded + `' END,
+		updated_at = ?
+	FROM single h WHERE j.seq = h.seq
+	RETURNING j.id, j.state, j.signature_id`
 
 // closedJob is a job completeSignsAtOnce closed.
 type closedJob struct {
