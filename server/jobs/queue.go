@@ -57,6 +57,7 @@ type Queue struct {
 	recheck time.Duration
 	now     func() time.Time
 	settled func(ids ...string)
+	held    held
 
 	mu     sync.Mutex
 	wake   chan struct{} // closed and replaced by NotifyWork
@@ -147,6 +148,7 @@ func (q *Queue) Claim(ctx context.Context, driver string, wait time.Duration, n 
 				}
 				return nil, errors.Join(errs...)
 			}
+			q.held.add(claimed, q.now())
 			return claimed, nil
 		}
 		select {
@@ -179,8 +181,31 @@ func (q *Queue) Leased(ctx context.Context, jobID, leaseID string) (*store.Claim
 
 // LeasedMany returns jobs under current leases, in one read: the i-th
 // job, or the i-th error when it is not under that lease.
+// Jobs this replica claimed and still holds in memory are not read again
+// (see held).
 func (q *Queue) LeasedMany(ctx context.Context, leases []store.JobLease) ([]*store.ClaimedJob, []error, error) {
-	return q.store.LeasedJobs(ctx, leases, q.now())
+	now := q.now()
+	jobs, errs := make([]*store.ClaimedJob, len(leases)), make([]error, len(leases))
+	var missed []store.JobLease
+	var at []int // missed[k] is leases[at[k]]
+	for i, l := range leases {
+		if cj, ok := q.held.get(l, now); ok {
+			jobs[i] = cj
+			continue
+		}
+		missed, at = append(missed, l), append(at, i)
+	}
+	if len(missed) == 0 {
+		return jobs, errs, nil
+	}
+	read, readErrs, err := q.store.LeasedJobs(ctx, missed, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, i := range at {
+		jobs[i], errs[i] = read[k], readErrs[k]
+	}
+	return jobs, errs, nil
 }
 
 // CompleteKeygen activates the job's wallet with pub.
@@ -201,6 +226,9 @@ func (q *Queue) CompleteSign(ctx context.Context, jobID, leaseID string, r, s []
 // SQLite; on PostgreSQL in one statement, plus one transaction for any
 // results that statement leaves); the i-th error is results[i]'s own.
 func (q *Queue) CompleteJobs(ctx context.Context, results []store.JobResult) ([]error, error) {
+	for _, r := range results {
+		q.held.forget(r.JobID)
+	}
 	errs, err := q.store.CompleteJobs(ctx, q.now(), results)
 	if err != nil || q.settled == nil {
 		return errs, err
@@ -233,6 +261,7 @@ func (q *Queue) Fail(ctx context.Context, jobID, leaseID, reason string, retryab
 // settle runs apply, which changes the job's wallet or signature, then
 // tells waiting callers.
 func (q *Queue) settle(ctx context.Context, jobID, leaseID string, apply func() error) error {
+	q.held.forget(jobID)
 	var target string
 	if q.settled != nil {
 		if cj, err := q.store.LeasedJob(ctx, jobID, leaseID, q.now()); err == nil {
