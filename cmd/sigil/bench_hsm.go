@@ -37,8 +37,7 @@ func benchHSMCommand() *command {
 
   - raw PKCS#11 throughput on SoftHSM2: unwrap a wrapped key, sign, destroy
     (what one sign job asks of the HSM), with --sessions callers at once on
-    one token: the limit; half before the full-stack measurements and half
-    after, since a machine's speed drifts;
+    one token: the limit;
   - full-stack throughput: --requests signature requests queued through the
     wallet API of a coordinator, then drained by one HSM driver, and again by
     two drivers on two tokens holding the same imported master key (claim,
@@ -46,9 +45,15 @@ func benchHSMCommand() *command {
     one signed (a long-polling GetSignature on the last request, then
     ListSignatures pages, as a client that queued a batch would wait);
   - what reading each result with its own GetSignature costs, after the
-    one-driver drain;
+    first one-driver drain.
 
-and prints each in signatures per second with its ratio to raw, and the CPU
+A machine's speed drifts (on a shared host by a fifth within a minute), so
+the measurements alternate: a raw segment of --requests/2 signatures, then
+each drain followed by another raw segment, --rounds times over. Each drain
+is compared with the raw segments on either side of it; the ratio shown is
+the median over the rounds, and each round's is listed below it.
+
+It prints each in signatures per second with its ratio to raw, and the CPU
 per signature of this process and (from /proc/stat) of the whole machine,
 which with a local PostgreSQL includes the database server. Everything
 (tokens, coordinator, drivers) is made in a temporary folder and removed at the
@@ -56,19 +61,20 @@ end; with --database-url the coordinator and the driver database use a fresh
 PostgreSQL schema, dropped at the end. Needs SoftHSM2 (apt-get install softhsm2).
 All parts share this machine's cores.`,
 		flags: func(fs *flag.FlagSet, env *cliEnv) func() error {
-			var requests, sessions int
+			var requests, sessions, rounds int
 			var databaseURL, cpuProfile string
-			fs.IntVar(&requests, "requests", 500, "signature requests per full-stack measurement (the raw measurement signs 3x as many)")
+			fs.IntVar(&requests, "requests", 500, "signature requests per drain (each raw segment signs half as many)")
+			fs.IntVar(&rounds, "rounds", 3, "how many times each drain is measured, between raw segments")
 			fs.IntVar(&sessions, "sessions", hsm.DefaultSessions, "PKCS#11 sessions per token, and jobs at once per driver")
 			fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL for the coordinator and the driver database (a temporary schema in it); default SQLite in the temporary folder")
-			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the one-driver full-stack drain to this file (go tool pprof)")
+			fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the first one-driver drain to this file (go tool pprof)")
 			env.addLogFlags(fs)
 			// Only trouble is worth printing beside the table.
 			env.logLevel = "warn"
 			fs.Lookup("log-level").DefValue = "warn"
 			return func() error {
-				if requests < 1 || sessions < 1 {
-					return fmt.Errorf("%w: --requests and --sessions must be at least 1", errUsage)
+				if requests < 2 || sessions < 1 || rounds < 1 {
+					return fmt.Errorf("%w: --requests must be at least 2, --sessions and --rounds at least 1", errUsage)
 				}
 				if databaseURL != "" && !strings.HasPrefix(databaseURL, "postgres://") && !strings.HasPrefix(databaseURL, "postgresql://") {
 					return fmt.Errorf("%w: --database-url: want a postgres:// URL, or nothing for SQLite", errUsage)
@@ -77,9 +83,10 @@ All parts share this machine's cores.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.stderr, "bench hsm: raw PKCS#11 (%d signatures, half before and half after), the full stack with 1 and %d drivers (%d requests each) ...\n",
-					3*requests, len(benchHSMDrivers), requests)
-				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, sessions: sessions, databaseURL: databaseURL, cpuProfile: cpuProfile, logger: logger})
+				segments := rounds*len(benchHSMDrivers) + 1
+				fmt.Fprintf(env.stderr, "bench hsm: %d rounds of drains of %d requests with 1 and %d drivers, between %d raw PKCS#11 segments of %d signatures ...\n",
+					rounds, requests, len(benchHSMDrivers), segments, requests/2)
+				res, err := runBenchHSM(env.ctx, benchHSMOptions{requests: requests, rounds: rounds, sessions: sessions, databaseURL: databaseURL, cpuProfile: cpuProfile, logger: logger})
 				if err != nil {
 					return err
 				}
@@ -90,10 +97,10 @@ All parts share this machine's cores.`,
 }
 
 type benchHSMOptions struct {
-	requests, sessions int
-	databaseURL        string
-	cpuProfile         string
-	logger             *slog.Logger
+	requests, rounds, sessions int
+	databaseURL                string
+	cpuProfile                 string
+	logger                     *slog.Logger
 }
 
 // runBenchHSM builds the benchmark's deployment in a temporary folder,
@@ -136,7 +143,8 @@ func runBenchHSM(ctx context.Context, o benchHSMOptions) (*driver.BenchResult, e
 	if err != nil {
 		return nil, err
 	}
-	bench := driver.Bench{Raw: tokens[0], RawSignatures: 3 * o.requests, StackRequests: o.requests, API: client.Service()}
+	bench := driver.Bench{Raw: tokens[0], RawSignatures: (o.rounds*len(benchHSMDrivers) + 1) * (o.requests / 2), StackRequests: o.requests,
+		Rounds: o.rounds, API: client.Service()}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,29 +25,36 @@ import (
 //
 //   - the HSM itself: hsm.Sign (C_UnwrapKey + C_Sign + C_DestroyObject, plus
 //     low-S and recovery id in Go) on one token with Raw.Sessions callers at
-//     once: the limit a driver can reach; half first and half last;
+//     once: the limit a driver can reach;
 //   - the whole stack: signature requests queued through the wallet API
 //     while no driver runs, then drained by the first 1, 2, ... of Drivers
 //     (claim, sign, verify and record included), timed from the drivers'
 //     start until the last request is signed, as a client that queued a
 //     batch learns it (waitSigned);
-//   - reading each result of the one-driver drain with GetSignature,
+//   - reading each result of the first one-driver drain with GetSignature,
 //     afterwards: the cost a client that fetches results one by one adds.
+//
+// A machine's speed drifts, by a fifth within a minute on a shared host,
+// so the measurements alternate: a raw segment, then each drain followed
+// by another raw segment, Rounds times over; each drain is compared with
+// the raw segments on either side of it, and the ratios' median is the
+// figure.
 //
 // Everything shares the machine's cores: a second driver only helps where
 // the first leaves cores idle.
 type Bench struct {
 	// Raw is the token of the raw measurement; RawSignatures how many
-	// signatures it makes.
+	// signatures it makes in all, over its segments.
 	Raw           hsm.Config
 	RawSignatures int
 	// Drivers run the full-stack measurements, each on its own token with
 	// the same master key and all on the same driver database. The first
 	// also generates the wallet's key.
 	Drivers []Config
-	// StackRequests is how many signature requests each full-stack
-	// measurement queues.
+	// StackRequests is how many signature requests each drain queues.
 	StackRequests int
+	// Rounds is how many times each drain is measured (default 1).
+	Rounds int
 	// API calls the wallet API of the coordinator the drivers poll, with a
 	// token allowed to create wallets and signatures.
 	API walletv1connect.WalletServiceClient
@@ -55,8 +64,9 @@ type Bench struct {
 	// PageSize is how many requests each ListSignatures read watching a
 	// drain asks for (default 1000, the most the API gives).
 	PageSize int
-	// Profile, when set, is called as the one-driver drain starts and the
-	// function it returns as it ends: a CPU profile of just that phase.
+	// Profile, when set, is called as the first one-driver drain starts
+	// and the function it returns as it ends: a CPU profile of just that
+	// phase.
 	Profile func() (stop func())
 }
 
@@ -65,13 +75,16 @@ type BenchResult struct {
 	Sessions      int
 	RawSignatures int
 	StackRequests int
-	// Raw is the raw rate over both halves of the raw measurement, one
-	// before the full-stack measurements and one after (RawBefore,
-	// RawAfter): the machine's speed drifts over a run, and the ratios
-	// compare against the middle.
-	Raw, RawBefore, RawAfter float64
-	// Stack[i] is the full-stack figure with i+1 drivers.
-	Stack []float64
+	Rounds        int
+	// Raw is the raw rate over all its segments; RawSegments the rate of
+	// each, in order: the first before any drain, then one after each.
+	Raw         float64
+	RawSegments []float64
+	// Stack[i] is the full-stack rate with i+1 drivers over all its
+	// drains; Ratios[i] holds each of those drains' rate over the raw
+	// rate of the segments on either side of it.
+	Stack  []float64
+	Ratios [][]float64
 	// RawCPU and StackCPU[i] are the CPU milliseconds this process spent
 	// per signature in each measurement (coordinator, drivers, client and,
 	// on SQLite, the database included; a PostgreSQL server's excluded).
@@ -83,14 +96,27 @@ type BenchResult struct {
 	RawMachineCPU   float64
 	StackMachineCPU []float64
 	// Reads is how many GetSignature calls per second read the results of
-	// the one-driver drain, each once, after it; ReadCPU the CPU
+	// the first one-driver drain, each once, after it; ReadCPU the CPU
 	// milliseconds this process spent per read.
 	Reads   float64
 	ReadCPU float64
 }
 
-// Run makes the measurements: half the raw one, the full-stack ones, then
-// the other half of the raw one.
+// Ratio is the median of Ratios[i]: the full stack with i+1 drivers as a
+// share of raw.
+func (r *BenchResult) Ratio(i int) float64 {
+	if i >= len(r.Ratios) || len(r.Ratios[i]) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(r.Ratios[i]))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// Run makes the measurements: a raw segment, then for each round each
+// drain followed by a raw segment.
 func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	if len(b.Drivers) == 0 || b.RawSignatures <= 0 || b.StackRequests <= 0 || b.API == nil {
 		return nil, errors.New("bench: need drivers, a wallet API client and positive request counts")
@@ -101,38 +127,62 @@ func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	if b.PageSize == 0 {
 		b.PageSize = 1000
 	}
+	b.Rounds = max(b.Rounds, 1)
 	sessions := b.Raw.Sessions
 	if sessions == 0 {
 		sessions = hsm.DefaultSessions
 	}
-	res := &BenchResult{Sessions: sessions, RawSignatures: b.RawSignatures, StackRequests: b.StackRequests}
-	var err error
-	first := b.RawSignatures / 2
-	second := b.RawSignatures - first
-	cpu := startCPU()
-	if res.RawBefore, err = RawSignThroughput(ctx, b.Raw, max(first, 1), sessions); err != nil {
-		return nil, fmt.Errorf("raw PKCS#11: %w", err)
+	res := &BenchResult{Sessions: sessions, RawSignatures: b.RawSignatures, StackRequests: b.StackRequests, Rounds: b.Rounds,
+		Stack: make([]float64, len(b.Drivers)), Ratios: make([][]float64, len(b.Drivers)),
+		StackCPU: make([]float64, len(b.Drivers)), StackMachineCPU: make([]float64, len(b.Drivers))}
+	perSegment := max(b.RawSignatures/(b.Rounds*len(b.Drivers)+1), 1)
+	res.RawSignatures = perSegment * (b.Rounds*len(b.Drivers) + 1)
+	var rawCPU, rawMachine float64 // totals
+	raw := func() error {
+		cpu := startCPU()
+		rate, err := RawSignThroughput(ctx, b.Raw, perSegment, sessions)
+		if err != nil {
+			return fmt.Errorf("raw PKCS#11: %w", err)
+		}
+		c, m := cpu.per(1)
+		rawCPU, rawMachine = rawCPU+c, rawMachine+m
+		res.RawSegments = append(res.RawSegments, rate)
+		return nil
 	}
-	rawCPU, rawMachine := cpu.per(1) // totals, split per signature below
+	if err := raw(); err != nil {
+		return nil, err
+	}
 	walletID, err := b.hsmWallet(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for n := 1; n <= len(b.Drivers); n++ {
-		rate, cpu, machine, err := b.stackThroughput(ctx, res, walletID, b.Drivers[:n])
-		if err != nil {
-			return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
+	drainTime := make([]float64, len(b.Drivers)) // seconds, per driver count, over the rounds
+	for range b.Rounds {
+		for n := 1; n <= len(b.Drivers); n++ {
+			rate, cpu, machine, err := b.stackThroughput(ctx, res, walletID, b.Drivers[:n])
+			if err != nil {
+				return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
+			}
+			if err := raw(); err != nil {
+				return nil, err
+			}
+			before, after := res.RawSegments[len(res.RawSegments)-2], res.RawSegments[len(res.RawSegments)-1]
+			res.Ratios[n-1] = append(res.Ratios[n-1], rate*(1/before+1/after)/2)
+			drainTime[n-1] += float64(b.StackRequests) / rate
+			res.StackCPU[n-1] += cpu / float64(b.Rounds)
+			res.StackMachineCPU[n-1] += machine / float64(b.Rounds)
 		}
-		res.Stack, res.StackCPU, res.StackMachineCPU = append(res.Stack, rate), append(res.StackCPU, cpu), append(res.StackMachineCPU, machine)
 	}
-	cpu = startCPU()
-	if res.RawAfter, err = RawSignThroughput(ctx, b.Raw, max(second, 1), sessions); err != nil {
-		return nil, fmt.Errorf("raw PKCS#11, after: %w", err)
+	for i, t := range drainTime {
+		res.Stack[i] = float64(b.Rounds*b.StackRequests) / t
 	}
-	afterCPU, afterMachine := cpu.per(1)
-	n := float64(max(first, 1) + max(second, 1))
-	res.Raw = n / (float64(max(first, 1))/res.RawBefore + float64(max(second, 1))/res.RawAfter)
-	res.RawCPU, res.RawMachineCPU = (rawCPU+afterCPU)/n, (rawMachine+afterMachine)/n
+	var rawTime float64
+	for _, rate := range res.RawSegments {
+		rawTime += float64(perSegment) / rate
+	}
+	res.Raw = float64(res.RawSignatures) / rawTime
+	total := float64(res.RawSignatures)
+	res.RawCPU, res.RawMachineCPU = rawCPU/total, rawMachine/total
 	return res, nil
 }
 
@@ -151,16 +201,17 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		header += fmt.Sprintf(" %14s", "machine ms/sig")
 	}
 	printf("%s\n", header)
-	row := func(name string, rate float64, n int, cpu, machineCPU float64) {
-		printf("  %-44s %10.0f %9d %9.2fx %12.2f", name, rate, n, rate/r.Raw, cpu)
+	row := func(name string, rate float64, n int, ratio, cpu, machineCPU float64) {
+		printf("  %-44s %10.0f %9d %9.2fx %12.2f", name, rate, n, ratio, cpu)
 		if machine {
 			printf(" %14.2f", machineCPU)
 		}
 		printf("\n")
 	}
-	row("raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, r.RawCPU, r.RawMachineCPU)
-	if r.RawBefore > 0 && r.RawAfter > 0 {
-		printf("    (half before the full stack, %.0f sig/s; half after, %.0f sig/s)\n", r.RawBefore, r.RawAfter)
+	row("raw PKCS#11 unwrap+sign+destroy, 1 token", r.Raw, r.RawSignatures, 1, r.RawCPU, r.RawMachineCPU)
+	if len(r.RawSegments) > 1 {
+		printf("    (%d segments, one before the drains and one after each: %.0f-%.0f sig/s)\n",
+			len(r.RawSegments), slices.Min(r.RawSegments), slices.Max(r.RawSegments))
 	}
 	for i, rate := range r.Stack {
 		name := fmt.Sprintf("full stack via coordinator, %d driver", i+1)
@@ -174,7 +225,15 @@ func (r *BenchResult) WriteTable(w io.Writer) error {
 		if i < len(r.StackMachineCPU) {
 			machineCPU = r.StackMachineCPU[i]
 		}
-		row(name, rate, r.StackRequests, cpu, machineCPU)
+		row(name, rate, r.Rounds*r.StackRequests, r.Ratio(i), cpu, machineCPU)
+		if i < len(r.Ratios) && len(r.Ratios[i]) > 1 {
+			var each []string
+			for _, x := range r.Ratios[i] {
+				each = append(each, fmt.Sprintf("%.2fx", x))
+			}
+			printf("    (%d drains of %d, each against the raw segments on either side: %s; median above)\n",
+				len(r.Ratios[i]), r.StackRequests, strings.Join(each, " "))
+		}
 	}
 	if len(r.Stack) > 1 {
 		printf("\n  %d drivers vs 1: %.2fx\n", len(r.Stack), r.Stack[len(r.Stack)-1]/r.Stack[0])
@@ -287,7 +346,8 @@ func (b Bench) stackThroughput(ctx context.Context, res *BenchResult, walletID s
 		return 0, 0, 0, err
 	}
 	stopProfile := func() {}
-	if b.Profile != nil && len(drivers) == 1 {
+	first := len(drivers) == 1 && res.Reads == 0 // the first one-driver drain
+	if b.Profile != nil && first {
 		stopProfile = b.Profile()
 	}
 	start, meter := time.Now(), startCPU()
@@ -299,7 +359,7 @@ func (b Bench) stackThroughput(ctx context.Context, res *BenchResult, walletID s
 	if err := errors.Join(err, stop()); err != nil {
 		return 0, 0, 0, err
 	}
-	if len(drivers) == 1 {
+	if first {
 		if res.Reads, res.ReadCPU, err = b.readEach(ctx, ids); err != nil {
 			return 0, 0, 0, fmt.Errorf("reading each result: %w", err)
 		}

@@ -3,6 +3,7 @@ package driver_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +29,7 @@ func BenchmarkHSMThroughput(b *testing.B) {
 		d := deploy(b, db.Postgres, jobs.Config{}, cfgs, "driver-a", "driver-b")
 		driverDB := dbtest.PostgresURL(b)
 		bench := driver.Bench{
-			Raw: cfgs[0], RawSignatures: 3000, StackRequests: 1000, API: d.api,
+			Raw: cfgs[0], RawSignatures: 3500, StackRequests: 1000, Rounds: 3, API: d.api,
 			Drivers: []driver.Config{
 				d.driverConfig(b, driverOpts{name: "driver-a", hsm: cfgs[0], databaseURL: driverDB, concurrency: workers}),
 				d.driverConfig(b, driverOpts{name: "driver-b", hsm: cfgs[1], databaseURL: driverDB, concurrency: workers}),
@@ -47,10 +48,12 @@ func BenchmarkHSMThroughput(b *testing.B) {
 	}
 }
 
-// TestBenchRuns runs the whole benchmark small on SQLite, watching the
-// drains through pages of 7 so that a drain spans several pages, and
-// checks every figure came out: the drains end only when ListSignatures
-// shows every request signed, and reading each one back finds it signed.
+// TestBenchRuns runs the whole benchmark small on SQLite, two rounds,
+// watching the drains through pages of 7 so that a drain spans several
+// pages, and checks every figure came out: a raw segment before the drains
+// and one after each, a ratio per drain against its neighbours; the drains
+// end only when ListSignatures shows every request signed, and reading
+// each one back finds it signed.
 func TestBenchRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs SoftHSM2, a coordinator and two drivers")
@@ -59,7 +62,7 @@ func TestBenchRuns(t *testing.T) {
 	d := deploy(t, db.SQLite, jobs.Config{}, cfgs, "driver-a", "driver-b")
 	shared := t.TempDir() // one driver database, as the wrapped keys must be
 	bench := driver.Bench{
-		Raw: cfgs[0], RawSignatures: 40, StackRequests: 30, API: d.api, PageSize: 7,
+		Raw: cfgs[0], RawSignatures: 50, StackRequests: 30, Rounds: 2, API: d.api, PageSize: 7,
 		Drivers: []driver.Config{
 			d.driverConfig(t, driverOpts{name: "driver-a", hsm: cfgs[0], dataDir: shared, concurrency: 2}),
 			d.driverConfig(t, driverOpts{name: "driver-b", hsm: cfgs[1], dataDir: shared, concurrency: 2}),
@@ -69,14 +72,20 @@ func TestBenchRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Raw <= 0 || res.RawBefore <= 0 || res.RawAfter <= 0 || len(res.Stack) != 2 || res.Stack[0] <= 0 || res.Stack[1] <= 0 || res.Reads <= 0 || res.ReadCPU <= 0 {
+	if res.Raw <= 0 || len(res.RawSegments) != 5 || res.RawSignatures != 50 || len(res.Stack) != 2 || res.Stack[0] <= 0 || res.Stack[1] <= 0 ||
+		res.Reads <= 0 || res.ReadCPU <= 0 {
 		t.Fatalf("figures missing: %+v", res)
+	}
+	for i, ratios := range res.Ratios {
+		if len(ratios) != 2 || slices.Contains(ratios, 0) || res.Ratio(i) < min(ratios[0], ratios[1]) || res.Ratio(i) > max(ratios[0], ratios[1]) {
+			t.Fatalf("ratios with %d drivers: %v, median %v; want two, the median between them", i+1, ratios, res.Ratio(i))
+		}
 	}
 	var out strings.Builder
 	if err := res.WriteTable(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"raw PKCS#11", "half before", "1 driver", "2 drivers", "reading each result"} {
+	for _, want := range []string{"raw PKCS#11", "5 segments", "1 driver", "2 drivers", "2 drains of 30", "reading each result"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("the table has no %q:\n%s", want, out.String())
 		}
