@@ -45,6 +45,10 @@ func (h *held) add(jobs []*store.ClaimedJob, now time.Time) {
 	}
 	for _, cj := range jobs {
 		c := *cj
+		// The request itself (its message, its signed request) went to
+		// the driver and is not needed to check a result: kept, it would
+		// make the memory's size depend on what requesters send.
+		c.Signature = nil
 		h.jobs[cj.ID] = &c
 	}
 }

@@ -92,8 +92,8 @@ func testQueueRemembersItsClaims(t *testing.T, dialect db.Dialect) {
 	}
 	for i, cj := range got {
 		if errs[i] != nil || cj == nil || cj.ID != claimed[i].ID || cj.LeasedBy != "driver-a" ||
-			!bytes.Equal(cj.Digest, digests[cj.SignatureID]) || !bytes.Equal(cj.PublicKey, pub) {
-			t.Fatalf("job %d = %+v, %v; want the claimed job with its digest and key", i, cj, errs[i])
+			!bytes.Equal(cj.Digest, digests[cj.SignatureID]) || !bytes.Equal(cj.PublicKey, pub) || cj.Signature != nil {
+			t.Fatalf("job %d = %+v, %v; want the claimed job with its digest and key, not its request", i, cj, errs[i])
 		}
 	}
 	if n := st.reads.Load(); n != 0 {
