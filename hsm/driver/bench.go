@@ -26,8 +26,9 @@ import (
 //   - the HSM itself: hsm.Sign (C_UnwrapKey + C_Sign + C_DestroyObject, plus
 //     low-S and recovery id in Go) on one token with Raw.Sessions callers at
 //     once: the limit a driver can reach;
-//   - the whole stack: signature requests queued through the wallet API
-//     while no driver runs, then drained by the first 1, 2, ... of Drivers
+//   - the whole stack: signature requests queued through the wallet API,
+//     on a wallet of the drain's own, while no driver runs, then drained
+//     by the first 1, 2, ... of Drivers
 //     (claim, sign, verify and record included), timed from the drivers'
 //     start until the last request is signed, as a client that queued a
 //     batch learns it (waitSigned);
@@ -152,13 +153,18 @@ func (b Bench) Run(ctx context.Context) (*BenchResult, error) {
 	if err := raw(); err != nil {
 		return nil, err
 	}
-	walletID, err := b.hsmWallet(ctx)
+	// Each drain queues its requests on a wallet of its own, so that
+	// watching it (ListSignatures) reads its own requests only, however
+	// many rounds came before.
+	wallets, err := b.hsmWallets(ctx, b.Rounds*len(b.Drivers))
 	if err != nil {
 		return nil, err
 	}
 	drainTime := make([]float64, len(b.Drivers)) // seconds, per driver count, over the rounds
 	for range b.Rounds {
 		for n := 1; n <= len(b.Drivers); n++ {
+			walletID := wallets[0]
+			wallets = wallets[1:]
 			rate, cpu, machine, err := b.stackThroughput(ctx, res, walletID, b.Drivers[:n])
 			if err != nil {
 				return nil, fmt.Errorf("full stack with %d driver(s): %w", n, err)
@@ -296,40 +302,47 @@ func RawSignThroughput(ctx context.Context, cfg hsm.Config, n, workers int) (flo
 	return float64(n) / elapsed.Seconds(), nil
 }
 
-// hsmWallet creates an HSM wallet with the first driver running, waits
-// until it is active and stops the driver.
-func (b Bench) hsmWallet(ctx context.Context) (string, error) {
+// hsmWallets creates n HSM wallets with the first driver running, waits
+// until they are active and stops the driver.
+func (b Bench) hsmWallets(ctx context.Context, n int) ([]string, error) {
 	stop, err := startDrivers(ctx, b.Drivers[:1])
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer func() { _ = stop() }()
-	resp, err := b.API.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{
-		Name: "bench", Backend: walletv1.Backend_BACKEND_HSM,
-	}))
-	if err != nil {
-		return "", fmt.Errorf("create the benchmark wallet: %w", err)
-	}
-	id := resp.Msg.GetWallet().GetId()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := b.API.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+	ids := make([]string, n)
+	for i := range ids {
+		resp, err := b.API.CreateWallet(ctx, connect.NewRequest(&walletv1.CreateWalletRequest{
+			Name: fmt.Sprintf("bench-%d", i+1), Backend: walletv1.Backend_BACKEND_HSM,
+		}))
 		if err != nil {
-			return "", err
+			return nil, fmt.Errorf("create a benchmark wallet: %w", err)
 		}
-		switch w := got.Msg.GetWallet(); w.GetStatus() {
-		case walletv1.WalletStatus_WALLET_STATUS_ACTIVE:
-			return id, stop()
-		case walletv1.WalletStatus_WALLET_STATUS_FAILED:
-			return "", fmt.Errorf("benchmark wallet failed: %s", w.GetFailureReason())
-		}
-		if time.Now().After(deadline) {
-			return "", errors.New("benchmark wallet not active after 30 s: is the driver reaching the coordinator?")
-		}
-		if sleep(ctx, 20*time.Millisecond); ctx.Err() != nil {
-			return "", ctx.Err()
+		ids[i] = resp.Msg.GetWallet().GetId()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range ids {
+		for active := false; !active; {
+			got, err := b.API.GetWallet(ctx, connect.NewRequest(&walletv1.GetWalletRequest{Id: id}))
+			if err != nil {
+				return nil, err
+			}
+			switch w := got.Msg.GetWallet(); w.GetStatus() {
+			case walletv1.WalletStatus_WALLET_STATUS_ACTIVE:
+				active = true
+				continue
+			case walletv1.WalletStatus_WALLET_STATUS_FAILED:
+				return nil, fmt.Errorf("benchmark wallet failed: %s", w.GetFailureReason())
+			}
+			if time.Now().After(deadline) {
+				return nil, errors.New("benchmark wallets not active after 30 s: is the driver reaching the coordinator?")
+			}
+			if sleep(ctx, 20*time.Millisecond); ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 		}
 	}
+	return ids, stop()
 }
 
 // stackThroughput queues StackRequests signature requests, then starts the
