@@ -23,12 +23,7 @@ func TestDriverServiceBatches(t *testing.T) {
 	f := start(t, jobs.Config{Lease: 5 * time.Second, Retry: store.RetryPolicy{Backoff: time.Hour}})
 	ctx := t.Context()
 	c := f.client(t, "driver-x")
-	w := f.hsmWallet(t)
-	key, _ := secp256k1.GeneratePrivateKey()
-	job := claim(t, c, time.Second)
-	if err := f.completeKeygen(t, c, ctx, job, key.PubKey().SerializeCompressed()); err != nil {
-		t.Fatal(err)
-	}
+	w, key := f.activeWallet(t, c)
 	var sigs []*store.Signature
 	for _, msg := range []string{"a", "b", "c", "d"} {
 		sigs = append(sigs, f.signature(t, w.ID, msg))

@@ -62,6 +62,18 @@ func (f *fixture) hsmWallet(t *testing.T) *store.Wallet {
 	return w
 }
 
+// activeWallet makes an HSM wallet active through c: it queues the keygen
+// job, claims it and reports a fresh key, which it returns.
+func (f *fixture) activeWallet(t *testing.T, c driverv1connect.DriverServiceClient) (*store.Wallet, *secp256k1.PrivateKey) {
+	t.Helper()
+	w := f.hsmWallet(t)
+	key, _ := secp256k1.GeneratePrivateKey()
+	if err := f.completeKeygen(t, c, t.Context(), claim(t, c, 10*time.Second), key.PubKey().SerializeCompressed()); err != nil {
+		t.Fatal(err)
+	}
+	return w, key
+}
+
 func (f *fixture) signature(t *testing.T, walletID string, msg string) *store.Signature {
 	t.Helper()
 	d := sha256.Sum256([]byte(msg))

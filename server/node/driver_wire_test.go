@@ -28,12 +28,7 @@ func TestDriverServiceRecoveryHint(t *testing.T) {
 	f := start(t, jobs.Config{Lease: 5 * time.Second, Retry: store.RetryPolicy{Backoff: time.Millisecond}})
 	ctx := t.Context()
 	c := f.client(t, "driver-x")
-	w := f.hsmWallet(t)
-	key, _ := secp256k1.GeneratePrivateKey()
-	pub := key.PubKey().SerializeCompressed()
-	if err := f.completeKeygen(t, c, ctx, claim(t, c, time.Second), pub); err != nil {
-		t.Fatal(err)
-	}
+	w, key := f.activeWallet(t, c)
 	complete := func(job *driverv1.Job, rs []byte, hint *uint32) error {
 		_, err := c.CompleteJob(ctx, connect.NewRequest(&driverv1.CompleteJobRequest{
 			JobId: job.GetId(), LeaseId: job.GetLeaseId(),
@@ -63,7 +58,7 @@ func TestDriverServiceRecoveryHint(t *testing.T) {
 		copy(stored.R[:], got.R)
 		copy(stored.S[:], got.S)
 		stored.V = byte(got.RecoveryID)
-		if got.Status != store.SignatureSigned || uint32(got.RecoveryID) != v || !ecsig.Verify(pub, sg.Digest, stored) {
+		if got.Status != store.SignatureSigned || uint32(got.RecoveryID) != v || !ecsig.Verify(key.PubKey().SerializeCompressed(), sg.Digest, stored) {
 			t.Fatalf("signature %d = %+v, want signed with recovery id %d", i, got, v)
 		}
 	}
@@ -80,11 +75,7 @@ func TestDriverServiceSendsUncompressed(t *testing.T) {
 	rec := &encodingRecorder{next: hc.Transport}
 	hc.Transport = rec
 	c := driverv1connect.NewDriverServiceClient(hc, f.env.NodeURL) // the node port itself, not jobstest's
-	w := f.hsmWallet(t)
-	key, _ := secp256k1.GeneratePrivateKey()
-	if err := f.completeKeygen(t, c, ctx, claim(t, c, 10*time.Second), key.PubKey().SerializeCompressed()); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := f.activeWallet(t, c)
 	if got, _ := f.st.GetWallet(ctx, w.ID); got.Status != store.WalletActive {
 		t.Fatalf("wallet %s, want active", got.Status)
 	}

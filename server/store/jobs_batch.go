@@ -524,7 +524,7 @@ type signInput struct {
 // ids: arrays of equal length) and now, three times. held leaves out the
 // jobs that share a signature with another in the batch: signed could only
 // record one of their results.
-var completeSignsQuery = `WITH input (job_id, lease_id, driver, r, s, v) AS (
+const completeSignsQuery = `WITH input (job_id, lease_id, driver, r, s, v) AS (
 		SELECT * FROM unnest(CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS BYTEA[]), CAST(? AS BYTEA[]), CAST(? AS INTEGER[]))),
 	held AS (
 		SELECT j.seq, j.id, j.signature_id, i.r, i.s, i.v FROM jobs j JOIN input i ON i.job_id = j.id
